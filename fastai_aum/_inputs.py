@@ -1,0 +1,108 @@
+"""Validation and normalisation of `(preds, target)` pairs for the functional API (pure torch)."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["AUROCUndefinedWarning", "Inputs", "prepare", "is_probability_matrix", "warn_undefined"]
+
+_PROB_ATOL = 1e-3  # a row of softmax outputs sums to 1 far more closely than this, even in fp16
+
+
+class AUROCUndefinedWarning(UserWarning):
+    """AUROC (or one of its classes) is undefined: a class is missing or the input is empty."""
+
+
+@dataclass
+class Inputs:
+    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is int64 (N,)."""
+    scores: Tensor
+    labels: Tensor
+    num_classes: int  # 2 for binary
+
+    @property
+    def binary(self) -> bool:
+        return self.num_classes == 2
+
+
+def _as_tensor(x, name: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except Exception as e:  # numpy object arrays, strings, ragged lists
+        raise TypeError(f"`{name}` must be a tensor or array-like of numbers, got {type(x).__name__}") from e
+
+
+def _upcast(preds: Tensor, float_dtype: torch.dtype | None) -> Tensor:
+    if preds.dtype.is_complex or preds.dtype == torch.bool:
+        raise TypeError(f"`preds` must hold real numbers, got dtype {preds.dtype}")
+    if float_dtype is not None:
+        return preds.to(float_dtype)
+    if preds.dtype in (torch.float16, torch.bfloat16):
+        return preds.float()  # sorting and summing in half precision creates false ties and drift
+    if not preds.is_floating_point():
+        return preds.double()
+    return preds
+
+
+def is_probability_matrix(preds: Tensor) -> bool:
+    """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again)."""
+    if preds.ndim != 2 or preds.numel() == 0:
+        return False
+    p = preds.detach()
+    return bool(((p >= 0) & (p <= 1)).all() and ((p.sum(1, dtype=torch.float64) - 1).abs() <= _PROB_ATOL).all())
+
+
+def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: bool = True,
+            allow_empty: bool = False) -> Inputs:
+    """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
+
+    `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
+    (N, 2) here; callers pick the score), (N, K > 2) multiclass. `target` holds N integer labels.
+    With `validate=False` the value checks that need a host-device sync (finiteness, label range) are
+    skipped; shape checks always run.
+    """
+    preds = _upcast(_as_tensor(preds, "preds"), float_dtype)
+    target = _as_tensor(target, "target")
+    if preds.ndim == 2 and preds.shape[1] == 1:
+        preds = preds[:, 0]
+    if preds.ndim not in (1, 2) or (preds.ndim == 2 and preds.shape[1] == 0):
+        raise ValueError(f"`preds` must have shape (N,), (N, 1), (N, 2) or (N, K), got {tuple(preds.shape)}")
+    n = preds.shape[0]
+    if target.ndim == 2 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.ndim != 1:
+        raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
+    if target.shape[0] != n:
+        raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
+    if target.dtype.is_complex:
+        raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
+    if target.device != preds.device:
+        raise ValueError(f"`preds` and `target` must be on the same device, got {preds.device} and {target.device}")
+    num_classes = 2 if preds.ndim == 1 else max(preds.shape[1], 2)
+    if n == 0:
+        if not allow_empty:
+            raise ValueError("`preds` and `target` are empty: AUM needs at least one example")
+        return Inputs(preds, target.long(), num_classes)
+    if validate:
+        bad = (~torch.isfinite(preds)).sum().item()
+        if bad:
+            raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
+        if target.is_floating_point():
+            nonint = (target != target.round()).sum().item()
+            if nonint:
+                raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
+                                 f"e.g. {target[target != target.round()][0].item()}")
+        lo, hi = target.min().item(), target.max().item()
+        if lo < 0 or hi >= num_classes:
+            expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
+            raise ValueError(f"`target` labels must be in {expected}, got values from {lo:g} to {hi:g}")
+    return Inputs(preds, target.long(), num_classes)
+
+
+def warn_undefined(msg: str) -> None:
+    warnings.warn(msg, AUROCUndefinedWarning, stacklevel=3)

@@ -1,0 +1,318 @@
+"""Pure-torch ROC curves, exact AUROC and the differentiable AUM loss (no fastai import).
+
+Everything here sorts once per problem and works batched over rows, on any device. Scores are
+"larger means more positive"; see DESIGN.md for the definitions this module implements.
+"""
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ._inputs import AUROCUndefinedWarning, Inputs, is_probability_matrix, prepare, warn_undefined
+
+__all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
+           "AUROCUndefinedWarning"]
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def binary_score(preds: Tensor) -> Tensor:
+    """The binary score of model outputs: the value itself for (N,) or (N, 1), `z1 - z0` for (N, 2)."""
+    if preds.ndim == 2 and preds.shape[1] == 2:
+        return preds[:, 1] - preds[:, 0]
+    return preds.reshape(preds.shape[0])
+
+
+def _ranking_scores(inp: Inputs) -> Tensor:
+    """Scores to rank by for AUROC: never squashed through a float32 sigmoid or softmax."""
+    s = inp.scores
+    if inp.binary:
+        if s.ndim == 1:
+            return s  # sort in the input's own dtype; sums are float64 later
+        if is_probability_matrix(s):
+            return s[:, 1].double()
+        return s[:, 1].double() - s[:, 0].double()
+    return s.double() if is_probability_matrix(s) else torch.log_softmax(s.double(), dim=1)
+
+
+def _one_hot_rows(labels: Tensor, num_classes: int) -> Tensor:
+    """(K, N) boolean matrix whose row k marks `labels == k`."""
+    return labels[None, :] == torch.arange(num_classes, device=labels.device)[:, None]
+
+
+def _tie_bounds(v: Tensor) -> tuple[Tensor, Tensor]:
+    """For rows sorted along the last dim: the index of the first and of the last element of each
+    element's group of equal values. O(N), no host-device sync."""
+    n = v.shape[-1]
+    idx = torch.arange(n, device=v.device).expand_as(v)
+    first = torch.ones_like(v, dtype=torch.bool)
+    first[..., 1:] = v[..., 1:] != v[..., :-1]
+    last = torch.ones_like(first)
+    last[..., :-1] = first[..., 1:]
+    start = torch.where(first, idx, 0).cummax(-1).values
+    end = torch.where(last, idx, n - 1).flip(-1).cummin(-1).values.flip(-1)
+    return start, end
+
+
+# ----------------------------------------------------------------------------------------- ROC ---
+
+class ROC(NamedTuple):
+    """ROC points, ties grouped, in order of increasing constant `c` added to the scores.
+
+    Point j is what thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
+    """
+    fpr: Tensor
+    tpr: Tensor
+    fnr: Tensor
+    min_constant: Tensor
+    max_constant: Tensor
+
+
+def _binary_roc(score: Tensor, positive: Tensor) -> ROC:
+    v, perm = torch.sort(score, descending=True)
+    pos = positive[perm].double()
+    tp = pos.cumsum(0)
+    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
+    last = torch.ones_like(positive)
+    last[:-1] = v[1:] != v[:-1]
+    tp, fp, thr = tp[last], fp[last], -v[last].double()
+    n_pos, n_neg = tp[-1], fp[-1]
+    if n_pos == 0 or n_neg == 0:
+        warn_undefined(f"roc_curve: only one class present ({int(n_pos)} positives, {int(n_neg)} negatives); "
+                       "the rate with no examples is NaN")
+    zero = tp.new_zeros(1)
+    inf = tp.new_full((1,), math.inf)
+    tp, fp = torch.cat([zero, tp]), torch.cat([zero, fp])
+    return ROC(fpr=fp / n_neg, tpr=tp / n_pos, fnr=(n_pos - tp) / n_pos,
+               min_constant=torch.cat([-inf, thr]), max_constant=torch.cat([thr, inf]))
+
+
+def roc_curve(preds, target) -> ROC | list[ROC]:
+    """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
+
+    `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
+    classes; `target` holds the N labels.
+    """
+    inp = prepare(preds, target)
+    s = _ranking_scores(inp)
+    if inp.binary:
+        return _binary_roc(s, inp.labels == 1)
+    return [_binary_roc(s[:, k], inp.labels == k) for k in range(inp.num_classes)]
+
+
+# --------------------------------------------------------------------------------------- AUROC ---
+
+def _auroc_rows(scores: Tensor, positive: Tensor) -> Tensor:
+    """Exact AUROC of each row of (B, N) scores against (B, N) boolean labels; NaN where a row has one class.
+
+    Mann-Whitney: each negative scores the positives ranked strictly above it, plus half of the
+    positives tied with it.
+    """
+    v, perm = torch.sort(scores, dim=-1, descending=True)
+    pos = positive.gather(-1, perm).double()
+    tp = pos.cumsum(-1)
+    start, end = _tie_bounds(v)
+    tp_before, tp_after = (tp - pos).gather(-1, start), tp.gather(-1, end)
+    n_pos = tp[..., -1]
+    n_neg = v.shape[-1] - n_pos
+    return ((tp_before + tp_after) * (1 - pos)).sum(-1) / (2 * n_pos * n_neg)
+
+
+def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float) -> Tensor:
+    """McClish-corrected partial AUROC up to `max_fpr`, as scikit-learn computes it."""
+    roc = _binary_roc(score, positive)
+    fpr, tpr = roc.fpr, roc.tpr
+    stop = int(torch.searchsorted(fpr, torch.tensor([max_fpr], dtype=fpr.dtype, device=fpr.device), right=True))
+    x0, x1, y0, y1 = fpr[stop - 1], fpr[stop], tpr[stop - 1], tpr[stop]
+    y_max = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0)
+    fpr = torch.cat([fpr[:stop], fpr.new_tensor([max_fpr])])
+    tpr = torch.cat([tpr[:stop], y_max.reshape(1)])
+    partial = torch.trapezoid(tpr, fpr)
+    min_area, max_area = 0.5 * max_fpr ** 2, max_fpr
+    return 0.5 * (1 + (partial - min_area) / (max_area - min_area))
+
+
+def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
+          *, validate: bool = True) -> Tensor:
+    """Exact area under the ROC curve, with scikit-learn's `roc_auc_score` semantics (ties get half credit).
+
+    Binary `preds` are (N,), (N, 1) or (N, 2); multiclass `preds` are (N, K) logits or probabilities,
+    scored one-vs-rest (`multi_class='ovr'`, `average` in 'macro', 'weighted', 'micro' or None for
+    per-class values) or one-vs-one (`'ovo'`, Hand and Till, `average` in 'macro', 'weighted').
+    `max_fpr` gives the McClish-corrected partial AUROC (binary only). Returns a float64 tensor, NaN
+    with an `AUROCUndefinedWarning` where AUROC is undefined. `validate=False` skips the value
+    checks that need a host-device sync.
+    """
+    _check_choice("multi_class", multi_class, ("ovr", "ovo"))
+    _check_choice("average", average, ("macro", "weighted", "micro", None) if multi_class == "ovr"
+                  else ("macro", "weighted"))
+    if max_fpr is not None and not (isinstance(max_fpr, (int, float)) and 0 < max_fpr <= 1):
+        raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
+    inp = prepare(preds, target, validate=validate, allow_empty=True)
+    n = len(inp.labels)
+    if max_fpr is not None and not inp.binary:
+        raise ValueError(f"`max_fpr` (partial AUROC) is defined for binary problems only, got {inp.num_classes} classes")
+    per_class = not inp.binary and multi_class == "ovr" and average is None
+    nan = torch.full((inp.num_classes,) if per_class else (), math.nan, dtype=torch.float64, device=inp.scores.device)
+    if n == 0:
+        warn_undefined("auroc: empty input, AUROC is undefined (NaN)")
+        return nan
+    s = _ranking_scores(inp)
+    if inp.binary:
+        positive = inp.labels == 1
+        n_pos = int(positive.sum())
+        if n_pos in (0, n):
+            warn_undefined(f"auroc: only one class present in `target` ({n_pos} positives of {n}); "
+                           "AUROC is undefined (NaN)")
+            return nan
+        if max_fpr is not None and max_fpr != 1:
+            return _partial_auroc(s, positive, float(max_fpr))
+        return _auroc_rows(s[None], positive[None])[0]
+    if multi_class == "ovo":
+        return _auroc_ovo(s, inp.labels, inp.num_classes, average)
+    onehot = _one_hot_rows(inp.labels, inp.num_classes)
+    if average == "micro":
+        return _auroc_rows(s.T.reshape(1, -1), onehot.reshape(1, -1))[0]
+    values = _auroc_rows(s.T.contiguous(), onehot)
+    support = onehot.sum(1)
+    defined = (support > 0) & (support < n)
+    if not bool(defined.all()):
+        missing = (~defined).nonzero().flatten().tolist()
+        what = "set to NaN" if average is None else f"{average} average over the {int(defined.sum())} others"
+        warn_undefined(f"auroc: class(es) {missing} have no positive or no negative example in `target`; {what}")
+    if average is None:
+        return values
+    if not bool(defined.any()):
+        return nan
+    weights = support.double() if average == "weighted" else torch.ones_like(values)
+    weights = weights * defined
+    return (values.nan_to_num() * weights).sum() / weights.sum()
+
+
+def _auroc_ovo(s: Tensor, labels: Tensor, num_classes: int, average: str) -> Tensor:
+    """Hand and Till's one-vs-one AUROC over the pairs of classes present, as scikit-learn computes it."""
+    present = torch.unique(labels).tolist()
+    if len(present) < num_classes:
+        warn_undefined(f"auroc: only classes {present} of {num_classes} are present in `target`; "
+                       "ovo averages over the pairs of present classes")
+    if len(present) < 2:
+        warn_undefined("auroc: fewer than two classes present, AUROC is undefined (NaN)")
+        return s.new_tensor(math.nan, dtype=torch.float64)
+    scores, weights = [], []
+    for a, b in combinations(present, 2):
+        in_pair = (labels == a) | (labels == b)
+        pair_labels = labels[in_pair]
+        rows = torch.stack([s[in_pair, a], s[in_pair, b]])
+        positive = torch.stack([pair_labels == a, pair_labels == b])
+        scores.append(_auroc_rows(rows, positive).mean())
+        weights.append(in_pair.double().mean())
+    scores, weights = torch.stack(scores), torch.stack(weights)
+    if average == "macro":
+        return scores.mean()
+    return (scores * weights).sum() / weights.sum()
+
+
+# ----------------------------------------------------------------------------------------- AUM ---
+
+def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives: bool):
+    """AUM of each row of (B, N) scores and, if asked, the left and right directional derivatives.
+
+    Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. After the
+    constant passes sorted element k, FP is the negative weight so far and FN the positive weight
+    still ahead; AUM is the sum of the gaps between consecutive thresholds times min(FP, FN). Tied
+    thresholds have zero gap, so the value needs no grouping; the derivatives do.
+    """
+    v, perm = torch.sort(scores, dim=-1, descending=True)
+    pos = positive.gather(-1, perm).double()
+    neg = 1 - pos
+    n_pos = pos.sum(-1, keepdim=True)
+    if normalize == "rate":  # a missing class gets weight 0, so that row's AUM is 0, not NaN
+        pos = pos / n_pos.clamp_min(1)
+        neg = neg / (v.shape[-1] - n_pos).clamp_min(1)
+    fp = neg.cumsum(-1)
+    fn = pos.sum(-1, keepdim=True) - pos.cumsum(-1)
+    vd = v.double()
+    value = ((vd[..., :-1] - vd[..., 1:]) * torch.minimum(fp[..., :-1], fn[..., :-1])).sum(-1)
+    if not need_derivatives:
+        return value, None
+    # Moving one element out of its tie group only changes the interval next to the group: moving it
+    # up (right) opens an interval where it alone has crossed; moving it down (left), one where all
+    # of its group but it has crossed.
+    start, end = _tie_bounds(v)
+    fp_before, fn_before = (fp - neg).gather(-1, start), (fn + pos).gather(-1, start)
+    fp_after, fn_after = fp.gather(-1, end), fn.gather(-1, end)
+    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
+    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
+    sorted_lr = torch.stack([left, right], dim=-1)
+    lr = torch.empty_like(sorted_lr).scatter_(-2, perm.unsqueeze(-1).expand_as(sorted_lr), sorted_lr)
+    return value, lr
+
+
+class _AUMFunction(torch.autograd.Function):
+    """AUM of each row; its gradient is the mean of the left and right directional derivatives,
+    which is non-zero at ties (autograd through argsort would return 0 there and stall)."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
+        value, lr = _aum_rows(scores, positive, normalize, need_derivatives=ctx.needs_input_grad[0])
+        if lr is not None:
+            ctx.save_for_backward(lr.mean(-1).to(scores.dtype))
+        return value.to(scores.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad_output.unsqueeze(-1) * grad, None, None
+
+
+def _softmax_unless_probabilities(scores: Tensor) -> Tensor:
+    return scores if is_probability_matrix(scores) else torch.softmax(scores, dim=1)
+
+
+def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
+    """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
+
+    Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
+    taken through softmax unless they already are probabilities, and scored one-vs-rest: `'micro'`
+    pools all N*K (probability, is-class) pairs into one binary AUM, `'macro'` averages the per-class
+    AUMs over the classes with both positives and negatives. `normalize='rate'` divides FP by the
+    number of negatives and FN by the number of positives; `'count'` does not. A problem with one
+    class gives 0, still attached to the graph.
+    """
+    _check_choice("normalize", normalize, ("rate", "count"))
+    _check_choice("average", average, ("micro", "macro"))
+    inp = prepare(preds, target, validate=validate)
+    if inp.binary:
+        return _AUMFunction.apply(binary_score(inp.scores)[None], (inp.labels == 1)[None], normalize)[0]
+    p = _softmax_unless_probabilities(inp.scores)
+    onehot = _one_hot_rows(inp.labels, inp.num_classes)
+    if average == "micro":
+        return _AUMFunction.apply(p.T.reshape(1, -1), onehot.reshape(1, -1), normalize)[0]
+    values = _AUMFunction.apply(p.T.contiguous(), onehot, normalize)
+    support = onehot.sum(1)
+    defined = (support > 0) & (support < len(inp.labels))
+    return (values * defined).sum() / defined.sum().clamp_min(1)
+
+
+def aum_directional_derivatives(preds, target, normalize: str = "rate", *, validate: bool = True) -> Tensor:
+    """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
+
+    left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
+    They differ only at ties; `aum`'s gradient is their mean.
+    """
+    _check_choice("normalize", normalize, ("rate", "count"))
+    inp = prepare(preds, target, validate=validate)
+    if not inp.binary:
+        raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
+    score = binary_score(inp.scores).detach()
+    _, lr = _aum_rows(score[None], (inp.labels == 1)[None], normalize, need_derivatives=True)
+    return lr[0].to(score.dtype)
