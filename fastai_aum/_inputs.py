@@ -18,7 +18,7 @@ class AUROCUndefinedWarning(UserWarning):
 
 @dataclass
 class Inputs:
-    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is int64 (N,)."""
+    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is (N,) of class indices (any real dtype)."""
     scores: Tensor
     labels: Tensor
     num_classes: int  # 2 for binary
@@ -57,6 +57,15 @@ def is_probability_matrix(preds: Tensor) -> bool:
     return bool(((p >= 0) & (p <= 1)).all() and ((p.sum(1, dtype=torch.float64) - 1).abs() <= _PROB_ATOL).all())
 
 
+def _check_finite(preds: Tensor) -> None:
+    # One cheap reduction first; a sum can overflow to inf, so count exactly before complaining.
+    if torch.isfinite(preds.sum()):
+        return
+    bad = int((~torch.isfinite(preds)).sum())
+    if bad:
+        raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
+
+
 def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: bool = True,
             allow_empty: bool = False) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
@@ -87,11 +96,11 @@ def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: 
     if n == 0:
         if not allow_empty:
             raise ValueError("`preds` and `target` are empty: AUM needs at least one example")
-        return Inputs(preds, target.long(), num_classes)
+        return Inputs(preds, target, num_classes)
     if validate:
-        bad = (~torch.isfinite(preds)).sum().item()
-        if bad:
-            raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
+        _check_finite(preds)
+        if target.dtype == torch.bool:
+            return Inputs(preds, target, num_classes)
         if target.is_floating_point():
             nonint = (target != target.round()).sum().item()
             if nonint:
@@ -101,7 +110,7 @@ def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: 
         if lo < 0 or hi >= num_classes:
             expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
             raise ValueError(f"`target` labels must be in {expected}, got values from {lo:g} to {hi:g}")
-    return Inputs(preds, target.long(), num_classes)
+    return Inputs(preds, target, num_classes)
 
 
 def warn_undefined(msg: str) -> None:

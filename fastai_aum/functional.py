@@ -48,18 +48,37 @@ def _one_hot_rows(labels: Tensor, num_classes: int) -> Tensor:
     return labels[None, :] == torch.arange(num_classes, device=labels.device)[:, None]
 
 
-def _tie_bounds(v: Tensor) -> tuple[Tensor, Tensor]:
-    """For rows sorted along the last dim: the index of the first and of the last element of each
-    element's group of equal values. O(N), no host-device sync."""
-    n = v.shape[-1]
-    idx = torch.arange(n, device=v.device).expand_as(v)
+def _group_start(first: Tensor) -> Tensor:
+    """Given a 1-d mask of the elements that open a group, the index where each element's group starts."""
+    idx = torch.arange(len(first), device=first.device)
+    return torch.where(first, idx, 0).cummax(0).values
+
+
+def _group_end(last: Tensor) -> Tensor:
+    """Given a 1-d mask of the elements that close a group, the index where each element's group ends."""
+    idx = torch.arange(len(last), device=last.device)
+    return torch.where(last, idx, len(last) - 1).flip(0).cummin(0).values.flip(0)
+
+
+class _Ties(NamedTuple):
+    """The elements of sorted (B, N) rows that share their value with a neighbour, in row-major order:
+    `row`, `col`, and the columns where each one's group of equal values starts and ends."""
+    row: Tensor
+    col: Tensor
+    start: Tensor
+    end: Tensor
+
+
+def _find_ties(v: Tensor) -> _Ties:
+    """Ties of rows sorted along the last dim. Untied elements need no group bookkeeping, so only the
+    (usually few) tied ones are compacted; that costs one host-device sync, for their number."""
     first = torch.ones_like(v, dtype=torch.bool)
     first[..., 1:] = v[..., 1:] != v[..., :-1]
     last = torch.ones_like(first)
     last[..., :-1] = first[..., 1:]
-    start = torch.where(first, idx, 0).cummax(-1).values
-    end = torch.where(last, idx, n - 1).flip(-1).cummin(-1).values.flip(-1)
-    return start, end
+    row, col = (~(first & last)).nonzero(as_tuple=True)
+    # Every row opens and closes a group at its ends, so groups found in the flat subset never span rows.
+    return _Ties(row, col, col[_group_start(first[row, col])], col[_group_end(last[row, col])])
 
 
 # ----------------------------------------------------------------------------------------- ROC ---
@@ -113,17 +132,19 @@ def roc_curve(preds, target) -> ROC | list[ROC]:
 def _auroc_rows(scores: Tensor, positive: Tensor) -> Tensor:
     """Exact AUROC of each row of (B, N) scores against (B, N) boolean labels; NaN where a row has one class.
 
-    Mann-Whitney: each negative scores the positives ranked strictly above it, plus half of the
-    positives tied with it.
+    Mann-Whitney: each negative counts the positives ranked above it, plus half of those tied with it.
     """
     v, perm = torch.sort(scores, dim=-1, descending=True)
     pos = positive.gather(-1, perm).double()
     tp = pos.cumsum(-1)
-    start, end = _tie_bounds(v)
-    tp_before, tp_after = (tp - pos).gather(-1, start), tp.gather(-1, end)
+    pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
+    t = _find_ties(v)
+    if len(t.row):
+        tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
+        fix = (1 - pos[t.row, t.col]) * (tp_group - tp[t.row, t.col])
+        pairs = pairs.index_add(0, t.row, fix)
     n_pos = tp[..., -1]
-    n_neg = v.shape[-1] - n_pos
-    return ((tp_before + tp_after) * (1 - pos)).sum(-1) / (2 * n_pos * n_neg)
+    return pairs / (n_pos * (v.shape[-1] - n_pos))
 
 
 def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float) -> Tensor:
@@ -225,35 +246,45 @@ def _auroc_ovo(s: Tensor, labels: Tensor, num_classes: int, average: str) -> Ten
 def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives: bool):
     """AUM of each row of (B, N) scores and, if asked, the left and right directional derivatives.
 
-    Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. After the
-    constant passes sorted element k, FP is the negative weight so far and FN the positive weight
-    still ahead; AUM is the sum of the gaps between consecutive thresholds times min(FP, FN). Tied
-    thresholds have zero gap, so the value needs no grouping; the derivatives do.
+    Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. Once the
+    constant passes sorted element k, FP is the negative weight up to k and FN the positive weight
+    after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
+    the derivatives in sorted order (or None) and the sort permutation.
     """
     v, perm = torch.sort(scores, dim=-1, descending=True)
-    pos = positive.gather(-1, perm).double()
-    neg = 1 - pos
-    n_pos = pos.sum(-1, keepdim=True)
-    if normalize == "rate":  # a missing class gets weight 0, so that row's AUM is 0, not NaN
-        pos = pos / n_pos.clamp_min(1)
-        neg = neg / (v.shape[-1] - n_pos).clamp_min(1)
-    fp = neg.cumsum(-1)
-    fn = pos.sum(-1, keepdim=True) - pos.cumsum(-1)
-    vd = v.double()
-    value = ((vd[..., :-1] - vd[..., 1:]) * torch.minimum(fp[..., :-1], fn[..., :-1])).sum(-1)
+    y = positive.gather(-1, perm)
+    n = v.shape[-1]
+    tp = y.cumsum(-1, dtype=torch.float64)
+    n_pos = tp[..., -1:]
+    w_neg, w_pos = (1 / (n - n_pos).clamp_min(1), 1 / n_pos.clamp_min(1)) if normalize == "rate" else (1.0, 1.0)
+    fp = (torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp) * w_neg
+    fn = (n_pos - tp) * w_pos
+    m = torch.minimum(fp, fn)
+    # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before k; the value,
+    # sum of gaps times min(FP, FN), equals sum_k v_k * grad_k by summation by parts (AUM is piecewise
+    # linear and shift invariant), and stays exact with ties because tied gaps are zero.
+    grad = torch.diff(m, dim=-1, prepend=m.new_zeros(m.shape[:-1] + (1,)))
+    value = (v.double() * grad).sum(-1)
     if not need_derivatives:
-        return value, None
-    # Moving one element out of its tie group only changes the interval next to the group: moving it
-    # up (right) opens an interval where it alone has crossed; moving it down (left), one where all
-    # of its group but it has crossed.
-    start, end = _tie_bounds(v)
-    fp_before, fn_before = (fp - neg).gather(-1, start), (fn + pos).gather(-1, start)
-    fp_after, fn_after = fp.gather(-1, end), fn.gather(-1, end)
-    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
-    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
-    sorted_lr = torch.stack([left, right], dim=-1)
-    lr = torch.empty_like(sorted_lr).scatter_(-2, perm.unsqueeze(-1).expand_as(sorted_lr), sorted_lr)
-    return value, lr
+        return value, None, perm
+    left = right = grad
+    t = _find_ties(v)
+    if len(t.row):
+        # Moving a tied element changes only the interval next to its group: moving it up (right) opens
+        # one where it alone has crossed; moving it down (left), one where all its group but it has.
+        y_t, y_start = y[t.row, t.col].double(), y[t.row, t.start].double()
+        wn, wp = (w_neg[t.row, 0], w_pos[t.row, 0]) if normalize == "rate" else (1.0, 1.0)
+        a, b = (1 - y_t) * wn, y_t * wp
+        fp_before, fn_before = fp[t.row, t.start] - (1 - y_start) * wn, fn[t.row, t.start] + y_start * wp
+        fp_after, fn_after = fp[t.row, t.end], fn[t.row, t.end]
+        left, right = grad, grad.clone()
+        right[t.row, t.col] = torch.minimum(fp_before + a, fn_before - b) - torch.minimum(fp_before, fn_before)
+        left[t.row, t.col] = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - a, fn_after + b)
+    return value, (left, right), perm
+
+
+def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
+    return torch.empty(perm.shape, dtype=dtype, device=perm.device).scatter_(-1, perm, sorted_values.to(dtype))
 
 
 class _AUMFunction(torch.autograd.Function):
@@ -262,9 +293,10 @@ class _AUMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
-        value, lr = _aum_rows(scores, positive, normalize, need_derivatives=ctx.needs_input_grad[0])
+        value, lr, perm = _aum_rows(scores, positive, normalize, need_derivatives=ctx.needs_input_grad[0])
         if lr is not None:
-            ctx.save_for_backward(lr.mean(-1).to(scores.dtype))
+            left, right = lr
+            ctx.save_for_backward(_unsort(left if left is right else (left + right) / 2, perm, scores.dtype))
         return value.to(scores.dtype)
 
     @staticmethod
@@ -314,5 +346,5 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, valid
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
     score = binary_score(inp.scores).detach()
-    _, lr = _aum_rows(score[None], (inp.labels == 1)[None], normalize, need_derivatives=True)
-    return lr[0].to(score.dtype)
+    _, (left, right), perm = _aum_rows(score[None], (inp.labels == 1)[None], normalize, need_derivatives=True)
+    return torch.stack([_unsort(left, perm, score.dtype)[0], _unsort(right, perm, score.dtype)[0]], dim=1)
