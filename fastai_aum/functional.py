@@ -43,9 +43,13 @@ def _ranking_scores(inp: Inputs) -> Tensor:
     return s.double() if is_probability_matrix(s) else torch.log_softmax(s.double(), dim=1)
 
 
-def _one_hot_rows(labels: Tensor, num_classes: int) -> Tensor:
-    """(K, N) boolean matrix whose row k marks `labels == k`."""
-    return labels[None, :] == torch.arange(num_classes, device=labels.device)[:, None]
+def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """(N, K) boolean matrix whose column k marks `labels == k`."""
+    return labels[:, None] == torch.arange(num_classes, device=labels.device)
+
+
+def _positive(labels: Tensor) -> Tensor:
+    return labels if labels.dtype == torch.bool else labels == 1
 
 
 def _group_start(first: Tensor) -> Tensor:
@@ -69,11 +73,14 @@ class _Ties(NamedTuple):
     end: Tensor
 
 
-def _find_ties(v: Tensor) -> _Ties:
-    """Ties of rows sorted along the last dim. Untied elements need no group bookkeeping, so only the
-    (usually few) tied ones are compacted; that costs one host-device sync, for their number."""
+def _find_ties(v: Tensor) -> _Ties | None:
+    """Ties of rows sorted along the last dim, or None. Untied elements need no group bookkeeping, so
+    only the (usually few) tied ones are compacted; that costs a host-device sync."""
+    tied_next = v[..., 1:] == v[..., :-1]
+    if not bool(tied_next.any()):
+        return None
     first = torch.ones_like(v, dtype=torch.bool)
-    first[..., 1:] = v[..., 1:] != v[..., :-1]
+    first[..., 1:] = ~tied_next
     last = torch.ones_like(first)
     last[..., :-1] = first[..., 1:]
     row, col = (~(first & last)).nonzero(as_tuple=True)
@@ -123,7 +130,7 @@ def roc_curve(preds, target) -> ROC | list[ROC]:
     inp = prepare(preds, target)
     s = _ranking_scores(inp)
     if inp.binary:
-        return _binary_roc(s, inp.labels == 1)
+        return _binary_roc(s, _positive(inp.labels))
     return [_binary_roc(s[:, k], inp.labels == k) for k in range(inp.num_classes)]
 
 
@@ -139,7 +146,7 @@ def _auroc_rows(scores: Tensor, positive: Tensor) -> Tensor:
     tp = pos.cumsum(-1)
     pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
     t = _find_ties(v)
-    if len(t.row):
+    if t is not None:
         tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
         fix = (1 - pos[t.row, t.col]) * (tp_group - tp[t.row, t.col])
         pairs = pairs.index_add(0, t.row, fix)
@@ -188,7 +195,7 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
         return nan
     s = _ranking_scores(inp)
     if inp.binary:
-        positive = inp.labels == 1
+        positive = _positive(inp.labels)
         n_pos = int(positive.sum())
         if n_pos in (0, n):
             warn_undefined(f"auroc: only one class present in `target` ({n_pos} positives of {n}); "
@@ -199,11 +206,11 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
         return _auroc_rows(s[None], positive[None])[0]
     if multi_class == "ovo":
         return _auroc_ovo(s, inp.labels, inp.num_classes, average)
-    onehot = _one_hot_rows(inp.labels, inp.num_classes)
+    onehot = _one_hot(inp.labels, inp.num_classes)
     if average == "micro":
-        return _auroc_rows(s.T.reshape(1, -1), onehot.reshape(1, -1))[0]
-    values = _auroc_rows(s.T.contiguous(), onehot)
-    support = onehot.sum(1)
+        return _auroc_rows(s.reshape(1, -1), onehot.reshape(1, -1))[0]
+    values = _auroc_rows(s.T.contiguous(), onehot.T)
+    support = onehot.sum(0)
     defined = (support > 0) & (support < n)
     if not bool(defined.all()):
         missing = (~defined).nonzero().flatten().tolist()
@@ -256,20 +263,24 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     n = v.shape[-1]
     tp = y.cumsum(-1, dtype=torch.float64)
     n_pos = tp[..., -1:]
-    w_neg, w_pos = (1 / (n - n_pos).clamp_min(1), 1 / n_pos.clamp_min(1)) if normalize == "rate" else (1.0, 1.0)
-    fp = (torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp) * w_neg
-    fn = (n_pos - tp) * w_pos
+    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
+    fn = n_pos - tp
+    w_neg = w_pos = 1.0
+    if normalize == "rate":  # a missing class gets weight 1, harmlessly: its count is 0 everywhere
+        w_neg, w_pos = 1 / (n - n_pos).clamp_min(1), 1 / n_pos.clamp_min(1)
+        fp, fn = fp.mul_(w_neg), fn.mul_(w_pos)
     m = torch.minimum(fp, fn)
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before k; the value,
     # sum of gaps times min(FP, FN), equals sum_k v_k * grad_k by summation by parts (AUM is piecewise
     # linear and shift invariant), and stays exact with ties because tied gaps are zero.
-    grad = torch.diff(m, dim=-1, prepend=m.new_zeros(m.shape[:-1] + (1,)))
-    value = (v.double() * grad).sum(-1)
+    grad = m.clone()
+    grad[..., 1:] -= m[..., :-1]
+    value = (v * grad).sum(-1)  # float32 * float64 products are exact
     if not need_derivatives:
         return value, None, perm
     left = right = grad
     t = _find_ties(v)
-    if len(t.row):
+    if t is not None:
         # Moving a tied element changes only the interval next to its group: moving it up (right) opens
         # one where it alone has crossed; moving it down (left), one where all its group but it has.
         y_t, y_start = y[t.row, t.col].double(), y[t.row, t.start].double()
@@ -324,13 +335,14 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     _check_choice("average", average, ("micro", "macro"))
     inp = prepare(preds, target, validate=validate)
     if inp.binary:
-        return _AUMFunction.apply(binary_score(inp.scores)[None], (inp.labels == 1)[None], normalize)[0]
+        return _AUMFunction.apply(binary_score(inp.scores).unsqueeze(0), _positive(inp.labels).unsqueeze(0),
+                                  normalize).squeeze(0)
     p = _softmax_unless_probabilities(inp.scores)
-    onehot = _one_hot_rows(inp.labels, inp.num_classes)
+    onehot = _one_hot(inp.labels, inp.num_classes)
     if average == "micro":
-        return _AUMFunction.apply(p.T.reshape(1, -1), onehot.reshape(1, -1), normalize)[0]
-    values = _AUMFunction.apply(p.T.contiguous(), onehot, normalize)
-    support = onehot.sum(1)
+        return _AUMFunction.apply(p.reshape(1, -1), onehot.reshape(1, -1), normalize).squeeze(0)
+    values = _AUMFunction.apply(p.T.contiguous(), onehot.T, normalize)
+    support = onehot.sum(0)
     defined = (support > 0) & (support < len(inp.labels))
     return (values * defined).sum() / defined.sum().clamp_min(1)
 
@@ -346,5 +358,5 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, valid
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
     score = binary_score(inp.scores).detach()
-    _, (left, right), perm = _aum_rows(score[None], (inp.labels == 1)[None], normalize, need_derivatives=True)
+    _, (left, right), perm = _aum_rows(score[None], _positive(inp.labels)[None], normalize, need_derivatives=True)
     return torch.stack([_unsort(left, perm, score.dtype)[0], _unsort(right, perm, score.dtype)[0]], dim=1)

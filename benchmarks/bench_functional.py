@@ -1,0 +1,139 @@
+"""Speed of fastai_aum's functional core against the sort floor and its peers, measured in one run.
+
+    python benchmarks/bench_functional.py            # CPU, and CUDA rows when a GPU is present
+    python benchmarks/bench_functional.py --quick    # smaller sizes, fewer repetitions
+
+Every row times its contenders round-robin on the same data, in the same process, and reports the
+median of the repetitions. The floor is one `torch.sort` of the same values (with indices).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+from sklearn.metrics import roc_auc_score
+from torchmetrics.functional.classification import binary_auroc
+
+from fastai_aum.baseline import plain_autograd_aum
+from fastai_aum.functional import aum, auroc
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def run(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+    return run
+
+
+def measure(contenders: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each contender, run round-robin so that drift hits them all alike."""
+    run = _timer(device)
+    for fn in contenders.values():  # warm-up
+        fn()
+    times = {name: [] for name in contenders}
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            times[name].append(run(fn))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def binary_data(n: int, device: torch.device, seed: int = 0, pos_frac: float = 0.1):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.rand(n, generator=g) < pos_frac
+    s = torch.randn(n, generator=g) + y.float()  # float32 logits, some signal
+    return s.to(device), y.to(device)
+
+
+def reps_for(n: int, quick: bool) -> int:
+    r = 21 if n <= 1e4 else 11 if n <= 1e5 else 7 if n <= 1e6 else 3
+    return max(3, r // 3) if quick else r
+
+
+def fmt_ms(t: float) -> str:
+    return f"{t * 1e3:.3g}"
+
+
+def auroc_rows(sizes, device, quick):
+    print(f"\n### Binary AUROC ({device.type}), float32 logits, 10% positives; times in ms, median\n")
+    print("| N | sort floor | fastai_aum | x floor | scikit-learn | torchmetrics | sklearn / ours | torchmetrics / ours |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        s, y = binary_data(n, device)
+        s_np, y_np = s.cpu().numpy(), y.cpu().numpy()
+        contenders = {
+            "floor": lambda: torch.sort(s),
+            "ours": lambda: auroc(s, y),
+            "torchmetrics": lambda: binary_auroc(s, y.long()),
+        }
+        if device.type == "cpu":
+            contenders["sklearn"] = lambda: roc_auc_score(y_np, s_np)
+        t = measure(contenders, reps_for(n, quick), device)
+        sk = t.get("sklearn")
+        sk_ms, sk_ratio = (fmt_ms(sk), f"{sk / t['ours']:.1f}") if sk else ("n/a", "n/a")
+        print(f"| {n:.0e} | {fmt_ms(t['floor'])} | {fmt_ms(t['ours'])} | {t['ours'] / t['floor']:.2f} | "
+              f"{sk_ms} | {fmt_ms(t['torchmetrics'])} | {sk_ratio} | {t['torchmetrics'] / t['ours']:.1f} |")
+
+
+def aum_rows(sizes, device, quick):
+    print(f"\n### Binary AUM, forward + backward ({device.type}), rate normalisation; times in ms, median\n")
+    print("| N | sort floor | fastai_aum | x floor | plain autograd | plain / ours |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        s, y = binary_data(n, device)
+        s = s.requires_grad_()
+
+        def ours():
+            aum(s, y).backward()
+
+        def plain():
+            plain_autograd_aum(s, y).backward()
+
+        t = measure({"floor": lambda: torch.sort(s.detach()), "ours": ours, "plain": plain}, reps_for(n, quick), device)
+        print(f"| {n:.0e} | {fmt_ms(t['floor'])} | {fmt_ms(t['ours'])} | {t['ours'] / t['floor']:.2f} | "
+              f"{fmt_ms(t['plain'])} | {t['plain'] / t['ours']:.1f} |")
+
+
+def multiclass_rows(n, k, device, quick):
+    print(f"\n### Multiclass AUM, forward + backward ({device.type}), K = {k}, N = {n:.0e}; times in ms, median\n")
+    print("| average | sort floor (K*N values) | fastai_aum | x floor |")
+    print("|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n, k, generator=g).to(device).requires_grad_()
+    y = torch.randint(0, k, (n,), generator=g).to(device)
+    flat = torch.randn(n * k, generator=g).to(device)
+    for average in ("micro", "macro"):
+        def ours():
+            aum(z, y, average=average).backward()
+        t = measure({"floor": lambda: torch.sort(flat), "ours": ours}, reps_for(n * k, quick), device)
+        print(f"| {average} | {fmt_ms(t['floor'])} | {fmt_ms(t['ours'])} | {t['ours'] / t['floor']:.2f} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    args = parser.parse_args(argv)
+    devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    auroc_sizes = [10**3, 10**4, 10**5, 10**6] + ([] if args.quick else [10**7])
+    aum_sizes = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
+    for device in devices:
+        auroc_rows(auroc_sizes, device, args.quick)
+        aum_rows(aum_sizes, device, args.quick)
+        multiclass_rows(10**4 if args.quick else 10**5, 10, device, args.quick)
+
+
+if __name__ == "__main__":
+    main()
