@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
 __all__ = ["AUROCUndefinedWarning", "Inputs", "prepare", "is_probability_matrix", "warn_undefined"]
-
-_PROB_ATOL = 1e-3  # a row of softmax outputs sums to 1 far more closely than this, even in fp16
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -22,10 +21,16 @@ class Inputs:
     scores: Tensor
     labels: Tensor
     num_classes: int  # 2 for binary
+    source_dtype: torch.dtype  # before upcasting
 
     @property
     def binary(self) -> bool:
         return self.num_classes == 2
+
+    @cached_property
+    def probabilities(self) -> bool:
+        """Whether 2-d scores are a probability matrix (one host-device sync)."""
+        return is_probability_matrix(self.scores, self.source_dtype)
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -37,11 +42,9 @@ def _as_tensor(x, name: str) -> Tensor:
         raise TypeError(f"`{name}` must be a tensor or array-like of numbers, got {type(x).__name__}") from e
 
 
-def _upcast(preds: Tensor, float_dtype: torch.dtype | None) -> Tensor:
+def _upcast(preds: Tensor) -> Tensor:
     if preds.dtype.is_complex or preds.dtype == torch.bool:
         raise TypeError(f"`preds` must hold real numbers, got dtype {preds.dtype}")
-    if float_dtype is not None:
-        return preds.to(float_dtype)
     if preds.dtype in (torch.float16, torch.bfloat16):
         return preds.float()  # sorting and summing in half precision creates false ties and drift
     if not preds.is_floating_point():
@@ -49,12 +52,18 @@ def _upcast(preds: Tensor, float_dtype: torch.dtype | None) -> Tensor:
     return preds
 
 
-def is_probability_matrix(preds: Tensor) -> bool:
-    """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again)."""
+def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None) -> bool:
+    """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again).
+
+    "Sums to 1" allows for the rounding of `source_dtype` (the dtype the model produced, before any
+    upcast): a bf16 softmax row can be 4e-3 off.
+    """
     if preds.ndim != 2 or preds.numel() == 0:
         return False
+    dtype = source_dtype if source_dtype is not None and source_dtype.is_floating_point else preds.dtype
+    tol = max(1e-3, 2 * torch.finfo(dtype).eps)
     p = preds.detach()
-    return bool(((p >= 0) & (p <= 1)).all() and ((p.sum(1, dtype=torch.float64) - 1).abs() <= _PROB_ATOL).all())
+    return bool(((p >= 0) & (p <= 1)).all() and ((p.sum(1, dtype=torch.float64) - 1).abs() <= tol).all())
 
 
 def _check_finite(preds: Tensor) -> None:
@@ -66,8 +75,7 @@ def _check_finite(preds: Tensor) -> None:
         raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
 
 
-def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: bool = True,
-            allow_empty: bool = False) -> Inputs:
+def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
@@ -75,7 +83,9 @@ def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: 
     With `validate=False` the value checks that need a host-device sync (finiteness, label range) are
     skipped; shape checks always run.
     """
-    preds = _upcast(_as_tensor(preds, "preds"), float_dtype)
+    preds = _as_tensor(preds, "preds")
+    source_dtype = preds.dtype
+    preds = _upcast(preds)
     target = _as_tensor(target, "target")
     if preds.ndim == 2 and preds.shape[1] == 1:
         preds = preds[:, 0]
@@ -96,11 +106,11 @@ def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: 
     if n == 0:
         if not allow_empty:
             raise ValueError("`preds` and `target` are empty: AUM needs at least one example")
-        return Inputs(preds, target, num_classes)
+        return Inputs(preds, target, num_classes, source_dtype)
     if validate:
         _check_finite(preds)
         if target.dtype == torch.bool:
-            return Inputs(preds, target, num_classes)
+            return Inputs(preds, target, num_classes, source_dtype)
         if target.is_floating_point():
             nonint = (target != target.round()).sum().item()
             if nonint:
@@ -110,7 +120,7 @@ def prepare(preds, target, *, float_dtype: torch.dtype | None = None, validate: 
         if lo < 0 or hi >= num_classes:
             expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
             raise ValueError(f"`target` labels must be in {expected}, got values from {lo:g} to {hi:g}")
-    return Inputs(preds, target, num_classes)
+    return Inputs(preds, target, num_classes, source_dtype)
 
 
 def warn_undefined(msg: str) -> None:

@@ -6,6 +6,7 @@ Everything here sorts once per problem and works batched over rows, on any devic
 from __future__ import annotations
 
 import math
+import numbers
 from itertools import combinations
 from typing import NamedTuple
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._inputs import AUROCUndefinedWarning, Inputs, is_probability_matrix, prepare, warn_undefined
+from ._inputs import AUROCUndefinedWarning, Inputs, prepare, warn_undefined
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
            "AUROCUndefinedWarning"]
@@ -37,10 +38,10 @@ def _ranking_scores(inp: Inputs) -> Tensor:
     if inp.binary:
         if s.ndim == 1:
             return s  # sort in the input's own dtype; sums are float64 later
-        if is_probability_matrix(s):
+        if inp.probabilities:
             return s[:, 1].double()
         return s[:, 1].double() - s[:, 0].double()
-    return s.double() if is_probability_matrix(s) else torch.log_softmax(s.double(), dim=1)
+    return s.double() if inp.probabilities else torch.log_softmax(s.double(), dim=1)
 
 
 def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
@@ -182,7 +183,7 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
     _check_choice("multi_class", multi_class, ("ovr", "ovo"))
     _check_choice("average", average, ("macro", "weighted", "micro", None) if multi_class == "ovr"
                   else ("macro", "weighted"))
-    if max_fpr is not None and not (isinstance(max_fpr, (int, float)) and 0 < max_fpr <= 1):
+    if max_fpr is not None and not (isinstance(max_fpr, numbers.Real) and 0 < max_fpr <= 1):
         raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
     inp = prepare(preds, target, validate=validate, allow_empty=True)
     n = len(inp.labels)
@@ -228,12 +229,12 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
 def _auroc_ovo(s: Tensor, labels: Tensor, num_classes: int, average: str) -> Tensor:
     """Hand and Till's one-vs-one AUROC over the pairs of classes present, as scikit-learn computes it."""
     present = torch.unique(labels).tolist()
+    if len(present) < 2:
+        warn_undefined(f"auroc: only class(es) {present} present in `target`; AUROC is undefined (NaN)")
+        return s.new_tensor(math.nan, dtype=torch.float64)
     if len(present) < num_classes:
         warn_undefined(f"auroc: only classes {present} of {num_classes} are present in `target`; "
                        "ovo averages over the pairs of present classes")
-    if len(present) < 2:
-        warn_undefined("auroc: fewer than two classes present, AUROC is undefined (NaN)")
-        return s.new_tensor(math.nan, dtype=torch.float64)
     scores, weights = [], []
     for a, b in combinations(present, 2):
         in_pair = (labels == a) | (labels == b)
@@ -317,10 +318,6 @@ class _AUMFunction(torch.autograd.Function):
         return grad_output.unsqueeze(-1) * grad, None, None
 
 
-def _softmax_unless_probabilities(scores: Tensor) -> Tensor:
-    return scores if is_probability_matrix(scores) else torch.softmax(scores, dim=1)
-
-
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
@@ -337,7 +334,7 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     if inp.binary:
         return _AUMFunction.apply(binary_score(inp.scores).unsqueeze(0), _positive(inp.labels).unsqueeze(0),
                                   normalize).squeeze(0)
-    p = _softmax_unless_probabilities(inp.scores)
+    p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
     onehot = _one_hot(inp.labels, inp.num_classes)
     if average == "micro":
         return _AUMFunction.apply(p.reshape(1, -1), onehot.reshape(1, -1), normalize).squeeze(0)

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import label_binarize
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import auroc
+from fastai_aum.functional import auroc, roc_curve
 from oracles import softmax64
 
 TOL = 1e-9
@@ -94,8 +94,11 @@ def test_binary_max_fpr(max_fpr, seed, n):
     s, y = _tied_binary(n, seed, n_levels=6, p_pos=0.4)
     if y.min() == y.max():
         pytest.skip("one class drawn")
-    got = _auroc_quiet(torch.from_numpy(s), torch.from_numpy(y), max_fpr=max_fpr)
-    assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr), abs=TOL)
+    expected = roc_auc_score(y, s, max_fpr=max_fpr)
+    t = torch.from_numpy(s)
+    for preds in (t, t[:, None], torch.stack([-t / 2, t / 2], 1)):  # (N,), (N, 1), (N, 2) logits
+        got = _auroc_quiet(preds, torch.from_numpy(y), max_fpr=max_fpr)
+        assert float(got) == pytest.approx(expected, abs=TOL)
 
 
 @pytest.mark.parametrize("max_fpr", [0.05, 0.25, 0.5])
@@ -186,24 +189,29 @@ def test_large_logits_n2_not_squashed():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_large_multiclass_logits_not_squashed(seed):
+    """Each row has one winning class, ahead by 10 to 30: float32 softmax rounds many winners to 1.0."""
     rng = np.random.default_rng(seed)
     n, k = 1500, 3
     y = rng.integers(0, k, n)
-    z = rng.uniform(0, 20, (n, k))
-    z[np.arange(n), y] += rng.uniform(0, 8, n)  # some signal
+    winner = np.where(rng.random(n) < 0.7, y, rng.integers(0, k, n))
+    gap = np.where(winner == y, rng.uniform(15, 30, n), rng.uniform(10, 25, n))
+    z = rng.uniform(-1, 1, (n, k))
+    z[np.arange(n), winner] += gap
     z = z.astype(np.float32)
     p64 = softmax64(z.astype(np.float64))
-    logp64 = np.log(p64)
+    onehot = label_binarize(y, classes=range(k))
+    naive_p = torch.softmax(torch.from_numpy(z), 1).double().numpy()
     for avg in ("macro", "weighted", "micro"):
         exact = roc_auc_score(y, p64, multi_class="ovr", average=avg)
         # float64 probabilities have no false ties here: ranking by log-probabilities agrees
-        assert exact == pytest.approx(roc_auc_score(label_binarize(y, classes=range(k)), logp64, average=avg),
-                                      abs=TOL)
+        assert exact == pytest.approx(roc_auc_score(onehot, np.log(p64), average=avg), abs=TOL)
+        naive = roc_auc_score(onehot, naive_p, average=avg)
+        assert abs(exact - naive) > 1e-3  # the float32 softmax is wrong, so this test can fail
         got = float(_auroc_quiet(torch.from_numpy(z), torch.from_numpy(y), average=avg))
-        assert got == pytest.approx(exact, abs=TOL)
-    naive = roc_auc_score(y, torch.softmax(torch.from_numpy(z), 1).double().numpy(), multi_class="ovr",
-                          average="micro")
-    assert abs(naive - roc_auc_score(y, p64, multi_class="ovr", average="micro")) > 1e-4
+        assert got == pytest.approx(exact, abs=TOL), avg
+    for avg in ("macro", "weighted"):
+        got = float(_auroc_quiet(torch.from_numpy(z), torch.from_numpy(y), average=avg, multi_class="ovo"))
+        assert got == pytest.approx(roc_auc_score(y, p64, multi_class="ovo", average=avg), abs=TOL), avg
 
 
 # ----------------------------------------------------------------------------- multiclass ---
@@ -225,6 +233,17 @@ def test_multiclass_probabilities_with_ties(k, seed, n):
     for avg in ("macro", "weighted"):
         got = _auroc_quiet(P, Y, average=avg, multi_class="ovo")
         assert float(got) == pytest.approx(roc_auc_score(y, p, multi_class="ovo", average=avg), abs=TOL), avg
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_multiclass_probabilities_with_ties_large_n(k):
+    n = 100_000
+    p = _tied_probabilities(n, k, 9)
+    y = _multiclass_labels(n, k, 9)
+    P, Y = torch.from_numpy(p), torch.from_numpy(y)
+    for avg in ("macro", "weighted", "micro"):
+        got = _auroc_quiet(P, Y, average=avg)
+        assert float(got) == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average=avg), abs=TOL), avg
 
 
 @pytest.mark.parametrize("k", [3, 4, 7])
@@ -271,6 +290,24 @@ def test_probability_matrix_is_not_softmaxed_again(k, seed):
         assert float(_auroc_quiet(P, Y, average=avg, multi_class="ovo")) == pytest.approx(expected, abs=TOL)
 
 
+@pytest.mark.parametrize("k", [3, 5, 10])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_probability_matrix_is_not_softmaxed_again(k, dtype):
+    """Softmax outputs stored in fp16/bf16 (e.g. under autocast) are probabilities: rank them as they are.
+
+    Their rows sum to 1 only within the dtype's rounding (bf16: about 3e-3 for these draws)."""
+    g = torch.Generator().manual_seed(k)
+    y = torch.randint(0, k, (1000,), generator=g)
+    p = torch.softmax(torch.randn(1000, k, generator=g) * 2, 1).to(dtype)
+    p64 = p.double().numpy()
+    onehot = label_binarize(y.numpy(), classes=range(k))
+    for avg in ("macro", "weighted", "micro"):
+        expected = roc_auc_score(onehot, p64, average=avg)  # the input's own values, as they are
+        assert abs(expected - roc_auc_score(onehot, softmax64(p64), average=avg)) > 1e-4  # test can fail
+        got = float(_auroc_quiet(p, y, average=avg))
+        assert got == pytest.approx(expected, abs=TOL), (avg, got, expected)
+
+
 def test_multiclass_missing_class_ovr():
     rng = np.random.default_rng(3)
     k, n = 5, 400
@@ -287,9 +324,10 @@ def test_multiclass_missing_class_ovr():
         with pytest.warns(AUROCUndefinedWarning, match=r"\[2\]"):
             got = auroc(P, Y, average=avg)
         assert float(got) == pytest.approx(expected, abs=TOL), avg
-    # macro over present classes is not the NaN-ignoring mean of all k columns with a 0 or 0.5 filled in
+    # the same, spelled out: the plain mean of the present classes' binary AUROCs
     macro = np.mean([roc_auc_score(onehot[:, c], p[:, c]) for c in present])
-    assert float(auroc(P, Y, average="macro")) == pytest.approx(macro, abs=TOL)
+    with pytest.warns(AUROCUndefinedWarning):
+        assert float(auroc(P, Y, average="macro")) == pytest.approx(macro, abs=TOL)
     with pytest.warns(AUROCUndefinedWarning):
         per_class = auroc(P, Y, average=None).numpy()
     assert per_class.shape == (k,)
@@ -341,3 +379,53 @@ def test_numpy_arrays_and_lists_accepted():
     expected = roc_auc_score(yk, p, multi_class="ovr")
     assert float(_auroc_quiet(p, yk)) == pytest.approx(expected, abs=TOL)
     assert float(_auroc_quiet(p.tolist(), yk.tolist())) == pytest.approx(expected, abs=TOL)
+
+
+# ------------------------------------------------------------------------------ roc_curve ---
+
+def _sklearn_roc(y, s):
+    from sklearn.metrics import roc_curve as sk_roc_curve
+    return sk_roc_curve(y, s, drop_intermediate=False)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n", [5, 50, 2000])
+def test_roc_curve_points_match_sklearn(seed, n):
+    """Ties grouped: one point per distinct score, as sklearn's roc_curve(drop_intermediate=False)."""
+    s, y = _tied_binary(n, seed, n_levels=8, p_pos=0.5)
+    if y.min() == y.max():
+        pytest.skip("one class drawn")
+    fpr, tpr, thr = _sklearn_roc(y, s)
+    for preds in (torch.from_numpy(s), torch.from_numpy(np.stack([np.zeros(n), s], 1))):
+        roc = roc_curve(preds, torch.from_numpy(y))
+        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.fnr.numpy(), 1 - tpr, atol=TOL, rtol=0)
+        # point j holds for constants c in (min_constant[j], max_constant[j]); the thresholds are -score
+        np.testing.assert_allclose(roc.max_constant.numpy()[:-1], -thr[1:], atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.min_constant.numpy()[1:], -thr[1:], atol=TOL, rtol=0)
+        assert roc.min_constant[0] == -math.inf and roc.max_constant[-1] == math.inf
+        # trapezoids under the curve give sklearn's AUROC
+        assert float(torch.trapezoid(roc.tpr, roc.fpr)) == pytest.approx(roc_auc_score(y, s), abs=TOL)
+
+
+def test_roc_curve_multiclass_one_per_class():
+    k, n = 4, 300
+    p = _tied_probabilities(n, k, 2)
+    y = _multiclass_labels(n, k, 2)
+    rocs = roc_curve(torch.from_numpy(p), torch.from_numpy(y))
+    assert isinstance(rocs, list) and len(rocs) == k
+    for c, roc in enumerate(rocs):
+        fpr, tpr, _ = _sklearn_roc((y == c).astype(int), p[:, c])
+        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_validate_false_gives_the_same_numbers(seed):
+    s, y = _tied_binary(400, seed)
+    p = _tied_probabilities(400, 3, seed)
+    yk = _multiclass_labels(400, 3, seed)
+    assert float(auroc(s, y, validate=False)) == pytest.approx(roc_auc_score(y, s), abs=TOL)
+    assert float(auroc(p, yk, validate=False)) == pytest.approx(roc_auc_score(yk, p, multi_class="ovr"), abs=TOL)
+    assert float(auroc(s, y, max_fpr=0.3, validate=False)) == pytest.approx(roc_auc_score(y, s, max_fpr=0.3), abs=TOL)

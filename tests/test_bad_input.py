@@ -1,0 +1,304 @@
+"""DESIGN.md, "What bad input gets": a clear ValueError/TypeError naming the argument, or NaN plus
+one warning where AUROC is undefined; never a crash inside torch, never a silently wrong number."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from fastai_aum import AUROCUndefinedWarning
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
+
+ALL = [auroc, aum, aum_directional_derivatives, roc_curve]
+BINARY_Y = torch.tensor([0, 1, 0, 1])
+
+
+def _ids(fn):
+    return fn.__name__
+
+
+def _undefined_warnings(record):
+    return [w for w in record if issubclass(w.category, AUROCUndefinedWarning)]
+
+
+# ------------------------------------------------------------------------ NaN / inf scores ---
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("bad, count", [([math.nan], 1), ([math.inf], 1), ([-math.inf, math.nan], 2),
+                                        ([math.inf, -math.inf, math.nan], 3)])
+def test_non_finite_scores(fn, bad, count):
+    s = torch.tensor([0.5] * (6 - len(bad)) + bad, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match=rf"`preds` contains {count} non-finite value\(s\).* out of 6"):
+        fn(s, y)
+
+
+@pytest.mark.parametrize("fn", [auroc, aum], ids=_ids)
+def test_non_finite_scores_multiclass_and_n2(fn):
+    z = torch.zeros(5, 3)
+    z[1, 2] = math.nan
+    z[4, 0] = math.inf
+    with pytest.raises(ValueError, match=r"`preds` contains 2 non-finite value\(s\).* out of 15"):
+        fn(z, torch.tensor([0, 1, 2, 0, 1]))
+    with pytest.raises(ValueError, match=r"`preds` contains 1 non-finite value\(s\).* out of 8"):
+        fn(torch.tensor([[0.0, 1.0], [2.0, -math.inf], [0.0, 0.0], [1.0, 1.0]]), BINARY_Y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_non_finite_half_precision(dtype):
+    s = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=dtype)
+    s[2] = math.inf
+    for fn in (auroc, aum):
+        with pytest.raises(ValueError, match=r"`preds` contains 1 non-finite"):
+            fn(s, BINARY_Y)
+
+
+def test_huge_finite_scores_are_not_reported_as_non_finite():
+    """The sum of huge finite scores overflows to inf; that alone is not an error."""
+    s = torch.tensor([1e308, 1e308, -1e308, 1e308], dtype=torch.float64)
+    assert not math.isfinite(float(s.sum()))
+    assert float(auroc(s, BINARY_Y)) == pytest.approx(roc_auc_score(BINARY_Y.numpy(), s.numpy() / 1e300))
+    assert math.isfinite(float(aum(s / 1e300, BINARY_Y)))
+
+
+# ---------------------------------------------------------------------------------- labels ---
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("labels, lo, hi", [([0, 1, 2, 1], 0, 2), ([-1, 1, 0, 1], -1, 1), ([0, 0, 5, 0], 0, 5)])
+def test_binary_labels_outside_0_1(fn, labels, lo, hi):
+    with pytest.raises(ValueError, match=rf"`target` labels must be in \{{0, 1\}}, got values from {lo} to {hi}"):
+        fn(torch.rand(4), torch.tensor(labels))
+    with pytest.raises(ValueError, match=r"`target` labels must be in \{0, 1\}"):
+        fn(torch.rand(4, 2), torch.tensor(labels))
+
+
+@pytest.mark.parametrize("fn", [auroc, aum, roc_curve], ids=_ids)
+def test_multiclass_labels_outside_range(fn):
+    with pytest.raises(ValueError, match=r"`target` labels must be in \[0, 3\) for 3 score columns, got values from 0 to 3"):
+        fn(torch.rand(4, 3), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"`target` labels must be in \[0, 4\).*from -2 to 1"):
+        fn(torch.rand(4, 4), torch.tensor([0, 1, -2, 1]))
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("labels, count, example", [([0.0, 0.5, 1.0, 1.0], 1, "0.5"),
+                                                    ([0.25, 1.0, 0.75, 0.0], 2, "0.25"),
+                                                    ([0.0, math.nan, 1.0, 0.0], 1, "nan")])
+def test_non_integer_labels(fn, labels, count, example):
+    with pytest.raises(ValueError, match=rf"`target` must hold integer class labels, got {count} non-integer "
+                                         rf"value\(s\), e\.g\. {example}"):
+        fn(torch.rand(4), torch.tensor(labels))
+
+
+def test_integer_valued_float_and_bool_labels_are_fine():
+    s = torch.tensor([0.3, 0.1, 0.4, 0.2])
+    expected = roc_auc_score(BINARY_Y.numpy(), s.numpy())
+    for y in (BINARY_Y.float(), BINARY_Y.double(), BINARY_Y.bool(), BINARY_Y.to(torch.uint8), BINARY_Y[:, None]):
+        assert float(auroc(s, y)) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------- shapes, lengths ---
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+def test_mismatched_lengths(fn):
+    with pytest.raises(ValueError, match=r"`preds` and `target` must have the same length, got 5 predictions and 4 labels"):
+        fn(torch.rand(5), BINARY_Y)
+    with pytest.raises(ValueError, match=r"same length, got 3 predictions and 4 labels"):
+        fn(torch.rand(3, 2), BINARY_Y)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("shape", [(4, 2, 2), (4, 1, 1), (), (4, 0)])
+def test_impossible_pred_shapes(fn, shape):
+    with pytest.raises(ValueError, match=rf"`preds` must have shape \(N,\), \(N, 1\), \(N, 2\) or \(N, K\), "
+                                         rf"got {shape_re(shape)}"):
+        fn(torch.rand(shape), BINARY_Y if shape else torch.tensor(1))
+
+
+def shape_re(shape):
+    return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+def test_one_hot_target_rejected(fn):
+    y = torch.tensor([0, 1, 2, 1])
+    one_hot = torch.nn.functional.one_hot(y, 3)
+    with pytest.raises(ValueError, match=r"`target` must have shape \(N,\) or \(N, 1\) with integer class labels, "
+                                         r"got \(4, 3\)"):
+        fn(torch.rand(4, 3) if fn is not aum_directional_derivatives else torch.rand(4), one_hot)
+    with pytest.raises(ValueError, match=r"`target` must have shape .* got \(4, 2\)"):
+        fn(torch.rand(4), torch.nn.functional.one_hot(BINARY_Y, 2))
+    with pytest.raises(ValueError, match=r"`target` must have shape .* got \(4, 1, 1\)"):
+        fn(torch.rand(4), BINARY_Y[:, None, None])
+
+
+def test_directional_derivatives_need_binary_scores():
+    with pytest.raises(ValueError, match=r"`preds` must be binary scores of shape \(N,\), \(N, 1\) or \(N, 2\), got \(4, 3\)"):
+        aum_directional_derivatives(torch.rand(4, 3), torch.tensor([0, 1, 2, 1]))
+
+
+# --------------------------------------------------------------------------------- empty ---
+
+@pytest.mark.parametrize("shape", [(0,), (0, 1), (0, 2), (0, 3)])
+def test_empty_input(shape):
+    preds, target = torch.zeros(shape), torch.zeros(0, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"`preds` and `target` are empty: AUM needs at least one example"):
+        aum(preds, target)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        got = auroc(preds, target)
+    assert got.shape == () and math.isnan(float(got))
+    assert len(record) == 1 and issubclass(record[0].category, AUROCUndefinedWarning)
+    assert "empty" in str(record[0].message)
+
+
+def test_empty_input_from_lists():
+    with pytest.raises(ValueError, match=r"empty"):
+        aum([], [])
+    with pytest.warns(AUROCUndefinedWarning, match=r"empty"):
+        assert math.isnan(float(auroc([], [])))
+    with pytest.warns(AUROCUndefinedWarning, match=r"empty"):
+        per_class = auroc(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), average=None)
+    assert per_class.shape == (3,) and torch.isnan(per_class).all()
+
+
+# ------------------------------------------------------------------------ undefined AUROC ---
+
+@pytest.mark.parametrize("label", [0, 1])
+@pytest.mark.parametrize("shape", [(7,), (7, 1), (7, 2)])
+@pytest.mark.parametrize("max_fpr", [None, 0.5])
+def test_binary_one_class_gives_nan_and_exactly_one_warning(label, shape, max_fpr):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        got = auroc(torch.rand(shape), torch.full((7,), label), max_fpr=max_fpr)
+    assert got.shape == () and math.isnan(float(got))
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert issubclass(record[0].category, AUROCUndefinedWarning)
+    assert "one class" in str(record[0].message)
+
+
+@pytest.mark.parametrize("multi_class, average", [("ovr", "macro"), ("ovr", "weighted"), ("ovo", "macro"),
+                                                  ("ovo", "weighted")])
+def test_multiclass_single_class_gives_nan_and_exactly_one_warning(multi_class, average):
+    """Only one class present in a 3-class target: AUROC is undefined; one clear warning (DESIGN.md)."""
+    p = torch.softmax(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), 1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        got = auroc(p, torch.ones(6, dtype=torch.long), multi_class=multi_class, average=average)
+    assert math.isnan(float(got))
+    assert len(_undefined_warnings(record)) == 1, [str(w.message) for w in record]
+
+
+def test_aum_one_class_training_batch_goes_on():
+    x = torch.randn(5, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning, no error: training goes on
+        loss = aum(x, torch.zeros(5, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(x.grad, torch.zeros(5))
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", None])
+def test_multiclass_missing_classes_warn(average):
+    rng = np.random.default_rng(0)
+    p = torch.from_numpy(rng.dirichlet(np.ones(4), 20))
+    y = torch.from_numpy(rng.choice([0, 2, 3], 20))
+    with pytest.warns(AUROCUndefinedWarning, match=r"\[1\]"):
+        got = auroc(p, y, average=average)
+    assert torch.isfinite(got).sum() == (3 if average is None else 1)
+    with pytest.warns(AUROCUndefinedWarning, match=r"\[0, 2, 3\]"):
+        assert torch.isfinite(auroc(p, y, multi_class="ovo"))
+
+
+# ---------------------------------------------------------------------------- bad options ---
+
+@pytest.mark.parametrize("fn", [aum, aum_directional_derivatives], ids=_ids)
+@pytest.mark.parametrize("value", ["fpr", None, "RATE", 1])
+def test_bad_normalize(fn, value):
+    with pytest.raises(ValueError, match=rf"`normalize` must be one of 'rate', 'count', got {value!r}"):
+        fn(torch.rand(4), BINARY_Y, normalize=value)
+
+
+@pytest.mark.parametrize("value", ["weighted", None, "samples", "MICRO"])
+def test_bad_aum_average(value):
+    with pytest.raises(ValueError, match=rf"`average` must be one of 'micro', 'macro', got {value!r}"):
+        aum(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
+
+
+@pytest.mark.parametrize("value", ["samples", "binary", "MACRO"])
+def test_bad_auroc_average_ovr(value):
+    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', None, got {value!r}"):
+        auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
+
+
+@pytest.mark.parametrize("value", [None, "micro", "samples"])
+def test_bad_auroc_average_ovo(value):
+    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', got {value!r}"):
+        auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), multi_class="ovo", average=value)
+
+
+@pytest.mark.parametrize("value", ["rest", "ovo ", None, "OVR"])
+def test_bad_multi_class(value):
+    with pytest.raises(ValueError, match=rf"`multi_class` must be one of 'ovr', 'ovo', got {value!r}"):
+        auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), multi_class=value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -0.1, 1.0001, 2, math.nan, math.inf, "0.5"])
+def test_max_fpr_out_of_range(value):
+    with pytest.raises(ValueError, match=rf"`max_fpr` must be a number in \(0, 1\], got {value!r}"):
+        auroc(torch.rand(4), BINARY_Y, max_fpr=value)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_max_fpr_with_multiclass(k):
+    with pytest.raises(ValueError, match=rf"`max_fpr` \(partial AUROC\) is defined for binary problems only, "
+                                         rf"got {k} classes"):
+        auroc(torch.rand(6, k), torch.tensor([0, 1, 2, 0, 1, 2]), max_fpr=0.5)
+
+
+@pytest.mark.parametrize("value", [np.float64(0.5), np.float32(0.5), np.float32(0.25)])
+def test_max_fpr_numpy_scalars_accepted(value):
+    """A numpy scalar is a number in (0, 1]; sklearn accepts it. Rejecting it with "must be a number in
+    (0, 1], got np.float32(0.5)" is a self-contradictory error."""
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=50), rng.integers(0, 2, 50)
+    got = auroc(torch.from_numpy(s), torch.from_numpy(y), max_fpr=value)
+    assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=float(value)), abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- wrong types ---
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("preds, what", [("abc", "str"), (["0.1", "0.2", "0.3", "0.4"], "list"), (None, "NoneType"),
+                                         ([[0.1, 0.2], [0.3], [0.4], [0.5]], "list"),
+                                         (np.array(["a", "b", "c", "d"]), "ndarray"),
+                                         (np.array([0.1, 0.2, 0.3, 0.4], dtype=object), "ndarray")])
+def test_preds_not_numbers(fn, preds, what):
+    with pytest.raises(TypeError, match=rf"`preds` must be a tensor or array-like of numbers, got {what}"):
+        fn(preds, BINARY_Y)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("target, what", [("0101", "str"), (["0", "1", "0", "1"], "list"),
+                                          (np.array(["0", "1", "0", "1"]), "ndarray")])
+def test_target_not_numbers(fn, target, what):
+    with pytest.raises(TypeError, match=rf"`target` must be a tensor or array-like of numbers, got {what}"):
+        fn(torch.rand(4), target)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128, torch.bool])
+def test_preds_wrong_dtype(fn, dtype):
+    with pytest.raises(TypeError, match=rf"`preds` must hold real numbers, got dtype {dtype}"):
+        fn(torch.ones(4, dtype=dtype), BINARY_Y)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+def test_target_complex(fn):
+    with pytest.raises(TypeError, match=r"`target` must hold integer class labels, got dtype torch.complex64"):
+        fn(torch.rand(4), BINARY_Y.to(torch.complex64))
