@@ -1,6 +1,7 @@
 """Validation and normalisation of `(preds, target)` pairs for the functional API (pure torch)."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -68,7 +69,7 @@ def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None
 
 def _check_finite(preds: Tensor) -> None:
     # One cheap reduction first; a sum can overflow to inf, so count exactly before complaining.
-    if torch.isfinite(preds.sum()):
+    if math.isfinite(preds.sum().item()):
         return
     bad = int((~torch.isfinite(preds)).sum())
     if bad:

@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._inputs import AUROCUndefinedWarning, Inputs, prepare, warn_undefined
 
@@ -51,6 +50,35 @@ def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
 
 def _positive(labels: Tensor) -> Tensor:
     return labels if labels.dtype == torch.bool else labels == 1
+
+
+def _descending_key(scores: Tensor) -> Tensor:
+    """Integers whose ascending order is the descending order of the float `scores` (ties kept as ties)."""
+    wide = scores.dtype == torch.float64
+    negated = 0.0 - (scores if wide else scores.float())  # also maps -0.0 to +0.0, so that 0.0 and -0.0 tie
+    bits = negated.view(torch.int64 if wide else torch.int32)
+    # IEEE floats order like sign-magnitude integers: flip the magnitude bits of negatives to get two's complement.
+    return bits ^ ((bits >> (63 if wide else 31)) & (2**63 - 1 if wide else 2**31 - 1))
+
+
+def _sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort each row of (B, N) scores in decreasing order: (values, indices).
+
+    torch.sort of floats on CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
+    several times faster. So this sorts integer keys that order like the scores, all rows in one
+    flat sort (row index in the high bits) where the keys fit.
+    """
+    b, n = scores.shape
+    key = _descending_key(scores)
+    if b == 1:
+        perm = torch.sort(key.view(n)).indices.view(1, n)
+    elif key.dtype == torch.int32:
+        rows = torch.arange(b, device=scores.device)[:, None]
+        flat = (rows << 32) | (key.long() + 2**31)
+        perm = torch.sort(flat.view(-1)).indices.view(b, n) - rows * n
+    else:
+        perm = torch.sort(scores, dim=-1, descending=True).indices
+    return scores.gather(-1, perm), perm
 
 
 def _group_start(first: Tensor) -> Tensor:
@@ -104,7 +132,8 @@ class ROC(NamedTuple):
 
 
 def _binary_roc(score: Tensor, positive: Tensor) -> ROC:
-    v, perm = torch.sort(score, descending=True)
+    v, perm = _sort_rows_descending(score.unsqueeze(0))
+    v, perm = v[0], perm[0]
     pos = positive[perm].double()
     tp = pos.cumsum(0)
     fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
@@ -142,7 +171,7 @@ def _auroc_rows(scores: Tensor, positive: Tensor) -> Tensor:
 
     Mann-Whitney: each negative counts the positives ranked above it, plus half of those tied with it.
     """
-    v, perm = torch.sort(scores, dim=-1, descending=True)
+    v, perm = _sort_rows_descending(scores)
     pos = positive.gather(-1, perm).double()
     tp = pos.cumsum(-1)
     pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
@@ -259,7 +288,7 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
     the derivatives in sorted order (or None) and the sort permutation.
     """
-    v, perm = torch.sort(scores, dim=-1, descending=True)
+    v, perm = _sort_rows_descending(scores)
     y = positive.gather(-1, perm)
     n = v.shape[-1]
     tp = y.cumsum(-1, dtype=torch.float64)
@@ -268,7 +297,7 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     fn = n_pos - tp
     w_neg = w_pos = 1.0
     if normalize == "rate":  # a missing class gets weight 1, harmlessly: its count is 0 everywhere
-        w_neg, w_pos = 1 / (n - n_pos).clamp_min(1), 1 / n_pos.clamp_min(1)
+        w_neg, w_pos = torch.stack([fp[..., -1:], n_pos]).clamp_min_(1).reciprocal_()
         fp, fn = fp.mul_(w_neg), fn.mul_(w_pos)
     m = torch.minimum(fp, fn)
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before k; the value,
@@ -312,8 +341,7 @@ class _AUMFunction(torch.autograd.Function):
         return value.to(scores.dtype)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor):
+    def backward(ctx, grad_output: Tensor):  # AUM is piecewise linear: the saved gradient's own derivative is 0
         (grad,) = ctx.saved_tensors
         return grad_output.unsqueeze(-1) * grad, None, None
 
