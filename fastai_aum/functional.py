@@ -28,7 +28,7 @@ def binary_score(preds: Tensor) -> Tensor:
     """The binary score of model outputs: the value itself for (N,) or (N, 1), `z1 - z0` for (N, 2)."""
     if preds.ndim == 2 and preds.shape[1] == 2:
         return preds[:, 1] - preds[:, 0]
-    return preds.reshape(preds.shape[0])
+    return preds if preds.ndim == 1 else preds.reshape(preds.shape[0])
 
 
 def _ranking_scores(inp: Inputs) -> Tensor:
@@ -61,23 +61,37 @@ def _descending_key(scores: Tensor) -> Tensor:
     return bits ^ ((bits >> (63 if wide else 31)) & (2**63 - 1 if wide else 2**31 - 1))
 
 
+# torch's CPU sort radix-sorts a 1-d integer tensor from this length on (at::internal::GRAIN_SIZE) and
+# compares below it; padding a shorter key up to it pays from a few thousand elements (measured).
+_RADIX_FROM, _PAD_FROM = 32768, 4096
+
+
+def _argsort_keys(key: Tensor) -> Tensor:
+    """Stable ascending argsort of a 1-d integer tensor, as fast as torch allows."""
+    n = len(key)
+    if key.device.type == "cpu" and _PAD_FROM <= n < _RADIX_FROM:
+        padding = key.new_full((_RADIX_FROM - n,), torch.iinfo(key.dtype).max)  # sorts after every real key
+        return torch.sort(torch.cat([key, padding]), stable=True).indices[:n]
+    return torch.sort(key, stable=True).indices
+
+
 def _sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
     """Sort each row of (B, N) scores in decreasing order: (values, indices).
 
-    torch.sort of floats on CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
+    torch.sort of floats on the CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
     several times faster. So this sorts integer keys that order like the scores, all rows in one
     flat sort (row index in the high bits) where the keys fit.
     """
     b, n = scores.shape
     key = _descending_key(scores)
     if b == 1:
-        perm = torch.sort(key.view(n)).indices.view(1, n)
+        perm = _argsort_keys(key.view(n)).view(1, n)
     elif key.dtype == torch.int32:
         rows = torch.arange(b, device=scores.device)[:, None]
         flat = (rows << 32) | (key.long() + 2**31)
-        perm = torch.sort(flat.view(-1)).indices.view(b, n) - rows * n
+        perm = _argsort_keys(flat.view(-1)).view(b, n) - rows * n
     else:
-        perm = torch.sort(scores, dim=-1, descending=True).indices
+        perm = torch.sort(scores, dim=-1, descending=True, stable=True).indices
     return scores.gather(-1, perm), perm
 
 
@@ -329,16 +343,20 @@ def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class _AUMFunction(torch.autograd.Function):
-    """AUM of each row; its gradient is the mean of the left and right directional derivatives,
-    which is non-zero at ties (autograd through argsort would return 0 there and stall)."""
+    """AUM of (N,) scores, or of each row of (B, N) scores; its gradient is the mean of the left and right directional derivatives. At
+    ties that does not depend on how the sort ordered them, and it is not zero where autograd
+    through argsort can be (see `fastai_aum.baseline`)."""
 
     @staticmethod
     def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
-        value, lr, perm = _aum_rows(scores, positive, normalize, need_derivatives=ctx.needs_input_grad[0])
+        rows = scores.ndim == 2  # reshaping in here keeps view nodes out of the autograd graph
+        value, lr, perm = _aum_rows(scores if rows else scores[None], positive if rows else positive[None],
+                                    normalize, need_derivatives=ctx.needs_input_grad[0])
         if lr is not None:
             left, right = lr
-            ctx.save_for_backward(_unsort(left if left is right else (left + right) / 2, perm, scores.dtype))
-        return value.to(scores.dtype)
+            grad = _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
+            ctx.save_for_backward(grad if rows else grad[0])
+        return value.to(scores.dtype) if rows else value[0].to(scores.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):  # AUM is piecewise linear: the saved gradient's own derivative is 0
@@ -360,12 +378,11 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     _check_choice("average", average, ("micro", "macro"))
     inp = prepare(preds, target, validate=validate)
     if inp.binary:
-        return _AUMFunction.apply(binary_score(inp.scores).unsqueeze(0), _positive(inp.labels).unsqueeze(0),
-                                  normalize).squeeze(0)
+        return _AUMFunction.apply(binary_score(inp.scores), _positive(inp.labels), normalize)
     p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
     onehot = _one_hot(inp.labels, inp.num_classes)
     if average == "micro":
-        return _AUMFunction.apply(p.reshape(1, -1), onehot.reshape(1, -1), normalize).squeeze(0)
+        return _AUMFunction.apply(p.reshape(-1), onehot.reshape(-1), normalize)
     values = _AUMFunction.apply(p.T.contiguous(), onehot.T, normalize)
     support = onehot.sum(0)
     defined = (support > 0) & (support < len(inp.labels))
