@@ -1,0 +1,34 @@
+"""The functional core gives the same answers on CUDA tensors as on the CPU (skipped without a GPU)."""
+import pytest
+import torch
+
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc
+
+pytestmark = pytest.mark.cuda
+
+
+@pytest.mark.parametrize("shape", [(1000,), (1000, 2), (1000, 5)])
+def test_same_as_cpu(shape):
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randint(-5, 5, shape, generator=g).float()  # heavy ties
+    target = torch.randint(0, 2 if len(shape) == 1 or shape[1] == 2 else shape[1], (shape[0],), generator=g)
+    cpu_x = preds.clone().requires_grad_()
+    gpu_x = preds.cuda().requires_grad_()
+    torch.testing.assert_close(auroc(gpu_x.detach(), target.cuda()).cpu(), auroc(cpu_x.detach(), target))
+    cpu_v, gpu_v = aum(cpu_x, target), aum(gpu_x, target.cuda())
+    torch.testing.assert_close(gpu_v.cpu(), cpu_v)
+    cpu_v.backward()
+    gpu_v.backward()
+    torch.testing.assert_close(gpu_x.grad.cpu(), cpu_x.grad)
+    if len(shape) == 1:
+        torch.testing.assert_close(aum_directional_derivatives(gpu_x.detach(), target.cuda()).cpu(),
+                                   aum_directional_derivatives(cpu_x.detach(), target))
+
+
+def test_half_precision_on_cuda():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4096, generator=g)
+    y = torch.rand(4096, generator=g) < 0.2
+    half = x.half().cuda()
+    torch.testing.assert_close(auroc(half, y.cuda()).cpu(), auroc(half.float().cpu(), y))
+    torch.testing.assert_close(aum(half, y.cuda()).float().cpu(), aum(half.float().cpu(), y), rtol=1e-5, atol=1e-6)
