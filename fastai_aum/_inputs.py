@@ -9,7 +9,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "prepare", "is_probability_matrix", "warn_undefined"]
+__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "prepare", "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -34,9 +34,15 @@ class Inputs:
         return is_probability_matrix(self.scores, self.source_dtype)
 
 
+def check_choice(name: str, value, choices) -> None:
+    """Raise a ValueError naming the argument unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def _as_tensor(x, name: str) -> Tensor:
     if isinstance(x, Tensor):
-        return x
+        return x if type(x) is Tensor else x.as_subclass(Tensor)  # fastai's TensorBase makes every op slower
     try:
         return torch.as_tensor(x)
     except Exception as e:  # numpy object arrays, strings, ragged lists

@@ -13,15 +13,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._inputs import AUROCUndefinedWarning, Inputs, prepare, warn_undefined
+from ._inputs import AUROCUndefinedWarning, Inputs, check_choice, prepare, warn_undefined
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
-           "AUROCUndefinedWarning"]
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+           "check_auroc_options", "AUROCUndefinedWarning"]
 
 
 def binary_score(preds: Tensor) -> Tensor:
@@ -212,6 +207,15 @@ def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float) -> Tensor:
     return 0.5 * (1 + (partial - min_area) / (max_area - min_area))
 
 
+def check_auroc_options(average, multi_class, max_fpr) -> None:
+    """Raise a ValueError unless `auroc` accepts these options."""
+    check_choice("multi_class", multi_class, ("ovr", "ovo"))
+    check_choice("average", average, ("macro", "weighted", "micro", None) if multi_class == "ovr"
+                 else ("macro", "weighted"))
+    if max_fpr is not None and not (isinstance(max_fpr, numbers.Real) and 0 < max_fpr <= 1):
+        raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
+
+
 def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
           *, validate: bool = True) -> Tensor:
     """Exact area under the ROC curve, with scikit-learn's `roc_auc_score` semantics (ties get half credit).
@@ -223,11 +227,7 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
     with an `AUROCUndefinedWarning` where AUROC is undefined. `validate=False` skips the value
     checks that need a host-device sync.
     """
-    _check_choice("multi_class", multi_class, ("ovr", "ovo"))
-    _check_choice("average", average, ("macro", "weighted", "micro", None) if multi_class == "ovr"
-                  else ("macro", "weighted"))
-    if max_fpr is not None and not (isinstance(max_fpr, numbers.Real) and 0 < max_fpr <= 1):
-        raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
+    check_auroc_options(average, multi_class, max_fpr)
     inp = prepare(preds, target, validate=validate, allow_empty=True)
     n = len(inp.labels)
     if max_fpr is not None and not inp.binary:
@@ -374,8 +374,8 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     number of negatives and FN by the number of positives; `'count'` does not. A problem with one
     class gives 0, still attached to the graph.
     """
-    _check_choice("normalize", normalize, ("rate", "count"))
-    _check_choice("average", average, ("micro", "macro"))
+    check_choice("normalize", normalize, ("rate", "count"))
+    check_choice("average", average, ("micro", "macro"))
     inp = prepare(preds, target, validate=validate)
     if inp.binary:
         return _AUMFunction.apply(binary_score(inp.scores), _positive(inp.labels), normalize)
@@ -395,7 +395,7 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, valid
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
     They differ only at ties; `aum`'s gradient is their mean.
     """
-    _check_choice("normalize", normalize, ("rate", "count"))
+    check_choice("normalize", normalize, ("rate", "count"))
     inp = prepare(preds, target, validate=validate)
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")

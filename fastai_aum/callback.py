@@ -1,0 +1,198 @@
+"""Full-dataset AUROC in fastai: the `AUROC` metric (for `metrics=`) and `AUROCCallback` (for `cbs=`)."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import pandas as pd
+import torch
+from fastai.callback.core import Callback
+from fastai.learner import Metric, Recorder
+from fastai.torch_core import to_detach
+from torch import Tensor
+
+from ._inputs import AUROCUndefinedWarning
+from .functional import ROC, auroc, check_auroc_options, roc_curve
+
+__all__ = ["AUROC", "AUROCCallback", "plot_roc"]
+
+
+class AUROC(Metric):
+    """Exact AUROC over a whole validation pass, as `sklearn.metrics.roc_auc_score` computes it.
+
+    It keeps each batch's raw outputs, detached and on their own device (no host-device sync per
+    batch, no float32 sigmoid), gathers them across processes with fastai's `to_detach`, and
+    computes `fastai_aum.functional.auroc` once at the end. The last pass's outputs stay, for `roc`
+    and `plot`. An undefined AUROC (a class missing) is NaN, with one warning per message; a pass
+    of one example (`learn.predict`) is NaN without one.
+    """
+
+    def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
+                 name: str = "auroc"):
+        check_auroc_options(average, multi_class, max_fpr)
+        self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
+        self._warned: set[str] = set()
+        self.preds = self.targs = None  # the last pass, concatenated
+        self.clear()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def reset(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the batches kept so far."""
+        self._preds, self._targs, self._value = [], [], None
+
+    def __getstate__(self) -> dict:  # `learn.export()` pickles metrics: leave the predictions out
+        return {**self.__dict__, "_preds": [], "_targs": [], "preds": None, "targs": None, "_value": None}
+
+    def accumulate(self, learn) -> None:
+        self.add(learn.pred, learn.y, learn)
+
+    def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
+        """Keep one batch of raw model outputs and targets."""
+        detach = learn.to_detach if learn is not None else to_detach
+        pred, targ = detach(pred, cpu=False), detach(targ, cpu=False)
+        self._preds.append(pred.as_subclass(Tensor))
+        self._targs.append(targ.as_subclass(Tensor))
+        self._value = None
+
+    @property
+    def value(self) -> float | None:
+        if self._value is None and self._preds:
+            self.preds, self.targs = torch.cat(self._preds), torch.cat(self._targs)
+            self._preds, self._targs = [self.preds], [self.targs]
+            self._value = self._compute(self.preds, self.targs)
+        return self._value
+
+    def _compute(self, preds: Tensor, targs: Tensor) -> float:
+        if len(targs) < 2:  # e.g. `learn.predict`'s single item: nothing to rank, nothing to warn about
+            return math.nan
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AUROCUndefinedWarning)
+            value = auroc(preds, targs.reshape(-1), self.average, self.multi_class, self.max_fpr)
+        for w in caught:
+            if str(w.message) not in self._warned:
+                self._warned.add(str(w.message))
+                warnings.warn(f"{self.name}: {w.message}", AUROCUndefinedWarning, stacklevel=2)
+        return value.item() if value.ndim == 0 else value.tolist()
+
+    @property
+    def roc(self) -> ROC | list[ROC] | None:
+        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class) otherwise."""
+        if self.preds is None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AUROCUndefinedWarning)
+            return roc_curve(self.preds, self.targs.reshape(-1))
+
+    def plot(self, ax=None, labels=None, title: str | None = None):
+        """Draw the last pass's ROC curve(s) with matplotlib and return the axes."""
+        if self.preds is None:
+            raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
+        return plot_roc(self.roc, ax=ax, labels=labels, title=title or self.name)
+
+
+class _TrainAUROC(AUROC):
+    """AUROC over the training batches of an epoch, fed by `AUROCCallback`; the Recorder's resets
+    and accumulations, which happen during validation, must not touch it."""
+
+    def reset(self) -> None:
+        pass
+
+    def accumulate(self, learn) -> None:
+        pass
+
+
+def plot_roc(roc: ROC | list[ROC], ax=None, labels=None, title: str | None = None):
+    """Plot one ROC curve, or one per class, with the chance diagonal; returns the axes."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    curves = [roc] if isinstance(roc, ROC) else list(roc)
+    names = [None] if isinstance(roc, ROC) else (list(labels) if labels is not None else [str(k) for k in range(len(curves))])
+    for curve, name in zip(curves, names):
+        fpr, tpr = curve.fpr.cpu().numpy(), curve.tpr.cpu().numpy()
+        area = float(torch.trapezoid(curve.tpr, curve.fpr)) if not math.isnan(fpr[-1] + tpr[-1]) else math.nan
+        ax.plot(fpr, tpr, drawstyle="default", label=f"{name + ': ' if name else ''}AUROC {area:.3f}")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+class AUROCCallback(Callback):
+    """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
+    `name` (and, with `train=True`, `train_<name>` over the epoch's training batches), keeps the ROC
+    curve of the last validation pass (`plot()`) and a per-epoch `history` DataFrame.
+
+    `SaveModelCallback(monitor='auroc')` and `EarlyStoppingCallback(monitor='auroc')` work with it
+    (higher is better). It also measures in `learn.validate()` and `learn.get_preds()`.
+    """
+    order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
+
+    def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
+                 name: str = "auroc", train: bool = False):
+        self.metric = AUROC(average, multi_class, max_fpr, name)
+        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}") if train else None
+        self._history: list[dict] = []
+        self._training = self._new_fit = False
+
+    def _attach(self) -> None:
+        for metric in (self.metric, self.train_metric):
+            if metric is not None and not any(m is metric for m in self.learn.metrics):
+                self.learn.metrics.append(metric)
+
+    # fastai runs `validate` and `get_preds` as a fit of one epoch with no training, so a training
+    # run is recognised by its `before_train`.
+    def before_fit(self) -> None:
+        self._attach()
+        self._training, self._new_fit = False, True
+
+    def before_validate(self) -> None:
+        self._attach()
+
+    def before_train(self) -> None:
+        if self._new_fit:
+            self._history, self._new_fit = [], False
+        self._training = True
+        if self.train_metric is not None:
+            self.train_metric.clear()
+
+    def after_batch(self) -> None:
+        if self.training and self.train_metric is not None and len(self.yb):
+            self.train_metric.add(self.pred, self.y, self.learn)
+
+    def after_epoch(self) -> None:
+        if not self._training:
+            return
+        row = {"epoch": self.epoch, self.metric.name: self.metric.value}
+        if self.train_metric is not None:
+            row[self.train_metric.name] = self.train_metric.value
+        self._history.append(row)
+
+    @property
+    def value(self):
+        """AUROC of the last validation pass."""
+        return self.metric.value
+
+    @property
+    def roc(self) -> ROC | list[ROC] | None:
+        """ROC curve(s) of the last validation pass."""
+        return self.metric.roc
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch of the last training run: the epoch and its AUROC (and training AUROC).
+        `validate()` and `get_preds()` leave it alone."""
+        columns = ["epoch", self.metric.name] + ([self.train_metric.name] if self.train_metric is not None else [])
+        return pd.DataFrame(self._history, columns=columns)
+
+    def plot(self, ax=None, title: str | None = None):
+        """Draw the last validation pass's ROC curve(s), one per class for multiclass; returns the axes."""
+        vocab = getattr(getattr(self, "dls", None), "vocab", None)
+        labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
+        return self.metric.plot(ax=ax, labels=labels, title=title)

@@ -1,0 +1,89 @@
+"""`aum_learner`: the right fastai Learner for tabular, text or vision DataLoaders, with AUM and AUROC."""
+from __future__ import annotations
+
+import torch
+from fastai.data.transforms import get_c
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastcore.meta import delegates
+
+from .callback import AUROCCallback
+from .losses import AUMLossFlat
+
+__all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
+
+LOSSES = ("aum", "ce", "weighted_ce")
+
+
+def data_kind(dls) -> str:
+    """'tabular', 'text' or 'vision': which fastai application `dls` belongs to."""
+    from fastai.tabular.core import TabDataLoader
+    from fastai.text.data import TensorText
+    from fastai.torch_core import TensorImage
+    if isinstance(getattr(dls, "train", None), TabDataLoader):
+        return "tabular"
+    try:
+        x = dls.one_batch()[0]
+    except Exception as e:
+        raise TypeError(f"`dls` must be fastai DataLoaders for tabular, text or vision data, got {type(dls).__name__}") from e
+    if isinstance(x, TensorImage):
+        return "vision"
+    if isinstance(x, TensorText):
+        return "text"
+    raise TypeError(f"`dls` must be fastai DataLoaders for tabular, text or vision data; "
+                    f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
+
+
+def _train_labels(dls) -> torch.Tensor:
+    """The class index of every training example, without loading the inputs."""
+    ds = dls.train_ds
+    if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
+        return torch.as_tensor(ds.ys.to_numpy().reshape(-1).astype("int64"))
+    return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long()
+
+
+def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
+    """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
+    inverse to the class frequencies of the training set), or a loss object, returned as it is."""
+    if not isinstance(loss, str):
+        return loss
+    if loss == "aum":
+        return AUMLossFlat(normalize=normalize, average=average)
+    if loss == "ce":
+        return CrossEntropyLossFlat()
+    if loss == "weighted_ce":
+        counts = torch.bincount(_train_labels(dls), minlength=get_c(dls)).float()
+        return CrossEntropyLossFlat(weight=counts.sum() / (len(counts) * counts.clamp_min(1)))
+    raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
+
+
+@delegates(Learner, but=["loss_func"])
+def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
+                auroc_kwargs: dict | None = None, **kwargs) -> Learner:
+    """A fastai Learner for `dls` (tabular, text or vision, binary or multiclass) trained with `loss`
+    and measured by `AUROCCallback`.
+
+    `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
+    tabular models take `layers=` and the like. A binary problem trained with AUM gets one output
+    (the logit of the second class); everything else gets one output per class. `loss` is 'aum',
+    'ce', 'weighted_ce' or a loss object; `normalize` and `average` configure AUM. All other keyword
+    arguments go to `tabular_learner`, `text_classifier_learner` or `vision_learner` (`pretrained`,
+    `metrics`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
+    """
+    kind = data_kind(dls)
+    n_classes = get_c(dls)
+    loss_func = make_loss(loss, dls, normalize, average)
+    n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
+    cbs = list(cbs) if cbs is not None else []
+    if not any(isinstance(cb, AUROCCallback) for cb in cbs):
+        cbs.append(AUROCCallback(**(auroc_kwargs or {})))
+    if kind == "tabular":
+        from fastai.tabular.learner import tabular_learner
+        return tabular_learner(dls, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
+    if kind == "vision":
+        from fastai.vision.learner import vision_learner
+        from torchvision.models import resnet18
+        return vision_learner(dls, arch or resnet18, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
+    from fastai.text.learner import text_classifier_learner
+    from fastai.text.models.awdlstm import AWD_LSTM
+    return text_classifier_learner(dls, arch or AWD_LSTM, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)

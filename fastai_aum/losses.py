@@ -1,0 +1,100 @@
+"""`AUMLossFlat`: the AUM loss in fastai's loss conventions."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._inputs import check_choice, is_probability_matrix
+from .functional import aum
+
+__all__ = ["AUMLoss", "AUMLossFlat"]
+
+
+class AUMLoss(nn.Module):
+    """AUM of a batch as an `nn.Module` (see `fastai_aum.functional.aum`).
+
+    AUM belongs to the ranking of a whole batch, not to single examples: `reduction='none'` (which
+    `get_preds(with_loss=True)` asks for) gives every example an equal share, so sums stay right.
+    """
+
+    def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean"):
+        super().__init__()
+        check_choice("normalize", normalize, ("rate", "count"))
+        check_choice("average", average, ("micro", "macro"))
+        check_choice("reduction", reduction, ("mean", "sum", "none"))
+        self.normalize, self.average, self.reduction = normalize, average, reduction
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        value = aum(preds, target, normalize=self.normalize, average=self.average)
+        return value.expand(len(target)) / len(target) if self.reduction == "none" else value
+
+
+class AUMLossFlat:
+    """The AUM loss for fastai Learners, with fastai's `activation` and `decodes`, so `get_preds`,
+    `predict`, `export` and `load_learner` work.
+
+    Binary models may have one output (the logit of the second class of the vocabulary) or two
+    (scored as `z1 - z0`); more outputs are multiclass, with `average` 'micro' or 'macro'.
+    `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
+    if it is a large share, use larger or stratified batches.
+    """
+    y_int = True
+
+    def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh: float = 0.5,
+                 reduction: str = "mean"):
+        self.func = AUMLoss(normalize, average, reduction)
+        self.axis, self.thresh = axis, thresh
+        self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
+
+    def __repr__(self) -> str:
+        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r})"
+
+    @property
+    def reduction(self) -> str:
+        return self.func.reduction
+
+    @reduction.setter
+    def reduction(self, value: str) -> None:
+        self.func.reduction = value
+
+    @property
+    def one_class_batches(self) -> int:
+        """Training batches so far whose AUM was 0 for want of a class: binary batches without a
+        positive or a negative, macro batches without a class that has both."""
+        return int(self._one_class)
+
+    def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
+        preds, target = preds.as_subclass(Tensor), target.as_subclass(Tensor).reshape(-1)
+        if preds.ndim > 1:  # the class axis last, everything else flattened into the batch
+            preds = preds.transpose(self.axis, -1).reshape(-1, preds.shape[self.axis])
+        value = self.func(preds, target, **kwargs)
+        if preds.requires_grad:
+            self._count_degenerate(preds, target)
+        return value
+
+    def _count_degenerate(self, preds: Tensor, target: Tensor) -> None:
+        k = preds.shape[1] if preds.ndim == 2 and preds.shape[1] > 2 else 2
+        if k > 2 and self.func.average == "micro":
+            return  # pooled over classes, a micro AUM always has positives and negatives
+        support = (target[:, None] == torch.arange(k, device=target.device)).sum(0)
+        self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
+
+    def activation(self, x: Tensor) -> Tensor:
+        """Probabilities: sigmoid of one output, softmax of several (unless they already are probabilities)."""
+        if x.ndim == 1 or x.shape[self.axis] == 1:
+            return torch.sigmoid(x)
+        if is_probability_matrix(x.transpose(self.axis, -1).reshape(-1, x.shape[self.axis])):
+            return x
+        return F.softmax(x, dim=self.axis)
+
+    def decodes(self, x: Tensor) -> Tensor:
+        """Class indices from `activation`'s output."""
+        if x.ndim == 1:
+            return (x > self.thresh).long()
+        if x.shape[self.axis] == 1:
+            return (x > self.thresh).long().squeeze(self.axis)
+        return x.argmax(dim=self.axis)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
