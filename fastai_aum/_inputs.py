@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -55,6 +56,9 @@ def _upcast(preds: Tensor) -> Tensor:
     if preds.dtype in (torch.float16, torch.bfloat16):
         return preds.float()  # sorting and summing in half precision creates false ties and drift
     if not preds.is_floating_point():
+        if preds.dtype == torch.int64 and preds.numel() and bool((preds.abs() > 2**53).any()):
+            raise ValueError("`preds` holds integers beyond 2**53, which float64 cannot represent exactly; "
+                             "rescale them to floats first")
         return preds.double()
     return preds
 
@@ -75,7 +79,7 @@ def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None
 
 def _check_finite(preds: Tensor) -> None:
     # One cheap reduction first; a sum can overflow to inf, so count exactly before complaining.
-    if math.isfinite(preds.sum().item()):
+    if math.isfinite(preds.detach().sum().item()):
         return
     bad = int((~torch.isfinite(preds)).sum())
     if bad:
@@ -109,20 +113,22 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
     if target.device != preds.device:
         raise ValueError(f"`preds` and `target` must be on the same device, got {preds.device} and {target.device}")
-    num_classes = 2 if preds.ndim == 1 else max(preds.shape[1], 2)
+    num_classes = 2 if preds.ndim == 1 else preds.shape[1]
     if n == 0:
         if not allow_empty:
-            raise ValueError("`preds` and `target` are empty: AUM needs at least one example")
-        return Inputs(preds, target, num_classes, source_dtype)
+            raise ValueError("`preds` and `target` are empty: there is nothing to rank")
+        return Inputs(preds, target.long(), num_classes, source_dtype)
     if validate:
         _check_finite(preds)
-        if target.dtype == torch.bool:
-            return Inputs(preds, target, num_classes, source_dtype)
-        if target.is_floating_point():
-            nonint = (target != target.round()).sum().item()
-            if nonint:
-                raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
-                                 f"e.g. {target[target != target.round()][0].item()}")
+    if target.dtype == torch.bool:
+        return Inputs(preds, target, num_classes, source_dtype)
+    if validate and target.is_floating_point():
+        nonint = int((target != target.round()).sum())
+        if nonint:
+            raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
+                             f"e.g. {target[target != target.round()][0].item()}")
+    target = target.long()  # float and unsigned labels too: they index class columns
+    if validate:
         lo, hi = target.min().item(), target.max().item()
         if lo < 0 or hi >= num_classes:
             expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
@@ -131,4 +137,8 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
 
 
 def warn_undefined(msg: str) -> None:
-    warnings.warn(msg, AUROCUndefinedWarning, stacklevel=3)
+    """Warn with an `AUROCUndefinedWarning` attributed to the first caller outside this package."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastai_aum."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(msg, AUROCUndefinedWarning, stacklevel=level)

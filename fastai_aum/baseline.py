@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._inputs import check_choice
+
 __all__ = ["plain_autograd_aum"]
 
 
@@ -16,6 +18,7 @@ def plain_autograd_aum(scores: Tensor, target: Tensor, normalize: str = "rate", 
     training never starts. `fastai_aum.functional.aum` uses the mean of the directional derivatives
     instead, which does not depend on any order.
     """
+    check_choice("normalize", normalize, ("rate", "count"))
     order = torch.argsort(scores, descending=True, stable=stable)
     s, y = scores[order], target[order].to(scores.dtype)
     fp, fn = torch.cumsum(1 - y, 0), y.sum() - torch.cumsum(y, 0)

@@ -35,7 +35,14 @@ def _ranking_scores(inp: Inputs) -> Tensor:
         if inp.probabilities:
             return s[:, 1].double()
         return s[:, 1].double() - s[:, 0].double()
-    return s.double() if inp.probabilities else torch.log_softmax(s.double(), dim=1)
+    return s.double() if inp.probabilities else _log_softmax(s.double())
+
+
+def _log_softmax(z: Tensor) -> Tensor:
+    """Row-wise log_softmax whose normaliser is summed in sorted order: rows that permute the same
+    logits then give exactly equal values to equal logits, so mathematical ties stay ties."""
+    shifted = z - z.max(1, keepdim=True).values
+    return shifted - shifted.sort(1).values.exp().sum(1, keepdim=True).log()
 
 
 def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
@@ -74,8 +81,8 @@ def _sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
     """Sort each row of (B, N) scores in decreasing order: (values, indices).
 
     torch.sort of floats on the CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
-    several times faster. So this sorts integer keys that order like the scores, all rows in one
-    flat sort (row index in the high bits) where the keys fit.
+    several times faster. So this sorts integer keys that order like the scores: all rows in one
+    flat sort (row index in the high bits) where the 32-bit keys of float32 scores leave room.
     """
     b, n = scores.shape
     key = _descending_key(scores)
@@ -85,8 +92,8 @@ def _sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
         rows = torch.arange(b, device=scores.device)[:, None]
         flat = (rows << 32) | (key.long() + 2**31)
         perm = _argsort_keys(flat.view(-1)).view(b, n) - rows * n
-    else:
-        perm = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    else:  # 64-bit keys leave no room for the row: sort the rows one by one, still by integer key
+        perm = torch.stack([_argsort_keys(row) for row in key])
     return scores.gather(-1, perm), perm
 
 
@@ -150,9 +157,6 @@ def _binary_roc(score: Tensor, positive: Tensor) -> ROC:
     last[:-1] = v[1:] != v[:-1]
     tp, fp, thr = tp[last], fp[last], -v[last].double()
     n_pos, n_neg = tp[-1], fp[-1]
-    if n_pos == 0 or n_neg == 0:
-        warn_undefined(f"roc_curve: only one class present ({int(n_pos)} positives, {int(n_neg)} negatives); "
-                       "the rate with no examples is NaN")
     zero = tp.new_zeros(1)
     inf = tp.new_full((1,), math.inf)
     tp, fp = torch.cat([zero, tp]), torch.cat([zero, fp])
@@ -164,13 +168,23 @@ def roc_curve(preds, target) -> ROC | list[ROC]:
     """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
 
     `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
-    classes; `target` holds the N labels.
+    classes; `target` holds the N labels. The constants are those of `aum`: added to the binary score
+    (`z1 - z0` for two columns), or to each class's probability. A class with no examples makes its
+    rate NaN, with one warning.
     """
-    inp = prepare(preds, target)
-    s = _ranking_scores(inp)
+    inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target)
+    s = inp.scores
     if inp.binary:
-        return _binary_roc(s, _positive(inp.labels))
-    return [_binary_roc(s[:, k], inp.labels == k) for k in range(inp.num_classes)]
+        score = s if s.ndim == 1 else s[:, 1].double() - s[:, 0].double()
+        curves = [_binary_roc(score, _positive(inp.labels))]
+    else:
+        p = s.double() if inp.probabilities else torch.softmax(s.double(), dim=1)
+        curves = [_binary_roc(p[:, k], inp.labels == k) for k in range(inp.num_classes)]
+    undefined = [k for k, c in enumerate(curves) if math.isnan(c.fpr[-1]) or math.isnan(c.tpr[-1])]
+    if undefined:
+        which = "" if inp.binary else f" for class(es) {undefined}"
+        warn_undefined(f"roc_curve: only one class present{which}; the rate with no examples is NaN")
+    return curves[0] if inp.binary else curves
 
 
 # --------------------------------------------------------------------------------------- AUROC ---
@@ -208,11 +222,11 @@ def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float) -> Tensor:
 
 
 def check_auroc_options(average, multi_class, max_fpr) -> None:
-    """Raise a ValueError unless `auroc` accepts these options."""
+    """Raise a ValueError unless `auroc` accepts these options (for some problem)."""
     check_choice("multi_class", multi_class, ("ovr", "ovo"))
-    check_choice("average", average, ("macro", "weighted", "micro", None) if multi_class == "ovr"
-                 else ("macro", "weighted"))
-    if max_fpr is not None and not (isinstance(max_fpr, numbers.Real) and 0 < max_fpr <= 1):
+    check_choice("average", average, ("macro", "weighted", "micro", None))
+    if max_fpr is not None and (isinstance(max_fpr, bool) or not isinstance(max_fpr, numbers.Real)
+                                or not 0 < max_fpr <= 1):
         raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
 
 
@@ -225,9 +239,11 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
     per-class values) or one-vs-one (`'ovo'`, Hand and Till, `average` in 'macro', 'weighted').
     `max_fpr` gives the McClish-corrected partial AUROC (binary only). Returns a float64 tensor, NaN
     with an `AUROCUndefinedWarning` where AUROC is undefined. `validate=False` skips the value
-    checks that need a host-device sync.
+    checks (finiteness, label range), which cost host-device syncs.
     """
     check_auroc_options(average, multi_class, max_fpr)
+    if isinstance(preds, Tensor):
+        preds = preds.detach()
     inp = prepare(preds, target, validate=validate, allow_empty=True)
     n = len(inp.labels)
     if max_fpr is not None and not inp.binary:
@@ -249,6 +265,7 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
             return _partial_auroc(s, positive, float(max_fpr))
         return _auroc_rows(s[None], positive[None])[0]
     if multi_class == "ovo":
+        check_choice("average", average, ("macro", "weighted"))  # as scikit-learn allows for ovo
         return _auroc_ovo(s, inp.labels, inp.num_classes, average)
     onehot = _one_hot(inp.labels, inp.num_classes)
     if average == "micro":
@@ -314,14 +331,13 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
         w_neg, w_pos = torch.stack([fp[..., -1:], n_pos]).clamp_min_(1).reciprocal_()
         fp, fn = fp.mul_(w_neg), fn.mul_(w_pos)
     m = torch.minimum(fp, fn)
-    # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before k; the value,
-    # sum of gaps times min(FP, FN), equals sum_k v_k * grad_k by summation by parts (AUM is piecewise
-    # linear and shift invariant), and stays exact with ties because tied gaps are zero.
-    grad = m.clone()
-    grad[..., 1:] -= m[..., :-1]
-    value = (v * grad).sum(-1)  # float32 * float64 products are exact
+    vd = v.double()  # the gaps between float32 scores are exact in float64; tied gaps are 0
+    value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
     if not need_derivatives:
         return value, None, perm
+    # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
+    grad = m.clone()
+    grad[..., 1:] -= m[..., :-1]
     left = right = grad
     t = _find_ties(v)
     if t is not None:
@@ -343,9 +359,11 @@ def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class _AUMFunction(torch.autograd.Function):
-    """AUM of (N,) scores, or of each row of (B, N) scores; its gradient is the mean of the left and right directional derivatives. At
-    ties that does not depend on how the sort ordered them, and it is not zero where autograd
-    through argsort can be (see `fastai_aum.baseline`)."""
+    """AUM of (N,) scores, or of each row of (B, N) scores.
+
+    Its gradient is the mean of the left and right directional derivatives: at ties that does not
+    depend on how the sort ordered them, and it is not zero where autograd through argsort can be
+    (see `fastai_aum.baseline`)."""
 
     @staticmethod
     def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
@@ -372,7 +390,8 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     pools all N*K (probability, is-class) pairs into one binary AUM, `'macro'` averages the per-class
     AUMs over the classes with both positives and negatives. `normalize='rate'` divides FP by the
     number of negatives and FN by the number of positives; `'count'` does not. A problem with one
-    class gives 0, still attached to the graph.
+    class gives 0, still attached to the graph. `validate=False` skips the value checks; finding
+    ties (and, for K > 2, telling probabilities from logits) still costs a host-device sync.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
@@ -393,7 +412,7 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, valid
     """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
-    They differ only at ties; `aum`'s gradient is their mean.
+    They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     inp = prepare(preds, target, validate=validate)

@@ -146,7 +146,7 @@ def test_directional_derivatives_need_binary_scores():
 @pytest.mark.parametrize("shape", [(0,), (0, 1), (0, 2), (0, 3)])
 def test_empty_input(shape):
     preds, target = torch.zeros(shape), torch.zeros(0, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"`preds` and `target` are empty: AUM needs at least one example"):
+    with pytest.raises(ValueError, match=r"`preds` and `target` are empty: there is nothing to rank"):
         aum(preds, target)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
@@ -236,10 +236,14 @@ def test_bad_auroc_average_ovr(value):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
 
 
-@pytest.mark.parametrize("value", [None, "micro", "samples"])
+@pytest.mark.parametrize("value", [None, "micro"])
 def test_bad_auroc_average_ovo(value):
     with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', got {value!r}"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), multi_class="ovo", average=value)
+
+
+def test_ovo_average_is_ignored_for_a_binary_problem():  # as scikit-learn ignores it
+    assert auroc(torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0, 1, 1]), multi_class="ovo", average=None) == 1.0
 
 
 @pytest.mark.parametrize("value", ["rest", "ovo ", None, "OVR"])

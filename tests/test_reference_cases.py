@@ -1,4 +1,4 @@
-"""The shared reference cases (../shared/reference/aum_binary_cases.json) reproduced to 1e-6."""
+"""The reference cases (../shared/reference/aum_binary_cases.json, copied to tests/data) reproduced to 1e-6."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,8 @@ import torch
 from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
 from oracles import brute_aum, brute_directional_derivatives
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "aum_binary_cases.json"
-
-if not REFERENCE.exists():  # pragma: no cover - CI has it beside the repository
-    pytest.fail(f"reference cases not found at {REFERENCE}", pytrace=False)
+REFERENCE = Path(__file__).resolve().parent / "data" / "aum_binary_cases.json"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "aum_binary_cases.json"
 
 DATA = json.loads(REFERENCE.read_text())
 CASES = DATA["cases"]
@@ -119,3 +117,8 @@ def test_roc_example_auroc_and_aum():
     assert brute_aum(ROC["scores"], ROC["labels"], "count") == pytest.approx(ROC["aum_count"], abs=TOL)
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(ROC["labels"], ROC["scores"]) == pytest.approx(ROC["auroc"], abs=TOL)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared is not beside this clone")
+def test_copy_matches_the_shared_reference():
+    assert json.loads(SHARED.read_text()) == DATA
