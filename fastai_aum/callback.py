@@ -93,7 +93,7 @@ class AUROC(Metric):
         """Draw the last pass's ROC curve(s) with matplotlib and return the axes."""
         if self.preds is None:
             raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
-        return plot_roc(self.roc, ax=ax, labels=labels, title=title or self.name)
+        return plot_roc(self.roc, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self.name})")
 
 
 class _TrainAUROC(AUROC):
