@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "stratified_split",
+__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "stratified_split", "subsample_positives",
            "tabular_dls", "digits_dls", "text_dls"]
 
 
@@ -23,7 +23,7 @@ def stratified_split(labels, valid_pct: float = 0.25, seed: int = 0) -> tuple[li
     return sorted(train.tolist()), sorted(valid.tolist())
 
 
-def _subsample(df: pd.DataFrame, positive, pos_frac: float | None, seed: int) -> pd.DataFrame:
+def subsample_positives(df: pd.DataFrame, positive, pos_frac: float | None, seed: int) -> pd.DataFrame:
     """Keep every negative and enough positives that they make up `pos_frac` of the rows (original index kept)."""
     if pos_frac is None:
         return df
@@ -44,7 +44,7 @@ def breast_cancer_df(pos_frac: float | None = 0.1, seed: int = 0) -> pd.DataFram
     df = data.frame.drop(columns="target")
     df.columns = [c.replace(" ", "_") for c in df.columns]
     df["label"] = np.where(data.target == 0, "malignant", "benign")
-    return _subsample(df, lambda d: d["label"] == "malignant", pos_frac, seed).reset_index(drop=True)
+    return subsample_positives(df, lambda d: d["label"] == "malignant", pos_frac, seed).reset_index(drop=True)
 
 
 def wine_df() -> pd.DataFrame:
@@ -70,7 +70,7 @@ def digits_df(positive_digit: int | None = None, pos_frac: float | None = None, 
         df["label"] = [str(t) for t in data.target]
         return df
     df["label"] = np.where(data.target == positive_digit, "yes", "no")
-    return _subsample(df, lambda d: d["label"] == "yes", pos_frac, seed)
+    return subsample_positives(df, lambda d: d["label"] == "yes", pos_frac, seed)
 
 
 _NEUTRAL = ("the a this that it was is film story movie plot scene actor time people one very really "
@@ -113,13 +113,14 @@ def tabular_dls(df: pd.DataFrame, label: str = "label", valid_pct: float = 0.25,
     """TabularDataLoaders for `df` with a stratified validation split; every other column is continuous
     unless `cat_names` says otherwise."""
     from fastai.data.block import CategoryBlock
-    from fastai.tabular.core import Categorify, FillMissing, Normalize, TabularPandas
+    from fastai.tabular.core import Categorify, FillMissing, Normalize
+    from fastai.tabular.data import TabularDataLoaders
     cat_names = list(cat_names or [])
     cont_names = list(cont_names) if cont_names is not None else [c for c in df.columns if c != label and c not in cat_names]
-    splits = stratified_split(df[label], valid_pct, seed)
-    to = TabularPandas(df, procs=[Categorify, FillMissing, Normalize], cat_names=cat_names, cont_names=cont_names,
-                       y_names=label, y_block=CategoryBlock(), splits=splits)
-    return to.dataloaders(bs=bs)
+    _, valid = stratified_split(df[label], valid_pct, seed)
+    return TabularDataLoaders.from_df(df, procs=[Categorify, FillMissing, Normalize], cat_names=cat_names,
+                                      cont_names=cont_names, y_names=label, y_block=CategoryBlock(),
+                                      valid_idx=valid, bs=bs)
 
 
 def digits_dls(path, positive_digit: int | None = None, pos_frac: float | None = None, valid_pct: float = 0.25,

@@ -59,13 +59,13 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
 
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
-                auroc_kwargs: dict | None = None, **kwargs) -> Learner:
+                n_out: int | None = None, auroc_kwargs: dict | None = None, **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision, binary or multiclass) trained with `loss`
     and measured by `AUROCCallback`.
 
     `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
-    tabular models take `layers=` and the like. A binary problem trained with AUM gets one output
-    (the logit of the second class); everything else gets one output per class. `loss` is 'aum',
+    tabular models take `layers=` and the like. Unless `n_out` says otherwise, a binary problem
+    trained with AUM gets one output (the logit of the second class), everything else one per class. `loss` is 'aum',
     'ce', 'weighted_ce' or a loss object; `normalize` and `average` configure AUM. All other keyword
     arguments go to `tabular_learner`, `text_classifier_learner` or `vision_learner` (`pretrained`,
     `metrics`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
@@ -73,7 +73,8 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     kind = data_kind(dls)
     n_classes = get_c(dls)
     loss_func = make_loss(loss, dls, normalize, average)
-    n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
+    if n_out is None:
+        n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
     cbs = list(cbs) if cbs is not None else []
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
         cbs.append(AUROCCallback(**(auroc_kwargs or {})))
