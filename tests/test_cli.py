@@ -1,0 +1,81 @@
+"""The fastai-aum command: the bundled demo, a user's CSV, and one-line errors for bad arguments."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastai_aum.cli import main
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "compare" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quick_compare_writes_results(tmp_path, capsys):
+    assert main(["compare", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert len(results) == 2 * 3 * 3  # seeds x losses x epochs
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    summary = pd.read_csv(tmp_path / "summary.csv", index_col="loss")
+    assert list(summary.index) == ["aum", "ce", "weighted_ce"]
+    assert "wins_vs_ce" in out and "breast_cancer: 397 rows (benign 357, malignant 40)" in out
+
+
+def _user_csv(path, n_classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    n = 240
+    y = rng.integers(0, n_classes, n)
+    df = pd.DataFrame({"colour": rng.choice(["red", "green", "blue"], n), "size": rng.normal(size=n) + y,
+                       "count": rng.integers(0, 3, n), "outcome": np.array(["no", "yes", "maybe"])[y]})
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_users_csv(tmp_path, capsys, n_classes):
+    csv = _user_csv(tmp_path / "mine.csv", n_classes)
+    code = main(["compare", "--data", str(csv), "--target", "outcome", "--quick", "--losses", "aum,ce",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(results["loss"]) == {"aum", "ce"}
+    assert results["valid_auroc"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "missing.csv"], "no such file"),
+    (["--data", "iris"], "--data must be one of"),
+    (["--losses", "aum,hinge"], "unknown loss hinge"),
+    (["--pos-frac", "1.5"], "--pos-frac must be between 0 and 1"),
+    (["--seeds", "0"], "at least 1"),
+    (["--epochs", "three"], "invalid int value"),
+])
+def test_bad_arguments_fail_in_one_line(args, message, capsys):
+    assert main(["compare", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_csv_errors(tmp_path, capsys):
+    csv = _user_csv(tmp_path / "mine.csv")
+    assert main(["compare", "--data", str(csv), "--target", "nope"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]}).to_csv(tmp_path / "one.csv", index=False)
+    assert main(["compare", "--data", str(tmp_path / "one.csv"), "--target", "y"]) == 2
+    assert "has 1 class(es)" in capsys.readouterr().err
+
+
+def test_module_entry_point_exits_non_zero_without_traceback():
+    run = subprocess.run([sys.executable, "-m", "fastai_aum", "compare", "--data", "nowhere.csv"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == "fastai-aum: error: --data: no such file: nowhere.csv"
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,96 @@
+"""compare_losses: paired runs, selection by validation AUROC, and an honest summary."""
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from fastai.losses import CrossEntropyLossFlat
+from scipy.stats import wilcoxon
+
+from fastai_aum.compare import compare_losses
+from fastai_aum.datasets import breast_cancer_df, stratified_split, tabular_dls
+
+matplotlib.use("Agg")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data():
+    df = breast_cancer_df(pos_frac=0.15)
+    dev, test = stratified_split(df["label"], 0.25, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = tabular_dls(df.iloc[dev].reset_index(drop=True), bs=32)
+    return dls, df.iloc[test]
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    dls, test = data
+    return compare_losses(dls, test=test, seeds=[0, 1, 2], epochs=3, lr=1e-2, show_progress=False, layers=[16])
+
+
+def test_results_are_tidy(result):
+    r = result.results
+    assert list(r.columns[:3]) == ["loss", "seed", "epoch"]
+    assert len(r) == 3 * 3 * 3  # losses x seeds x epochs
+    assert set(r["loss"]) == {"aum", "ce", "weighted_ce"}
+    assert r.groupby(["loss", "seed"])["selected"].sum().eq(1).all()
+
+
+def test_selection_is_the_first_best_validation_epoch(result):
+    for (_, _), run in result.results.groupby(["loss", "seed"]):
+        chosen = run[run["selected"]].iloc[0]
+        assert chosen["valid_auroc"] == run["valid_auroc"].max()
+        assert chosen["epoch"] == run.loc[run["valid_auroc"].idxmax(), "epoch"]
+        assert 0 <= chosen["test_auroc"] <= 1
+        assert run[~run["selected"]]["test_auroc"].isna().all()
+
+
+def test_identical_losses_give_identical_runs(data):
+    """Pairing: the same seed gives the same initial weights and the same batches, so the same loss
+    under two names must trace exactly the same curve."""
+    dls, test = data
+    r = compare_losses(dls, test=test, losses=["ce", CrossEntropyLossFlat()], seeds=[3, 4], epochs=2,
+                       show_progress=False, layers=[16]).results
+    named = r[r["loss"] == "ce"].reset_index(drop=True)
+    other = r[r["loss"] != "ce"].reset_index(drop=True)
+    for column in ("seed", "epoch", "train_loss", "valid_loss", "valid_auroc", "test_auroc"):
+        pd.testing.assert_series_equal(named[column], other[column], check_names=False)
+
+
+def test_summary_matches_an_independent_computation(result):
+    summary = result.summary()
+    sel = result.results[result.results["selected"]]
+    ce = sel[sel["loss"] == "ce"].set_index("seed")["test_auroc"]
+    for loss in ("aum", "weighted_ce"):
+        mine = sel[sel["loss"] == loss].set_index("seed")["test_auroc"]
+        diff = (mine - ce.loc[mine.index]).to_numpy()
+        assert summary.loc[loss, "test_auroc_mean"] == pytest.approx(mine.mean())
+        assert summary.loc[loss, "test_auroc_std"] == pytest.approx(mine.std())
+        assert summary.loc[loss, "wins_vs_ce"] == f"{(diff > 0).sum()}/{len(diff)}"
+        expected_p = wilcoxon(diff).pvalue if np.any(diff != 0) else 1.0
+        assert summary.loc[loss, "wilcoxon_p"] == pytest.approx(expected_p)
+    assert np.isnan(summary.loc["ce", "wilcoxon_p"])
+
+
+def test_plot_has_epochs_and_roc_curves(result):
+    fig = result.plot()
+    ax_epochs, ax_roc = fig.axes
+    assert len(ax_epochs.get_lines()) == 3  # one mean line per loss
+    assert len(ax_roc.get_lines()) == 3 * 3 + 1  # a ROC per loss and seed, and the diagonal
+
+
+def test_without_test_data_it_reports_validation(data):
+    dls, _ = data
+    r = compare_losses(lambda seed: dls, losses=["aum"], seeds=[0], epochs=1, show_progress=False, layers=[8])
+    assert r.results["test_auroc"].isna().all()
+    assert len(r.rocs) == 1
+
+
+def test_duplicate_loss_names_are_refused(data):
+    with pytest.raises(ValueError, match="distinct names"):
+        compare_losses(data[0], losses=["ce", "ce"], seeds=[0], epochs=1)
