@@ -78,6 +78,22 @@ class Comparison:
             rows.append(row)
         return pd.DataFrame(rows).set_index("loss")
 
+    def report(self) -> str:
+        """`summary()` as a compact text table: mean ± standard deviation across seeds."""
+        summary = self.summary()
+        table = pd.DataFrame(index=summary.index)
+        for column in ("valid_auroc", "test_auroc"):
+            if summary[f"{column}_mean"].notna().any():
+                table[column.replace("_", " ")] = [f"{m:.4f} ± {s:.4f}" for m, s in
+                                                   zip(summary[f"{column}_mean"], summary[f"{column}_std"])]
+        table["epoch"] = summary["selected_epoch_mean"].map("{:.1f}".format)
+        for column, fmt in ((f"wins_vs_{self.baseline}", "{}"), (f"mean_diff_vs_{self.baseline}", "{:+.4f}"),
+                            ("wilcoxon_p", "{:.3f}")):
+            if column in summary:
+                table[column.replace("_", " ")] = [fmt.format(v) if isinstance(v, str) or not pd.isna(v) else "-"
+                                                   for v in summary[column]]
+        return table.to_string()
+
     def plot(self, figsize=(11, 4.2)):
         """Validation AUROC by epoch (mean across seeds, band from min to max), and the ROC curves
         of the selected models. Returns the figure."""

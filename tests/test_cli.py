@@ -25,7 +25,7 @@ def test_quick_compare_writes_results(tmp_path, capsys):
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     summary = pd.read_csv(tmp_path / "summary.csv", index_col="loss")
     assert list(summary.index) == ["aum", "ce", "weighted_ce"]
-    assert "wins_vs_ce" in out and "breast_cancer: 397 rows (benign 357, malignant 40)" in out
+    assert "wins vs ce" in out and "breast_cancer: 397 rows (benign 357, malignant 40)" in out
 
 
 def _user_csv(path, n_classes=2, seed=0):
