@@ -9,6 +9,7 @@ from fastcore.meta import delegates
 
 from .callback import AUROCCallback
 from .losses import AUMLossFlat
+from .sampling import stratify_batches, train_labels
 
 __all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
 
@@ -34,14 +35,6 @@ def data_kind(dls) -> str:
                     f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
 
 
-def _train_labels(dls) -> torch.Tensor:
-    """The class index of every training example, without loading the inputs."""
-    ds = dls.train_ds
-    if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
-        return torch.as_tensor(ds.ys.to_numpy().reshape(-1).astype("int64"))
-    return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long()
-
-
 def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
     inverse to the class frequencies of the training set), or a loss object, returned as it is."""
@@ -52,14 +45,15 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
     if loss == "ce":
         return CrossEntropyLossFlat()
     if loss == "weighted_ce":
-        counts = torch.bincount(_train_labels(dls), minlength=get_c(dls)).float()
+        counts = torch.bincount(train_labels(dls), minlength=get_c(dls)).float()
         return CrossEntropyLossFlat(weight=counts.sum() / (len(counts) * counts.clamp_min(1)))
     raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
 
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
-                n_out: int | None = None, auroc_kwargs: dict | None = None, **kwargs) -> Learner:
+                n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
+                **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision, binary or multiclass) trained with `loss`
     and measured by `AUROCCallback`.
 
@@ -68,9 +62,12 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     trained with AUM gets one output (the logit of the second class), everything else one per class. `loss` is 'aum',
     'ce', 'weighted_ce' or a loss object; `normalize` and `average` configure AUM. All other keyword
     arguments go to `tabular_learner`, `text_classifier_learner` or `vision_learner` (`pretrained`,
-    `metrics`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
+    `metrics`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`. `stratify=True` gives every
+    training batch every class (`stratify_batches`; tabular and vision).
     """
     kind = data_kind(dls)
+    if stratify:
+        dls = stratify_batches(dls)
     n_classes = get_c(dls)
     loss_func = make_loss(loss, dls, normalize, average)
     if n_out is None:
