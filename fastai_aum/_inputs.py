@@ -120,7 +120,7 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         return Inputs(preds, target.long(), num_classes, source_dtype)
     if validate:
         _check_finite(preds)
-    if target.dtype == torch.bool:
+    if target.dtype == torch.bool and num_classes == 2:
         return Inputs(preds, target, num_classes, source_dtype)
     if validate and target.is_floating_point():
         nonint = int((target != target.round()).sum())
