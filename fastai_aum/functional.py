@@ -98,15 +98,27 @@ def _sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _group_start(first: Tensor) -> Tensor:
-    """Given a 1-d mask of the elements that open a group, the index where each element's group starts."""
-    idx = torch.arange(len(first), device=first.device)
-    return torch.where(first, idx, 0).cummax(0).values
+    """Given a mask (along the last dim) of the elements that open a group, the index where each
+    element's group starts."""
+    idx = torch.arange(first.shape[-1], device=first.device).expand_as(first)
+    return torch.where(first, idx, 0).cummax(-1).values
 
 
 def _group_end(last: Tensor) -> Tensor:
-    """Given a 1-d mask of the elements that close a group, the index where each element's group ends."""
-    idx = torch.arange(len(last), device=last.device)
-    return torch.where(last, idx, len(last) - 1).flip(0).cummin(0).values.flip(0)
+    """Given a mask (along the last dim) of the elements that close a group, the index where each
+    element's group ends."""
+    n = last.shape[-1]
+    idx = torch.arange(n, device=last.device).expand_as(last)
+    return torch.where(last, idx, n - 1).flip(-1).cummin(-1).values.flip(-1)
+
+
+def _group_marks(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Masks of the elements of sorted rows that open and that close a group of equal values."""
+    first = torch.ones_like(v, dtype=torch.bool)
+    first[..., 1:] = v[..., 1:] != v[..., :-1]
+    last = torch.ones_like(first)
+    last[..., :-1] = first[..., 1:]
+    return first, last
 
 
 class _Ties(NamedTuple):
@@ -121,13 +133,9 @@ class _Ties(NamedTuple):
 def _find_ties(v: Tensor) -> _Ties | None:
     """Ties of rows sorted along the last dim, or None. Untied elements need no group bookkeeping, so
     only the (usually few) tied ones are compacted; that costs a host-device sync."""
-    tied_next = v[..., 1:] == v[..., :-1]
-    if not bool(tied_next.any()):
+    if not bool((v[..., 1:] == v[..., :-1]).any()):
         return None
-    first = torch.ones_like(v, dtype=torch.bool)
-    first[..., 1:] = ~tied_next
-    last = torch.ones_like(first)
-    last[..., :-1] = first[..., 1:]
+    first, last = _group_marks(v)
     row, col = (~(first & last)).nonzero(as_tuple=True)
     # Every row opens and closes a group at its ends, so groups found in the flat subset never span rows.
     return _Ties(row, col, col[_group_start(first[row, col])], col[_group_end(last[row, col])])
@@ -335,23 +343,43 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
     if not need_derivatives:
         return value, None, perm
+    if v.device.type not in _SPARSE_TIES_ON:  # no host-device sync: group bookkeeping for every element
+        first, last = _group_marks(v)
+        start, end = _group_start(first), _group_end(last)
+        at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
+        return value, _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end), perm
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
     grad = m.clone()
     grad[..., 1:] -= m[..., :-1]
     left = right = grad
     t = _find_ties(v)
-    if t is not None:
-        # Moving a tied element changes only the interval next to its group: moving it up (right) opens
-        # one where it alone has crossed; moving it down (left), one where all its group but it has.
-        y_t, y_start = y[t.row, t.col].double(), y[t.row, t.start].double()
-        wn, wp = (w_neg[t.row, 0], w_pos[t.row, 0]) if normalize == "rate" else (1.0, 1.0)
-        a, b = (1 - y_t) * wn, y_t * wp
-        fp_before, fn_before = fp[t.row, t.start] - (1 - y_start) * wn, fn[t.row, t.start] + y_start * wp
-        fp_after, fn_after = fp[t.row, t.end], fn[t.row, t.end]
+    if t is not None:  # on the CPU, only the (usually few) tied elements need it
+        w = (w_neg[t.row, 0], w_pos[t.row, 0]) if normalize == "rate" else (w_neg, w_pos)
+        at_start, at_end = (lambda x: x[t.row, t.start]), (lambda x: x[t.row, t.end])  # noqa: E731
         left, right = grad, grad.clone()
-        right[t.row, t.col] = torch.minimum(fp_before + a, fn_before - b) - torch.minimum(fp_before, fn_before)
-        left[t.row, t.col] = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - a, fn_after + b)
+        left[t.row, t.col], right[t.row, t.col] = _group_derivatives(y[t.row, t.col], fp, fn, y, *w, at_start, at_end)
     return value, (left, right), perm
+
+
+_SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
+
+
+def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
+    """Left and right derivatives of elements with `labels`, in groups of equal scores.
+
+    Moving a tied element changes only the interval next to its group: moving it up (right) opens one
+    where it alone has crossed; moving it down (left), one where all its group but it has. `at_start`
+    and `at_end` pick, from the sorted rows' FP, FN (after each element) and labels `y`, the values at
+    each element's group's first and last element.
+    """
+    neg, pos = (1 - labels.double()) * w_neg, labels.double() * w_pos
+    y_start = at_start(y).double()
+    fp_before = at_start(fp) - (1 - y_start) * w_neg  # before the group's first element crossed
+    fn_before = at_start(fn) + y_start * w_pos
+    fp_after, fn_after = at_end(fp), at_end(fn)
+    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
+    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
+    return left, right
 
 
 def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:

@@ -18,15 +18,16 @@ class AUMLoss(nn.Module):
     `get_preds(with_loss=True)` asks for) gives every example an equal share, so sums stay right.
     """
 
-    def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean"):
+    def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean",
+                 validate: bool = True):
         super().__init__()
         check_choice("normalize", normalize, ("rate", "count"))
         check_choice("average", average, ("micro", "macro"))
         check_choice("reduction", reduction, ("mean", "sum", "none"))
-        self.normalize, self.average, self.reduction = normalize, average, reduction
+        self.normalize, self.average, self.reduction, self.validate = normalize, average, reduction, validate
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
-        value = aum(preds, target, normalize=self.normalize, average=self.average)
+        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=self.validate)
         return value.expand(len(target)) / len(target) if self.reduction == "none" else value
 
 
@@ -37,13 +38,15 @@ class AUMLossFlat:
     Binary models may have one output (the logit of the second class of the vocabulary) or two
     (scored as `z1 - z0`); more outputs are multiclass, with `average` 'micro' or 'macro'.
     `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
-    if it is a large share, use larger or stratified batches.
+    if it is a large share, use larger or stratified batches (`fastai_aum.stratify_batches`).
+    `validate=False` skips the checks of every batch's values (NaN, label range); a binary loss on a
+    GPU then runs without a host-device sync.
     """
     y_int = True
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh: float = 0.5,
-                 reduction: str = "mean"):
-        self.func = AUMLoss(normalize, average, reduction)
+                 reduction: str = "mean", validate: bool = True):
+        self.func = AUMLoss(normalize, average, reduction, validate)
         self.axis, self.thresh = axis, thresh
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
 

@@ -32,3 +32,24 @@ def test_half_precision_on_cuda():
     half = x.half().cuda()
     torch.testing.assert_close(auroc(half, y.cuda()).cpu(), auroc(half.float().cpu(), y))
     torch.testing.assert_close(aum(half, y.cuda()).float().cpu(), aum(half.float().cpu(), y), rtol=1e-5, atol=1e-6)
+
+
+def test_no_host_device_sync_per_batch():
+    """The callback's accumulation and a binary AUMLossFlat(validate=False) run without a sync."""
+    from fastai_aum import AUMLossFlat
+    from fastai_aum.callback import AUROC
+    g = torch.Generator().manual_seed(2)
+    preds = torch.randint(-3, 3, (512, 2), generator=g).float().cuda()  # ties: the tie path runs too
+    target = (torch.rand(512, generator=g) < 0.3).long().cuda()
+    metric, loss_func = AUROC(), AUMLossFlat(validate=False)
+    x = preds.clone().requires_grad_()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        metric.add(preds, target)
+        loss_func(x, target).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert metric.value == pytest.approx(auroc(preds.cpu(), target.cpu()).item())
+    cpu_x = preds.cpu().requires_grad_()
+    AUMLossFlat()(cpu_x, target.cpu()).backward()
+    torch.testing.assert_close(x.grad.cpu(), cpu_x.grad)
