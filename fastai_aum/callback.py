@@ -150,7 +150,8 @@ class AUROCCallback(Callback):
     # run is recognised by its `before_train`.
     def before_fit(self) -> None:
         self._attach()
-        self._training, self._new_fit = False, True
+        # `lr_find` trains too, but its "epochs" are no epochs: leave the history alone
+        self._training, self._new_fit = False, not hasattr(self.learn, "lr_finder")
 
     def before_validate(self) -> None:
         self._attach()
@@ -158,7 +159,7 @@ class AUROCCallback(Callback):
     def before_train(self) -> None:
         if self._new_fit:
             self._history, self._new_fit = [], False
-        self._training = True
+        self._training = not hasattr(self.learn, "lr_finder")
         if self.train_metric is not None:
             self.train_metric.clear()
 

@@ -5,6 +5,7 @@ import torch
 from fastai.data.transforms import get_c
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
+from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
@@ -72,7 +73,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     loss_func = make_loss(loss, dls, normalize, average)
     if n_out is None:
         n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
-    cbs = list(cbs) if cbs is not None else []
+    cbs = list(L(cbs))  # one callback or several, as fastai's Learner takes them
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
         cbs.append(AUROCCallback(**(auroc_kwargs or {})))
     if kind == "tabular":

@@ -69,8 +69,8 @@ class AUMLossFlat:
 
     def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
         preds, target = preds.as_subclass(Tensor), target.as_subclass(Tensor).reshape(-1)
-        if preds.ndim > 1:  # the class axis last, everything else flattened into the batch
-            preds = preds.transpose(self.axis, -1).reshape(-1, preds.shape[self.axis])
+        if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
+            preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
         value = self.func(preds, target, **kwargs)
         if preds.requires_grad:
             self._count_degenerate(preds, target)
@@ -87,7 +87,7 @@ class AUMLossFlat:
         """Probabilities: sigmoid of one output, softmax of several (unless they already are probabilities)."""
         if x.ndim == 1 or x.shape[self.axis] == 1:
             return torch.sigmoid(x)
-        if is_probability_matrix(x.transpose(self.axis, -1).reshape(-1, x.shape[self.axis])):
+        if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, x.shape[self.axis])):
             return x
         return F.softmax(x, dim=self.axis)
 

@@ -65,3 +65,13 @@ def test_export_with_the_callback_attached(learn, tmp_path):
     with loaded.no_bar():
         _, label, probs = loaded.predict(row)
     assert int(label) in (0, 1) and torch.isclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_lr_find_leaves_the_history_of_the_last_fit(learn):
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.fit(2, 1e-2)
+        before = learn.auroc.history.copy()
+        learn.lr_find(num_it=20, show_plot=False)
+    assert len(before) == 2
+    assert learn.auroc.history.equals(before)

@@ -1,0 +1,339 @@
+"""`AUMLossFlat` in fastai's loss conventions: shapes, flattening, activation, decodes, pickling,
+the one-class batch counter, `reduction='none'`, and its use in tabular Learners.
+
+Values are checked against `fastai_aum.functional.aum` (the loss must only wrap it) and against a
+brute-force evaluation of AUM's definition (fastai_fixtures.brute_aum)."""
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.tabular.all import TabularModel, tabular_learner
+from fastai.torch_core import set_seed
+from torch import nn
+
+from fastai_aum import AUMLossFlat, AUROCCallback
+from fastai_aum.functional import aum
+from fastai_fixtures import (WithSoftmax, breast_df, breast_dls, brute_aum,  # noqa: F401
+                             brute_multiclass_aum, column, last_linear, quiet, raw_preds, single_torch_thread,
+                             sk_auroc, wine_data, wine_dls)
+
+
+def _binary(n=40, seed=0, ties=False):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 2, generator=g)
+    if ties:
+        z = z.mul(2).round()
+    y = torch.cat([torch.tensor([0, 1]), torch.randint(0, 2, (n - 2,), generator=g)])
+    return z, y
+
+
+def _multi(n=60, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g) * 2, torch.cat([torch.arange(k), torch.randint(0, k, (n - k,), generator=g)])
+
+
+# --------------------------------------------------------------------------------- values ---
+
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_binary_one_output_shapes(normalize, ties):
+    z, y = _binary(ties=ties)
+    s = z[:, 1]
+    expected = brute_aum(s.numpy(), y.numpy(), normalize)
+    loss = AUMLossFlat(normalize=normalize)
+    for preds in (s, s[:, None]):
+        for targ in (y, y[:, None]):
+            got = loss(preds, targ)
+            assert got.ndim == 0
+            assert got.item() == pytest.approx(aum(s, y, normalize=normalize).item(), abs=1e-6)
+            assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+def test_binary_two_outputs_scores_z1_minus_z0(normalize):
+    z, y = _binary(seed=3)
+    got = AUMLossFlat(normalize=normalize)(z, y)
+    assert got.item() == pytest.approx(aum(z, y, normalize=normalize).item(), abs=1e-6)
+    expected = brute_aum((z[:, 1] - z[:, 0]).numpy(), y.numpy(), normalize)
+    assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+def test_multiclass_micro_macro(average, normalize):
+    z, y = _multi()
+    got = AUMLossFlat(normalize=normalize, average=average)(z, y)
+    assert got.item() == pytest.approx(aum(z, y, normalize=normalize, average=average).item(), abs=1e-6)
+    expected = brute_multiclass_aum(z.numpy(), y.numpy(), normalize, average)
+    assert got.item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_micro_and_macro_differ():
+    z, y = _multi(seed=5)
+    micro, macro = AUMLossFlat(average="micro")(z, y), AUMLossFlat(average="macro")(z, y)
+    assert abs(micro.item() - macro.item()) > 1e-4
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+def test_segmentation_like_input_is_flattened_pixel_by_pixel(average):
+    """(N, C, H, W) outputs with (N, H, W) targets and axis=1, as in fastai's segmentation losses: every
+    pixel is one example whose class scores are the C channels at that pixel."""
+    g = torch.Generator().manual_seed(0)
+    n, c, h, w = 2, 3, 4, 5
+    preds, targ = torch.randn(n, c, h, w, generator=g), torch.randint(0, c, (n, h, w), generator=g)
+    flat_preds, flat_targ = preds.permute(0, 2, 3, 1).reshape(-1, c), targ.reshape(-1)
+    expected = aum(flat_preds, flat_targ, average=average).item()
+    assert expected == pytest.approx(brute_multiclass_aum(flat_preds.numpy(), flat_targ.numpy(), average=average),
+                                     rel=1e-4)
+    # fastai's own flattening loss pairs the same pixels this way
+    fastai_ce = CrossEntropyLossFlat(axis=1)(preds, targ).item()
+    assert fastai_ce == pytest.approx(F.cross_entropy(preds, targ).item(), rel=1e-6)
+    assert AUMLossFlat(average=average, axis=1)(preds, targ).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_binary_segmentation_like_input_is_flattened_pixel_by_pixel():
+    g = torch.Generator().manual_seed(1)
+    preds, targ = torch.randn(2, 1, 4, 5, generator=g), torch.randint(0, 2, (2, 4, 5), generator=g)
+    expected = brute_aum(preds.permute(0, 2, 3, 1).reshape(-1).numpy(), targ.reshape(-1).numpy())
+    assert AUMLossFlat(axis=1)(preds, targ).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_flows_and_matches_functional():
+    z, y = _multi(seed=2)
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    AUMLossFlat(average="macro")(a, y).backward()
+    aum(b, y, average="macro").backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+# --------------------------------------------------------------------- activation/decodes ---
+
+def test_activation_sigmoid_for_one_output():
+    x = torch.tensor([[-2.0], [0.0], [3.0]])
+    loss = AUMLossFlat()
+    torch.testing.assert_close(loss.activation(x), torch.sigmoid(x))
+    torch.testing.assert_close(loss.activation(x[:, 0]), torch.sigmoid(x[:, 0]))
+
+
+def test_activation_softmax_for_several_outputs():
+    loss = AUMLossFlat()
+    for k in (2, 4):
+        x = torch.randn(5, k) * 3
+        torch.testing.assert_close(loss.activation(x), torch.softmax(x, dim=-1))
+
+
+def test_activation_identity_on_probability_rows():
+    p = torch.softmax(torch.randn(6, 3), dim=-1)
+    out = AUMLossFlat().activation(p)
+    torch.testing.assert_close(out, p)
+    assert not torch.allclose(torch.softmax(p, -1), p)  # applying softmax again would have changed them
+
+
+def test_activation_and_decodes_along_axis():
+    x = torch.randn(2, 3, 4, 5)
+    loss = AUMLossFlat(axis=1)
+    torch.testing.assert_close(loss.activation(x), torch.softmax(x, dim=1))
+    torch.testing.assert_close(loss.decodes(loss.activation(x)), x.argmax(dim=1))
+
+
+def test_decodes_class_index():
+    loss = AUMLossFlat()
+    p1 = torch.tensor([[0.2], [0.7], [0.5], [0.51]])
+    assert loss.decodes(p1).tolist() == [0, 1, 0, 1]
+    assert loss.decodes(p1[:, 0]).tolist() == [0, 1, 0, 1]
+    assert AUMLossFlat(thresh=0.8).decodes(p1).tolist() == [0, 0, 0, 0]
+    pk = torch.tensor([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
+    assert loss.decodes(pk).tolist() == [1, 0]
+
+
+def test_y_int():
+    assert AUMLossFlat.y_int is True
+    assert AUMLossFlat().y_int is True
+
+
+def test_pickle_round_trip_keeps_options():
+    loss = AUMLossFlat(normalize="count", average="macro")
+    z, y = _binary(seed=4)
+    loss(z.requires_grad_(), torch.zeros_like(y))  # one degenerate training batch
+    back = pickle.loads(pickle.dumps(loss))
+    assert back.func.normalize == "count" and back.func.average == "macro"
+    assert back.reduction == "mean" and back.axis == loss.axis
+    assert back.one_class_batches == 1
+    m, t = _multi(seed=1)
+    assert back(m, t).item() == pytest.approx(loss(m, t).item(), abs=1e-7)
+
+
+# ------------------------------------------------------------------------ one_class_batches ---
+
+def test_one_class_batches_counts_training_batches_only():
+    loss = AUMLossFlat()
+    z, y = _binary(seed=6)
+    ones, zeros = torch.ones_like(y), torch.zeros_like(y)
+    for targ in (ones, zeros):  # one class, with grad: counted
+        value = loss(z.clone().requires_grad_(), targ)
+        assert value.item() == 0.0
+        value.backward()  # still attached to the graph
+    assert loss.one_class_batches == 2
+    loss(z.clone().requires_grad_(), y)  # both classes: not counted
+    leaf = z.clone().requires_grad_()
+    with torch.no_grad():
+        loss(leaf * 1, ones)  # a validation batch (computed without grad): not counted
+    loss(z, zeros)  # an input without grad: not counted
+    assert loss.one_class_batches == 2
+
+
+def test_one_class_batches_macro_and_micro():
+    z = torch.randn(8, 3, requires_grad=True)
+    y = torch.zeros(8, dtype=torch.long)
+    macro, micro = AUMLossFlat(average="macro"), AUMLossFlat(average="micro")
+    macro(z, y)
+    micro(z, y)  # pooled over classes, a micro batch always has positives and negatives
+    assert macro.one_class_batches == 1
+    assert micro.one_class_batches == 0
+
+
+def test_one_class_batches_in_a_fit(breast_df):
+    """Small batches of a 10%-positive set: many training batches hold no positive. The loss counts
+    exactly those (seen independently in after_batch), and validation or get_preds add nothing."""
+    from fastai_aum.datasets import tabular_dls
+
+    class CountOneClass(Callback):
+        n = 0
+
+        def after_batch(self):
+            if self.training and len(self.yb) and len(torch.unique(self.learn.y)) < 2:
+                self.n += 1
+
+    set_seed(0)
+    dls = tabular_dls(breast_df, bs=8)
+    loss = AUMLossFlat()
+    counter = CountOneClass()
+    learn = tabular_learner(dls, loss_func=loss, cbs=[AUROCCallback(), counter])
+    with quiet(learn):
+        learn.fit(1, 1e-3)
+    assert counter.n > 0
+    assert loss.one_class_batches == counter.n
+    with quiet(learn):
+        learn.validate()
+        learn.get_preds()
+        learn.get_preds(with_loss=True)
+    assert loss.one_class_batches == counter.n
+
+
+# --------------------------------------------------------------------------- reduction ---
+
+def test_reduction_none_sums_to_batch_aum():
+    for z, y in (_binary(seed=7), _multi(seed=7)):
+        loss = AUMLossFlat(reduction="none")
+        per_item = loss(z, y)
+        assert per_item.shape == (len(y),)
+        assert per_item.sum().item() == pytest.approx(aum(z, y).item(), abs=1e-6)
+    loss = AUMLossFlat()
+    loss.reduction = "none"  # as fastai's `loss_not_reduced` does it
+    z, y = _binary(seed=8)
+    assert loss(z, y).shape == (len(y),)
+    loss.reduction = "mean"
+    assert loss(z, y).ndim == 0
+
+
+def test_get_preds_with_loss(breast_dls):
+    set_seed(0)
+    loss = AUMLossFlat()
+    learn = tabular_learner(breast_dls, n_out=1, loss_func=loss, cbs=AUROCCallback())
+    with quiet(learn):
+        learn.fit(1, 1e-2)
+        preds, targs, losses = learn.get_preds(with_loss=True)
+    raw, _ = raw_preds(learn)
+    n = len(breast_dls.valid_ds)
+    assert preds.shape == (n, 1) and losses.shape == (n,)
+    assert loss.reduction == "mean"  # restored
+    torch.testing.assert_close(preds, torch.sigmoid(raw))
+    bs = breast_dls.valid.bs
+    for start in range(0, n, bs):  # each batch's per-example losses add up to that batch's AUM
+        chunk = slice(start, start + bs)
+        expected = brute_aum(raw[chunk, 0].numpy(), targs[chunk].numpy())
+        assert losses[chunk].sum().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+# ------------------------------------------------------------------------- in a Learner ---
+
+def test_tabular_learner_with_fastai_default_two_outputs(breast_df, breast_dls):
+    set_seed(0)
+    learn = tabular_learner(breast_dls, loss_func=AUMLossFlat(), cbs=AUROCCallback())
+    assert isinstance(learn.model, TabularModel)
+    assert last_linear(learn.model).out_features == 2
+    with quiet(learn):
+        learn.fit_one_cycle(3, 1e-2)
+    assert "auroc" in learn.recorder.metric_names
+    assert all(np.isfinite(v) for v in column(learn, "train_loss"))
+    recorded, valid_loss = column(learn, "auroc")[-1], column(learn, "valid_loss")[-1]
+    raw, y = raw_preds(learn)  # (get_preds and validate reset learn.recorder.values)
+    assert raw.shape == (len(breast_dls.valid_ds), 2)
+    assert recorded == pytest.approx(sk_auroc(raw, y), abs=1e-6)
+    assert recorded > 0.95  # it learned (untrained: anywhere from 0.05 to 0.75)
+    # valid_loss is the mean over batches of the batch AUM of z1 - z0
+    bs = breast_dls.valid.bs
+    batches = [brute_aum((raw[i:i + bs, 1] - raw[i:i + bs, 0]).numpy(), y[i:i + bs].numpy())
+               for i in range(0, len(y), bs)]
+    sizes = [len(y[i:i + bs]) for i in range(0, len(y), bs)]
+    assert valid_loss == pytest.approx(np.average(batches, weights=sizes), rel=1e-5, abs=1e-6)
+    with quiet(learn):
+        row, clas, probs = learn.predict(breast_df.iloc[0])
+    assert probs.shape == (2,) and int(clas) == int(probs.argmax())
+    assert breast_dls.vocab[int(clas)] in ("benign", "malignant")
+
+
+def test_multiclass_tabular_learner(wine_dls):
+    set_seed(0)
+    learn = tabular_learner(wine_dls, loss_func=AUMLossFlat(average="macro"), cbs=AUROCCallback())
+    with quiet(learn):
+        learn.fit_one_cycle(2, 1e-2)
+    recorded = column(learn, "auroc")[-1]
+    raw, y = raw_preds(learn)
+    assert raw.shape == (len(wine_dls.valid_ds), 3)
+    assert recorded == pytest.approx(sk_auroc(raw, y), abs=1e-6)
+    with quiet(learn):
+        probs, _, decoded = learn.get_preds(with_decoded=True)
+    torch.testing.assert_close(probs, torch.softmax(raw, -1))
+    assert decoded.tolist() == raw.argmax(-1).tolist()
+
+
+def test_model_with_probability_outputs_is_not_softmaxed_again(wine_dls):
+    set_seed(0)
+    learn = tabular_learner(wine_dls, loss_func=AUMLossFlat(), cbs=AUROCCallback())
+    learn.model = WithSoftmax(learn.model)
+    x_cat, x_cont, y = wine_dls.one_batch()
+    with torch.no_grad():
+        p = learn.model.eval()(x_cat, x_cont)
+    loss = learn.loss_func
+    assert loss(p, y).item() == pytest.approx(brute_multiclass_aum(np.log(p.double().numpy()), y.numpy()), rel=1e-4)
+    torch.testing.assert_close(loss.activation(p), p)
+
+
+
+def test_plain_learner_with_aum_flat():
+    """Outside the applications: a plain `Learner` on a linear model of synthetic scores."""
+    from fastai.data.core import DataLoaders
+    from torch.utils.data import TensorDataset
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 5, generator=g)
+    y = ((x[:, 0] + 0.5 * x[:, 1] + 0.3 * torch.randn(600, generator=g)) > 1.0).long()
+    dls = DataLoaders.from_dsets(TensorDataset(x[:400], y[:400]), TensorDataset(x[400:], y[400:]), bs=50)
+    set_seed(0)
+    learn = Learner(dls, nn.Linear(5, 1), loss_func=AUMLossFlat(), cbs=AUROCCallback())
+    with quiet(learn), warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        learn.fit(3, 0.05)
+    recorded = column(learn, "auroc")[-1]
+    raw, t = raw_preds(learn)
+    assert recorded == pytest.approx(sk_auroc(raw, t), abs=1e-6)
+    assert recorded > 0.9
