@@ -72,6 +72,6 @@ def test_lr_find_leaves_the_history_of_the_last_fit(learn):
         warnings.simplefilter("ignore")
         learn.fit(2, 1e-2)
         before = learn.auroc.history.copy()
-        learn.lr_find(num_it=20, show_plot=False)
+        learn.lr_find(num_it=20, show_plot=False, suggest_funcs=())
     assert len(before) == 2
     assert learn.auroc.history.equals(before)
