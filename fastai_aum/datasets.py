@@ -111,13 +111,15 @@ def text_df(n: int = 600, n_classes: int = 2, pos_frac: float | None = 0.2, nois
 def tabular_dls(df: pd.DataFrame, label: str = "label", valid_pct: float = 0.25, bs: int = 64, seed: int = 0,
                 cat_names: list[str] | None = None, cont_names: list[str] | None = None):
     """TabularDataLoaders for `df` with a stratified validation split; every other column is continuous
-    unless `cat_names` says otherwise."""
+    unless `cat_names` says otherwise. Continuous columns constant over the training rows are left
+    out: normalising them would divide by a zero standard deviation."""
     from fastai.data.block import CategoryBlock
     from fastai.tabular.core import Categorify, FillMissing, Normalize
     from fastai.tabular.data import TabularDataLoaders
     cat_names = list(cat_names or [])
     cont_names = list(cont_names) if cont_names is not None else [c for c in df.columns if c != label and c not in cat_names]
-    _, valid = stratified_split(df[label], valid_pct, seed)
+    train, valid = stratified_split(df[label], valid_pct, seed)
+    cont_names = [c for c in cont_names if df[c].iloc[train].nunique() > 1]
     return TabularDataLoaders.from_df(df, procs=[Categorify, FillMissing, Normalize], cat_names=cat_names,
                                       cont_names=cont_names, y_names=label, y_block=CategoryBlock(),
                                       valid_idx=valid, bs=bs)
