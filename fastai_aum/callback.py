@@ -9,7 +9,6 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_detach
-from fastcore.foundation import L
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning
@@ -196,7 +195,7 @@ class AUROCCallback(Callback):
     def plot(self, ax=None, title: str | None = None):
         """Draw the last validation pass's ROC curve(s), one per class for multiclass; returns the axes."""
         vocab = getattr(getattr(self, "dls", None), "vocab", None)
-        if vocab is not None and len(vocab) and isinstance(vocab[-1], (list, tuple, L)):  # text: [tokens, classes]
-            vocab = vocab[-1]
+        if vocab is not None and len(vocab) and hasattr(vocab[-1], "__len__") and not isinstance(vocab[-1], str):
+            vocab = vocab[-1]  # text DataLoaders: [tokens, classes]
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title)

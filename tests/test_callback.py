@@ -464,3 +464,22 @@ def test_export_and_load_learner(breast_dls, breast_df, tmp_path):
     assert not [w for w in caught if issubclass(w.category, AUROCUndefinedWarning)]
     assert int(clas) == int(clas0)
     torch.testing.assert_close(probs, probs0)
+
+
+@pytest.mark.slow
+def test_multiclass_text_plot_has_one_labelled_curve_per_class():
+    import matplotlib
+    matplotlib.use("Agg")
+    from fastai.text.models.awdlstm import awd_lstm_clas_config
+
+    from fastai_aum import aum_learner
+    from fastai_aum.datasets import text_df, text_dls
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = text_dls(text_df(n=200, n_classes=3))
+        config = {**awd_lstm_clas_config, "emb_sz": 16, "n_hid": 16, "n_layers": 1}
+        learn = aum_learner(dls, pretrained=False, config=config, drop_mult=0.1)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1)
+    labels = [line.get_label() for line in learn.auroc.plot().get_lines() if not line.get_label().startswith("_")]
+    assert [label.split(":")[0] for label in labels] == ["negative", "neutral", "positive"]
