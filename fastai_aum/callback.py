@@ -14,7 +14,7 @@ from torch import Tensor
 from ._inputs import AUROCUndefinedWarning
 from .functional import ROC, auroc, check_auroc_options, roc_curve
 
-__all__ = ["AUROC", "AUROCCallback", "plot_roc"]
+__all__ = ["AUROC", "AUROCCallback", "plot_roc", "format_roc_axes"]
 
 
 class AUROC(Metric):
@@ -117,7 +117,12 @@ def plot_roc(roc: ROC | list[ROC], ax=None, labels=None, title: str | None = Non
     for curve, name in zip(curves, names):
         fpr, tpr = curve.fpr.cpu().numpy(), curve.tpr.cpu().numpy()
         area = float(torch.trapezoid(curve.tpr, curve.fpr)) if not math.isnan(fpr[-1] + tpr[-1]) else math.nan
-        ax.plot(fpr, tpr, drawstyle="default", label=f"{name + ': ' if name else ''}AUROC {area:.3f}")
+        ax.plot(fpr, tpr, label=f"{name + ': ' if name else ''}AUROC {area:.3f}")
+    return format_roc_axes(ax, title)
+
+
+def format_roc_axes(ax, title: str | None = None):
+    """The chance diagonal, axis labels and limits, and the legend of a ROC plot; returns the axes."""
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
     ax.legend(loc="lower right", fontsize="small")

@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from .callback import AUROCCallback, plot_roc
+from .callback import AUROCCallback, format_roc_axes
 from .functional import ROC, auroc, roc_curve
 from .learner import LOSSES, aum_learner
 
@@ -117,7 +117,7 @@ class Comparison:
         ax_epochs.set(xlabel="epoch", ylabel="validation AUROC", title="validation AUROC (band: min to max over seeds)")
         ax_epochs.legend()
         test = self.results["test_auroc"].notna().any()
-        plot_roc([], ax=ax_roc, title=f"ROC of the selected models ({'test' if test else 'validation'} data)")
+        format_roc_axes(ax_roc, title=f"ROC of the selected models ({'test' if test else 'validation'} data)")
         fig.tight_layout()
         return fig
 
