@@ -154,13 +154,13 @@ def test_unknown_dataloaders():
 
 # --------------------------------------------------------------------------- AUROCCallback ---
 
-def test_adds_exactly_one_auroc_callback(breast_dls):
+def test_adds_exactly_one_auroc_callback(breast_dls, tmp_path):
     learn = aum_learner(breast_dls)
     assert len(_auroc_cbs(learn)) == 1
     mine = AUROCCallback(name="mine")
     other = SaveModelCallback(monitor="mine")
     user_cbs = [mine, other]
-    learn = aum_learner(breast_dls, cbs=user_cbs)
+    learn = aum_learner(breast_dls, cbs=user_cbs, path=tmp_path)
     assert _auroc_cbs(learn) == [mine]
     assert other in learn.cbs
     assert user_cbs == [mine, other]  # the caller's list is left alone
