@@ -3,7 +3,6 @@ import re
 from pathlib import Path
 
 import matplotlib
-import pytest
 
 matplotlib.use("Agg")
 
