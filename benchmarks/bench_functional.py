@@ -21,7 +21,8 @@ from sklearn.metrics import roc_auc_score
 from torchmetrics.functional.classification import binary_auroc
 
 from fastai_aum.baseline import plain_autograd_aum
-from fastai_aum.functional import _sort_rows_descending, aum, auroc
+from fastai_aum.functional import aum, auroc
+from fastai_aum.functional._sorting import sort_rows_descending
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
@@ -75,7 +76,7 @@ def auroc_rows(sizes, device, quick):
         assert abs(auroc(s, y).item() - roc_auc_score(y_np, s_np)) < 1e-9, "the timed result must be right"
         contenders = {
             "floor": lambda: torch.sort(s),
-            "key": lambda: _sort_rows_descending(s[None]),
+            "key": lambda: sort_rows_descending(s[None]),
             "ours": lambda: auroc(s, y),
             "torchmetrics": lambda: binary_auroc(s, y.long()),
         }

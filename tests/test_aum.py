@@ -314,7 +314,8 @@ def test_multiclass_single_label_batch(average):
 def test_sync_free_tie_path_matches_the_oracle(monkeypatch, normalize):
     """The path GPUs take (group bounds for every element, no host-device sync), forced on the CPU."""
     import fastai_aum.functional as F
-    monkeypatch.setattr(F, "_SPARSE_TIES_ON", ())
+    import fastai_aum.functional.aum_loss as aum_module
+    monkeypatch.setattr(aum_module, "_SPARSE_TIES_ON", ())
     rng = np.random.default_rng(11)
     for _ in range(200):
         n = int(rng.integers(2, 12))
@@ -326,7 +327,7 @@ def test_sync_free_tie_path_matches_the_oracle(monkeypatch, normalize):
     labels = torch.arange(30) % 4
     F.aum(z, labels, normalize, average="macro").backward()
     dense = z.grad.clone()
-    monkeypatch.setattr(F, "_SPARSE_TIES_ON", ("cpu",))
+    monkeypatch.setattr(aum_module, "_SPARSE_TIES_ON", ("cpu",))
     z.grad = None
     F.aum(z, labels, normalize, average="macro").backward()
     torch.testing.assert_close(dense, z.grad)

@@ -1,0 +1,14 @@
+"""Pure-torch ROC curves, exact AUROC and the differentiable AUM loss (no fastai import).
+
+Everything here sorts once per problem and works batched over rows, on any device. Scores are
+"larger means more positive"; see DESIGN.md for the definitions this package implements. One module
+per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its derivatives); `_scores` and
+`_sorting` are the shared machinery.
+"""
+from .._inputs import AUROCUndefinedWarning
+from ._scores import binary_score
+from .aum_loss import aum, aum_directional_derivatives
+from .roc import ROC, auroc, check_auroc_options, roc_curve
+
+__all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
+           "check_auroc_options", "AUROCUndefinedWarning"]

@@ -1,0 +1,143 @@
+"""The differentiable AUM loss (Area Under Min(FP, FN)) and its directional derivatives (pure torch)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._inputs import check_choice, prepare
+from ._scores import binary_score, one_hot, positive_mask
+from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
+
+__all__ = ["aum", "aum_directional_derivatives"]
+
+
+def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives: bool):
+    """AUM of each row of (B, N) scores and, if asked, the left and right directional derivatives.
+
+    Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. Once the
+    constant passes sorted element k, FP is the negative weight up to k and FN the positive weight
+    after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
+    the derivatives in sorted order (or None) and the sort permutation.
+    """
+    v, perm = sort_rows_descending(scores)
+    y = positive.gather(-1, perm)
+    n = v.shape[-1]
+    tp = y.cumsum(-1, dtype=torch.float64)
+    n_pos = tp[..., -1:]
+    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
+    fn = n_pos - tp
+    w_neg = w_pos = 1.0
+    if normalize == "rate":  # a missing class gets weight 1, harmlessly: its count is 0 everywhere
+        w_neg, w_pos = torch.stack([fp[..., -1:], n_pos]).clamp_min_(1).reciprocal_()
+        fp, fn = fp.mul_(w_neg), fn.mul_(w_pos)
+    m = torch.minimum(fp, fn)
+    vd = v.double()  # the gaps between float32 scores are exact in float64; tied gaps are 0
+    value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
+    if not need_derivatives:
+        return value, None, perm
+    if v.device.type not in _SPARSE_TIES_ON:  # no host-device sync: group bookkeeping for every element
+        first, last = group_marks(v)
+        start, end = group_start(first), group_end(last)
+        at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
+        return value, _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end), perm
+    # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
+    grad = m.clone()
+    grad[..., 1:] -= m[..., :-1]
+    left = right = grad
+    t = find_ties(v)
+    if t is not None:  # on the CPU, only the (usually few) tied elements need it
+        w = (w_neg[t.row, 0], w_pos[t.row, 0]) if normalize == "rate" else (w_neg, w_pos)
+        at_start, at_end = (lambda x: x[t.row, t.start]), (lambda x: x[t.row, t.end])  # noqa: E731
+        left, right = grad, grad.clone()
+        left[t.row, t.col], right[t.row, t.col] = _group_derivatives(y[t.row, t.col], fp, fn, y, *w, at_start, at_end)
+    return value, (left, right), perm
+
+
+_SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
+
+
+def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
+    """Left and right derivatives of elements with `labels`, in groups of equal scores.
+
+    Moving a tied element changes only the interval next to its group: moving it up (right) opens one
+    where it alone has crossed; moving it down (left), one where all its group but it has. `at_start`
+    and `at_end` pick, from the sorted rows' FP, FN (after each element) and labels `y`, the values at
+    each element's group's first and last element.
+    """
+    neg, pos = (1 - labels.double()) * w_neg, labels.double() * w_pos
+    y_start = at_start(y).double()
+    fp_before = at_start(fp) - (1 - y_start) * w_neg  # before the group's first element crossed
+    fn_before = at_start(fn) + y_start * w_pos
+    fp_after, fn_after = at_end(fp), at_end(fn)
+    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
+    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
+    return left, right
+
+
+def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
+    return torch.empty(perm.shape, dtype=dtype, device=perm.device).scatter_(-1, perm, sorted_values.to(dtype))
+
+
+class _AUMFunction(torch.autograd.Function):
+    """AUM of (N,) scores, or of each row of (B, N) scores.
+
+    Its gradient is the mean of the left and right directional derivatives: at ties that does not
+    depend on how the sort ordered them, and it is not zero where autograd through argsort can be
+    (see `fastai_aum.baseline`)."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
+        rows = scores.ndim == 2  # reshaping in here keeps view nodes out of the autograd graph
+        value, lr, perm = _aum_rows(scores if rows else scores[None], positive if rows else positive[None],
+                                    normalize, need_derivatives=ctx.needs_input_grad[0])
+        if lr is not None:
+            left, right = lr
+            grad = _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
+            ctx.save_for_backward(grad if rows else grad[0])
+        return value.to(scores.dtype) if rows else value[0].to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):  # AUM is piecewise linear: the saved gradient's own derivative is 0
+        (grad,) = ctx.saved_tensors
+        return grad_output.unsqueeze(-1) * grad, None, None
+
+
+def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
+    """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
+
+    Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
+    taken through softmax unless they already are probabilities, and scored one-vs-rest: `'micro'`
+    pools all N*K (probability, is-class) pairs into one binary AUM, `'macro'` averages the per-class
+    AUMs over the classes with both positives and negatives. `normalize='rate'` divides FP by the
+    number of negatives and FN by the number of positives; `'count'` does not. A problem with one
+    class gives 0, still attached to the graph. `validate=False` skips the value checks; finding
+    ties (and, for K > 2, telling probabilities from logits) still costs a host-device sync.
+    """
+    check_choice("normalize", normalize, ("rate", "count"))
+    check_choice("average", average, ("micro", "macro"))
+    inp = prepare(preds, target, validate=validate)
+    if inp.binary:
+        return _AUMFunction.apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+    p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
+    onehot = one_hot(inp.labels, inp.num_classes)
+    if average == "micro":
+        return _AUMFunction.apply(p.reshape(-1), onehot.reshape(-1), normalize)
+    values = _AUMFunction.apply(p.T.contiguous(), onehot.T, normalize)
+    support = onehot.sum(0)
+    defined = (support > 0) & (support < len(inp.labels))
+    return (values * defined).sum() / defined.sum().clamp_min(1)
+
+
+def aum_directional_derivatives(preds, target, normalize: str = "rate", *, validate: bool = True) -> Tensor:
+    """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
+
+    left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
+    They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
+    """
+    check_choice("normalize", normalize, ("rate", "count"))
+    inp = prepare(preds, target, validate=validate)
+    if not inp.binary:
+        raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
+    score = binary_score(inp.scores).detach()
+    _, (left, right), perm = _aum_rows(score[None], positive_mask(inp.labels)[None], normalize, need_derivatives=True)
+    return torch.stack([_unsort(left, perm, score.dtype)[0], _unsort(right, perm, score.dtype)[0]], dim=1)
