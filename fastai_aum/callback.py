@@ -9,10 +9,13 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_detach
+from fastcore.basics import noop
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning
+from .classes import class_names, describe_positive, positive_index
 from .functional import ROC, auroc, check_auroc_options, roc_curve
+from .losses import AUMLossFlat
 
 __all__ = ["AUROC", "AUROCCallback", "plot_roc", "format_roc_axes"]
 
@@ -25,12 +28,19 @@ class AUROC(Metric):
     computes `fastai_aum.functional.auroc` once at the end. The last pass's outputs stay, for `roc`
     and `plot`. An undefined AUROC (a class missing) is NaN, with one warning per message; a pass
     of one example (`learn.predict`) is NaN without one.
+
+    `positive` names the positive class of a binary problem by its vocabulary value (default: the
+    loss's positive class, else the second class). A single model output is read as the logit of the
+    loss's positive class (`AUMLossFlat(positive=...)`), of the second class for other losses.
     """
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc"):
+                 name: str = "auroc", positive=None):
         check_auroc_options(average, multi_class, max_fpr)
         self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
+        self.positive, self.classes = positive, None
+        self._pos, self._output_pos = 1, 1  # the positive class, and the class a single output stands for
+        self._ready = False  # set up for the Learner of this pass
         self._warned: set[str] = set()
         self.preds = self.targs = None  # the last pass, concatenated
         self.clear()
@@ -41,6 +51,7 @@ class AUROC(Metric):
 
     def reset(self) -> None:
         self.clear()
+        self._ready = False
 
     def clear(self) -> None:
         """Forget the batches kept so far."""
@@ -49,7 +60,26 @@ class AUROC(Metric):
     def __getstate__(self) -> dict:  # `learn.export()` pickles metrics: leave the predictions out
         return {**self.__dict__, "_preds": [], "_targs": [], "preds": None, "targs": None, "_value": None}
 
+    def setup(self, learn) -> None:
+        """Find the positive class in `learn.dls`'s vocabulary, and which class a single output means."""
+        self.classes = class_names(getattr(learn, "dls", None))
+        loss = getattr(learn, "loss_func", None)
+        if isinstance(loss, AUMLossFlat) and loss.vocab is None and self.classes is not None:
+            loss.bind(self.classes)
+        self._output_pos = loss.positive_index if isinstance(loss, AUMLossFlat) else 1
+        positive = self.positive if self.positive is not None else getattr(loss, "positive", None)
+        binary = self.classes is not None and len(self.classes) == 2
+        self._pos = positive_index(self.classes, positive) if binary or self.positive is not None else 1
+        self._ready = True
+
+    @property
+    def positive_class(self):
+        """The positive class of a binary problem (its vocabulary value once the vocabulary is known)."""
+        return self.classes[self._pos] if self.classes is not None and len(self.classes) == 2 else self._pos
+
     def accumulate(self, learn) -> None:
+        if not self._ready:
+            self.setup(learn)
         self.add(learn.pred, learn.y, learn)
 
     def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
@@ -68,16 +98,32 @@ class AUROC(Metric):
             self._value = self._compute(self.preds, self.targs)
         return self._value
 
+    def _oriented(self, preds: Tensor, targs: Tensor) -> tuple[Tensor, Tensor]:
+        """Binary outputs and labels with the positive class as label 1 and as the larger score."""
+        targs = targs.reshape(-1)
+        one_output = preds.ndim == 1 or preds.shape[-1] == 1
+        if not one_output and preds.shape[-1] != 2:
+            return preds, targs
+        if one_output and self._output_pos != self._pos:
+            preds = -preds  # the logit of the other class
+        elif not one_output and self._pos == 0:
+            preds = preds.flip(-1)
+        return preds, (1 - targs if self._pos == 0 else targs)
+
+    def _label(self) -> str:
+        binary = self.classes is not None and len(self.classes) == 2
+        return f"{self.name} ({describe_positive(self.classes, self._pos)})" if binary else self.name
+
     def _compute(self, preds: Tensor, targs: Tensor) -> float:
         if len(targs) < 2:  # e.g. `learn.predict`'s single item: nothing to rank, nothing to warn about
             return math.nan
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AUROCUndefinedWarning)
-            value = auroc(preds, targs.reshape(-1), self.average, self.multi_class, self.max_fpr)
+            value = auroc(*self._oriented(preds, targs), self.average, self.multi_class, self.max_fpr)
         for w in caught:
             if str(w.message) not in self._warned:
                 self._warned.add(str(w.message))
-                warnings.warn(f"{self.name}: {w.message}", AUROCUndefinedWarning, stacklevel=2)
+                warnings.warn(f"{self._label()}: {w.message}", AUROCUndefinedWarning, stacklevel=2)
         return value.item() if value.ndim == 0 else value.tolist()
 
     @property
@@ -87,13 +133,13 @@ class AUROC(Metric):
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AUROCUndefinedWarning)
-            return roc_curve(self.preds, self.targs.reshape(-1))
+            return roc_curve(*self._oriented(self.preds, self.targs))
 
     def plot(self, ax=None, labels=None, title: str | None = None):
         """Draw the last pass's ROC curve(s) with matplotlib and return the axes."""
         if self.preds is None:
             raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
-        return plot_roc(self.roc, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self.name})")
+        return plot_roc(self.roc, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self._label()})")
 
 
 class _TrainAUROC(AUROC):
@@ -140,11 +186,11 @@ class AUROCCallback(Callback):
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", train: bool = False):
-        self.metric = AUROC(average, multi_class, max_fpr, name)
-        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}") if train else None
+                 name: str = "auroc", train: bool = False, positive=None):
+        self.metric = AUROC(average, multi_class, max_fpr, name, positive)
+        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", positive) if train else None
         self._history: list[dict] = []
-        self._training = self._new_fit = False
+        self._training = self._new_fit = self._announced = False
 
     def _attach(self) -> None:
         for metric in (self.metric, self.train_metric):
@@ -154,7 +200,14 @@ class AUROCCallback(Callback):
     # fastai runs `validate` and `get_preds` as a fit of one epoch with no training, so a training
     # run is recognised by its `before_train`.
     def before_fit(self) -> None:
+        for metric in (self.metric, self.train_metric):
+            if metric is not None:
+                metric.setup(self.learn)
         self._attach()
+        if not self._announced and self.metric.classes is not None and len(self.metric.classes) == 2 \
+                and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
+            print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric._pos)}")
+            self._announced = True
         # `lr_find` trains too, but its "epochs" are no epochs: leave the history alone
         self._training, self._new_fit = False, not hasattr(self.learn, "lr_finder")
 
@@ -197,10 +250,13 @@ class AUROCCallback(Callback):
         columns = ["epoch", self.metric.name] + ([self.train_metric.name] if self.train_metric is not None else [])
         return pd.DataFrame(self._history, columns=columns)
 
+    @property
+    def positive_class(self):
+        """The positive class of a binary problem."""
+        return self.metric.positive_class
+
     def plot(self, ax=None, title: str | None = None):
         """Draw the last validation pass's ROC curve(s), one per class for multiclass; returns the axes."""
-        vocab = getattr(getattr(self, "dls", None), "vocab", None)
-        if vocab is not None and len(vocab) and hasattr(vocab[-1], "__len__") and not isinstance(vocab[-1], str):
-            vocab = vocab[-1]  # text DataLoaders: [tokens, classes]
+        vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._inputs import check_choice, is_probability_matrix
+from .classes import class_names, positive_index
 from .functional import aum
 
 __all__ = ["AUMLoss", "AUMLossFlat"]
@@ -33,10 +34,19 @@ class AUMLoss(nn.Module):
 
 class AUMLossFlat:
     """The AUM loss for fastai Learners, with fastai's `activation` and `decodes`, so `get_preds`,
-    `predict`, `export` and `load_learner` work.
+    `predict`, `show_results`, `ClassificationInterpretation`, `export` and `load_learner` work.
 
-    Binary models may have one output (the logit of the second class of the vocabulary) or two
-    (scored as `z1 - z0`); more outputs are multiclass, with `average` 'micro' or 'macro'.
+    Binary models may have one output (the logit of the positive class) or two (scored as
+    `z_positive - z_other`); more outputs are multiclass, with `average` 'micro' or 'macro'.
+    `positive` names the positive class by its vocabulary value (default: the second class); a
+    name needs the vocabulary, which `aum_learner` and `AUROCCallback` pass on (`bind`), or `vocab=`.
+
+    AUM does not change when a constant is added to every score, so a binary model's bias, and
+    with it `sigmoid(score) > 0.5`, is arbitrary: tune `thresh` (the probability of the positive
+    class above which it is predicted) with `learn.tune_threshold()`, and calibrate the
+    probabilities with `learn.calibrate()` (`fastai_aum.decisions`). `activation` gives binary
+    models two columns, the probabilities of the classes in vocabulary order, whatever the number of outputs.
+
     `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
     if it is a large share, use larger or stratified batches (`fastai_aum.stratify_batches`).
     `validate=False` skips the checks of every batch's values (NaN, label range); a binary loss on a
@@ -45,13 +55,38 @@ class AUMLossFlat:
     y_int = True
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh: float = 0.5,
-                 reduction: str = "mean", validate: bool = True):
+                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None):
         self.func = AUMLoss(normalize, average, reduction, validate)
-        self.axis, self.thresh = axis, thresh
+        self.axis, self.thresh, self.positive = axis, thresh, positive
+        self.vocab, self._pos = None, 1
+        self.calibration = None  # scores -> probabilities of the positive class; set by `learn.calibrate()`
+        self.tuning = None  # how `thresh` was tuned, so that calibrating again can re-tune it
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
+        if vocab is not None:
+            self.bind(vocab)
 
     def __repr__(self) -> str:
-        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r})"
+        positive = f", positive={self.positive!r}" if self.positive is not None else ""
+        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive})"
+
+    def bind(self, vocab) -> "AUMLossFlat":
+        """Find the positive class in `vocab` (a vocabulary or DataLoaders); returns the loss."""
+        self.vocab = class_names(vocab)
+        self._pos = positive_index(self.vocab, self.positive)
+        return self
+
+    @property
+    def positive_index(self) -> int:
+        """Index of the positive class in the vocabulary: the class a single output is the logit of."""
+        if self.positive is not None and self.vocab is None:
+            raise ValueError(f"AUMLossFlat(positive={self.positive!r}) needs the vocabulary to find that class: "
+                             "build the Learner with `aum_learner`, add `AUROCCallback`, or pass `vocab=dls.vocab`")
+        return self._pos
+
+    @property
+    def positive_class(self):
+        """The positive class's vocabulary value (its index when the vocabulary is unknown)."""
+        return self.vocab[self._pos] if self.vocab is not None and len(self.vocab) > self._pos else self._pos
 
     @property
     def reduction(self) -> str:
@@ -71,10 +106,17 @@ class AUMLossFlat:
         preds, target = preds.as_subclass(Tensor), target.as_subclass(Tensor).reshape(-1)
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
+        if self._is_binary(preds) and self.positive_index == 0:
+            # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
+            target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
         value = self.func(preds, target, **kwargs)
         if preds.requires_grad:
             self._count_degenerate(preds, target)
         return value
+
+    @staticmethod
+    def _is_binary(preds: Tensor) -> bool:
+        return preds.ndim == 1 or preds.shape[-1] <= 2
 
     def _count_degenerate(self, preds: Tensor, target: Tensor) -> None:
         k = preds.shape[1] if preds.ndim == 2 and preds.shape[1] > 2 else 2
@@ -83,21 +125,52 @@ class AUMLossFlat:
         support = (target[:, None] == torch.arange(k, device=target.device)).sum(0)
         self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
 
+    def _n_outputs(self, x: Tensor) -> int:
+        return 1 if x.ndim == 1 else x.shape[self.axis]
+
+    def score(self, x: Tensor) -> Tensor:
+        """The binary score of raw outputs, larger for the positive class: the single output, or
+        `z_positive - z_other` (the positive probability for a model that outputs probabilities)."""
+        k = self._n_outputs(x)
+        if k > 2:
+            raise ValueError(f"`score` is for binary models (1 or 2 outputs), got {k} outputs")
+        if k == 1:
+            return x if x.ndim == 1 else x.squeeze(self.axis)
+        pos, other = x.select(self.axis, self.positive_index), x.select(self.axis, 1 - self.positive_index)
+        if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, 2)):
+            return pos
+        return pos - other
+
     def activation(self, x: Tensor) -> Tensor:
-        """Probabilities: sigmoid of one output, softmax of several (unless they already are probabilities)."""
-        if x.ndim == 1 or x.shape[self.axis] == 1:
-            return torch.sigmoid(x)
-        if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, x.shape[self.axis])):
-            return x
-        return F.softmax(x, dim=self.axis)
+        """Probabilities: for a binary model, both classes' (vocabulary order) from the sigmoid of its
+        score, or from `calibration` once fitted; softmax of several outputs (unless they already are
+        probabilities)."""
+        k = self._n_outputs(x)
+        if k > 2:
+            if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, k)):
+                return x
+            return F.softmax(x, dim=self.axis)
+        if k == 2 and self.calibration is None:
+            if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, 2)):
+                return x
+            return F.softmax(x, dim=self.axis)
+        s = self.score(x)
+        p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
+        pair = [1 - p, p] if self.positive_index == 1 else [p, 1 - p]
+        return torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
 
     def decodes(self, x: Tensor) -> Tensor:
-        """Class indices from `activation`'s output."""
-        if x.ndim == 1:
-            return (x > self.thresh).long()
-        if x.shape[self.axis] == 1:
-            return (x > self.thresh).long().squeeze(self.axis)
-        return x.argmax(dim=self.axis)
+        """Class indices from `activation`'s output: binary models predict the positive class where
+        its probability exceeds `thresh`; multiclass models take the most probable class."""
+        k = self._n_outputs(x)
+        if k > 2:
+            return x.argmax(dim=self.axis)
+        pos = self.positive_index
+        p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
+        return torch.where(p > self.thresh, pos, 1 - pos)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
+
+    def __setstate__(self, state: dict) -> None:  # losses pickled before `positive` existed load too
+        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "calibration": None, "tuning": None, **state})

@@ -87,7 +87,8 @@ def test_recorded_value_is_sklearn_on_get_preds_one_output(breast_dls):
     assert recorded[-1] == pytest.approx(sk_auroc(raw, y), abs=1e-6)
     with learn.no_bar():
         probs, _ = learn.get_preds()
-    torch.testing.assert_close(probs, torch.sigmoid(raw))  # what get_preds returns: sigmoid probabilities
+    # what get_preds returns: both classes' probabilities, in vocabulary order, from the sigmoid of the one output
+    torch.testing.assert_close(probs, torch.cat([torch.sigmoid(-raw), torch.sigmoid(raw)], 1))
 
 
 def test_recorded_value_two_outputs_cross_entropy(breast_dls):
@@ -400,7 +401,7 @@ def test_validate_and_get_preds_outside_fit(breast_dls, breast_df):
         warnings.simplefilter("always")
         _, clas, probs = learn.predict(breast_df.iloc[3])
     assert not [w for w in caught if issubclass(w.category, AUROCUndefinedWarning)]
-    assert int(clas) == int(probs[0] > 0.5)
+    assert probs.shape == (2,) and int(clas) == int(probs[1] > 0.5)  # one probability per class
 
 
 # ------------------------------------------------------------- raw outputs, detached, exact ---

@@ -117,11 +117,16 @@ def test_gradient_flows_and_matches_functional():
 
 # --------------------------------------------------------------------- activation/decodes ---
 
-def test_activation_sigmoid_for_one_output():
+def test_activation_of_one_output_gives_both_classes():
+    """fastai's categorical machinery (predict, interpretation) expects one probability per class."""
     x = torch.tensor([[-2.0], [0.0], [3.0]])
     loss = AUMLossFlat()
-    torch.testing.assert_close(loss.activation(x), torch.sigmoid(x))
-    torch.testing.assert_close(loss.activation(x[:, 0]), torch.sigmoid(x[:, 0]))
+    expected = torch.cat([1 - torch.sigmoid(x), torch.sigmoid(x)], 1)
+    torch.testing.assert_close(loss.activation(x), expected)
+    torch.testing.assert_close(loss.activation(x[:, 0]), expected)
+    # the one output is the logit of the positive class, wherever it is in the vocabulary
+    first = AUMLossFlat(positive="a", vocab=["a", "b"])
+    torch.testing.assert_close(first.activation(x), expected.flip(1))
 
 
 def test_activation_softmax_for_several_outputs():
@@ -254,9 +259,9 @@ def test_get_preds_with_loss(breast_dls):
         preds, targs, losses = learn.get_preds(with_loss=True)
     raw, _ = raw_preds(learn)
     n = len(breast_dls.valid_ds)
-    assert preds.shape == (n, 1) and losses.shape == (n,)
+    assert preds.shape == (n, 2) and losses.shape == (n,)
     assert loss.reduction == "mean"  # restored
-    torch.testing.assert_close(preds, torch.sigmoid(raw))
+    torch.testing.assert_close(preds[:, 1:], torch.sigmoid(raw))
     bs = breast_dls.valid.bs
     for start in range(0, n, bs):  # each batch's per-example losses add up to that batch's AUM
         chunk = slice(start, start + bs)
