@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._inputs import check_choice, is_probability_matrix
-from .classes import class_names, positive_index
+from ._inputs import check_choice
+from .decoding import BinaryDecisions
 from .functional import aum
 
 __all__ = ["AUMLoss", "AUMLossFlat"]
@@ -32,7 +31,7 @@ class AUMLoss(nn.Module):
         return value.expand(len(target)) / len(target) if self.reduction == "none" else value
 
 
-class AUMLossFlat:
+class AUMLossFlat(BinaryDecisions):
     """The AUM loss for fastai Learners, with fastai's `activation` and `decodes`, so `get_preds`,
     `predict`, `show_results`, `ClassificationInterpretation`, `export` and `load_learner` work.
 
@@ -57,36 +56,13 @@ class AUMLossFlat:
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh: float = 0.5,
                  reduction: str = "mean", validate: bool = True, positive=None, vocab=None):
         self.func = AUMLoss(normalize, average, reduction, validate)
-        self.axis, self.thresh, self.positive = axis, thresh, positive
-        self.vocab, self._pos = None, 1
-        self.calibration = None  # scores -> probabilities of the positive class; set by `learn.calibrate()`
-        self.tuning = None  # how `thresh` was tuned, so that calibrating again can re-tune it
+        self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
-        if vocab is not None:
-            self.bind(vocab)
+        self._init_decisions(thresh, positive, vocab)
 
     def __repr__(self) -> str:
         positive = f", positive={self.positive!r}" if self.positive is not None else ""
         return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive})"
-
-    def bind(self, vocab) -> "AUMLossFlat":
-        """Find the positive class in `vocab` (a vocabulary or DataLoaders); returns the loss."""
-        self.vocab = class_names(vocab)
-        self._pos = positive_index(self.vocab, self.positive)
-        return self
-
-    @property
-    def positive_index(self) -> int:
-        """Index of the positive class in the vocabulary: the class a single output is the logit of."""
-        if self.positive is not None and self.vocab is None:
-            raise ValueError(f"AUMLossFlat(positive={self.positive!r}) needs the vocabulary to find that class: "
-                             "build the Learner with `aum_learner`, add `AUROCCallback`, or pass `vocab=dls.vocab`")
-        return self._pos
-
-    @property
-    def positive_class(self):
-        """The positive class's vocabulary value (its index when the vocabulary is unknown)."""
-        return self.vocab[self._pos] if self.vocab is not None and len(self.vocab) > self._pos else self._pos
 
     @property
     def reduction(self) -> str:
@@ -125,52 +101,5 @@ class AUMLossFlat:
         support = (target[:, None] == torch.arange(k, device=target.device)).sum(0)
         self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
 
-    def _n_outputs(self, x: Tensor) -> int:
-        return 1 if x.ndim == 1 else x.shape[self.axis]
-
-    def score(self, x: Tensor) -> Tensor:
-        """The binary score of raw outputs, larger for the positive class: the single output, or
-        `z_positive - z_other` (the positive probability for a model that outputs probabilities)."""
-        k = self._n_outputs(x)
-        if k > 2:
-            raise ValueError(f"`score` is for binary models (1 or 2 outputs), got {k} outputs")
-        if k == 1:
-            return x if x.ndim == 1 else x.squeeze(self.axis)
-        pos, other = x.select(self.axis, self.positive_index), x.select(self.axis, 1 - self.positive_index)
-        if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, 2)):
-            return pos
-        return pos - other
-
-    def activation(self, x: Tensor) -> Tensor:
-        """Probabilities: for a binary model, both classes' (vocabulary order) from the sigmoid of its
-        score, or from `calibration` once fitted; softmax of several outputs (unless they already are
-        probabilities)."""
-        k = self._n_outputs(x)
-        if k > 2:
-            if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, k)):
-                return x
-            return F.softmax(x, dim=self.axis)
-        if k == 2 and self.calibration is None:
-            if is_probability_matrix(x.movedim(self.axis, -1).reshape(-1, 2)):
-                return x
-            return F.softmax(x, dim=self.axis)
-        s = self.score(x)
-        p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
-        pair = [1 - p, p] if self.positive_index == 1 else [p, 1 - p]
-        return torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
-
-    def decodes(self, x: Tensor) -> Tensor:
-        """Class indices from `activation`'s output: binary models predict the positive class where
-        its probability exceeds `thresh`; multiclass models take the most probable class."""
-        k = self._n_outputs(x)
-        if k > 2:
-            return x.argmax(dim=self.axis)
-        pos = self.positive_index
-        p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
-        return torch.where(p > self.thresh, pos, 1 - pos)
-
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
-
-    def __setstate__(self, state: dict) -> None:  # losses pickled before `positive` existed load too
-        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "calibration": None, "tuning": None, **state})

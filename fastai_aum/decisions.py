@@ -1,0 +1,162 @@
+"""From ranking to decisions: tune a binary Learner's decision threshold and calibrate its probabilities
+on validation outputs, so that `predict`, `get_preds`, `show_results`, `ClassificationInterpretation`
+and exported Learners decide as tuned.
+
+Importing it adds `Learner.tune_threshold` and `Learner.calibrate`, as fastai adds `lr_find`.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.tracker import SaveModelCallback
+from fastai.learner import Learner
+from fastcore.basics import patch
+from torch import Tensor
+
+from .classes import class_names
+from .decoding import BinaryDecisions, DecisionLoss
+from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
+
+__all__ = ["TunedThreshold", "Calibration", "tune_threshold", "calibrate", "TuneThresholdCallback", "decision_loss"]
+
+CALIBRATIONS = {"platt": platt_scaling, "isotonic": isotonic_calibration}
+
+
+class TunedThreshold(NamedTuple):
+    """What `tune_threshold` chose: `thresh` is on the probability of the positive class (what the loss's
+    `decodes` compares), `score_thresh` the same cut on the model's binary score when the probabilities
+    are the sigmoid of it (None after calibration)."""
+    thresh: float
+    score_thresh: float | None
+    criterion: str
+    value: float
+    tpr: float
+    fpr: float
+    positive: object
+
+
+class Calibration(NamedTuple):
+    """What `calibrate` did, measured on the outputs it was fitted on: Brier score and log loss before and after."""
+    method: str
+    brier_before: float
+    brier_after: float
+    log_loss_before: float
+    log_loss_after: float
+
+
+def decision_loss(learn: Learner) -> BinaryDecisions:
+    """The Learner's loss, able to decide with a threshold: `AUMLossFlat` as it is; another loss (e.g.
+    `CrossEntropyLossFlat`) is wrapped in a `DecisionLoss` once, which computes the same loss."""
+    loss = learn.loss_func
+    if not isinstance(loss, BinaryDecisions):
+        loss = learn.loss_func = DecisionLoss(loss)
+    classes = class_names(learn.dls)
+    if classes is None or len(classes) != 2:
+        raise ValueError(f"decision thresholds are for binary problems; these DataLoaders have "
+                         f"{'no vocabulary' if classes is None else f'{len(classes)} classes'}")
+    if loss.vocab is None:
+        loss.bind(classes)
+    return loss
+
+
+def _identity(x):
+    return x
+
+
+def _outputs(learn: Learner, dl) -> tuple[Tensor, Tensor]:
+    """Raw outputs and targets of `dl` (default: the validation set)."""
+    preds, targs = learn.get_preds(dl=dl, act=_identity) if dl is not None else learn.get_preds(act=_identity)
+    if targs is None or len(targs) == 0:
+        raise ValueError("tuning needs labelled outputs: the DataLoader gave no targets")
+    return preds, targs.reshape(-1)
+
+
+def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
+    probs = loss.activation(preds)
+    return probs if probs.ndim == 1 else probs.select(loss.axis, loss.positive_index).reshape(-1)
+
+
+@patch
+def tune_threshold(self: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
+                   cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
+                   outputs: tuple[Tensor, Tensor] | None = None) -> TunedThreshold:
+    """Set the loss's decision threshold to the one that maximises `criterion` on `dl` (default: the
+    validation set); see `fastai_aum.functional.best_threshold` for the criteria and constraints.
+
+    The threshold is found on the very probabilities the loss's `decodes` sees, so every fastai
+    decision path reproduces the tuned cut exactly. Returns a `TunedThreshold`.
+    """
+    loss = decision_loss(self)
+    preds, targs = outputs if outputs is not None else _outputs(self, dl)
+    p = _positive_probability(loss, preds)
+    found = best_threshold(p, targs == loss.positive_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
+                           max_fpr=max_fpr, min_tpr=min_tpr)
+    loss.thresh = float(found.threshold)
+    loss.tuning = dict(criterion=criterion, cost_fp=cost_fp, cost_fn=cost_fn, max_fpr=max_fpr, min_tpr=min_tpr)
+    score_thresh = None
+    if loss.calibration is None:
+        t = loss.thresh
+        score_thresh = math.inf if t >= 1 else -math.inf if t <= 0 else math.log(t) - math.log1p(-t)
+    return TunedThreshold(loss.thresh, score_thresh, criterion, float(found.value), float(found.tpr),
+                          float(found.fpr), loss.positive_class)
+
+
+@patch
+def calibrate(self: Learner, method: str = "platt", dl=None, outputs: tuple[Tensor, Tensor] | None = None) -> Calibration:
+    """Fit `method` ('platt', or 'isotonic') on `dl`'s outputs (default: the validation set) so that
+    the loss's `activation`, and with it `get_preds` and `predict`, gives calibrated probabilities.
+
+    A threshold tuned before is tuned again, with the same criterion, on the new probabilities.
+    Returns the Brier score and log loss before and after, on the same outputs.
+    """
+    if method not in CALIBRATIONS:
+        raise ValueError(f"`method` must be one of {', '.join(map(repr, CALIBRATIONS))}, got {method!r}")
+    loss = decision_loss(self)
+    preds, targs = outputs if outputs is not None else _outputs(self, dl)
+    y = targs == loss.positive_index
+    before = _positive_probability(loss, preds)
+    loss.calibration = CALIBRATIONS[method](loss.score(preds), y)
+    after = _positive_probability(loss, preds)
+    if loss.tuning is not None:
+        self.tune_threshold(outputs=(preds, targs), **loss.tuning)
+    return Calibration(method, float(brier_score(before, y)), float(brier_score(after, y)),
+                       float(log_loss(before, y)), float(log_loss(after, y)))
+
+
+class TuneThresholdCallback(Callback):
+    """At the end of each `fit`, calibrate (if `calibrate` names a method) and tune the decision
+    threshold on the validation set: `learn.tune_threshold(criterion, **kwargs)`. The result is in
+    `self.tuned` (and `self.calibration`). It runs after `SaveModelCallback` has loaded the best weights."""
+    order = SaveModelCallback.order + 1
+
+    def __init__(self, criterion: str = "balanced_accuracy", calibrate: str | None = None, **kwargs):
+        if calibrate is not None and calibrate not in CALIBRATIONS:
+            raise ValueError(f"`calibrate` must be None or one of {', '.join(map(repr, CALIBRATIONS))}, got {calibrate!r}")
+        self.criterion, self.method, self.kwargs = criterion, calibrate, kwargs
+        self.tuned = self.calibration = None
+        self._trained = False
+
+    # fastai runs `get_preds` and `validate` as fits without training: only a fit that trained is tuned
+    def before_fit(self) -> None:
+        self._trained = False
+
+    def before_train(self) -> None:
+        self._trained = not hasattr(self.learn, "lr_finder")
+
+    def after_fit(self) -> None:
+        if not self._trained:
+            return
+        self._trained = False
+        recorder = getattr(self.learn, "recorder", None)
+        kept = {k: getattr(recorder, k) for k in ("lrs", "iters", "losses", "values") if hasattr(recorder, k)}
+        try:
+            outputs = _outputs(self.learn, None)
+        finally:  # `get_preds` starts the Recorder afresh: keep the history of the fit that just ended
+            for k, v in kept.items():
+                setattr(recorder, k, v)
+        if self.method is not None:
+            self.calibration = self.learn.calibrate(self.method, outputs=outputs)
+        self.tuned = self.learn.tune_threshold(self.criterion, outputs=outputs, **self.kwargs)

@@ -1,0 +1,132 @@
+"""Binary decisions in fastai's loss conventions: a named positive class, a decision threshold on its
+probability, and optionally calibrated probabilities, for `AUMLossFlat` and for any other binary loss
+(`DecisionLoss`)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._inputs import is_probability_matrix
+from .classes import class_names, positive_index
+
+__all__ = ["BinaryDecisions", "DecisionLoss"]
+
+
+class BinaryDecisions:
+    """What a fastai loss needs to turn a binary model's outputs into probabilities and decisions.
+
+    `positive` names the positive class by its vocabulary value (default: the second class); `bind`
+    finds it in the vocabulary. `thresh` is the probability of the positive class above which it is
+    predicted; `calibration`, once fitted (`learn.calibrate()`), maps the binary score to that probability.
+    A subclass sets `axis` and may override `multiclass_activation`.
+    """
+    axis: int = -1
+
+    def _init_decisions(self, thresh: float, positive, vocab) -> None:
+        self.thresh, self.positive = thresh, positive
+        self.vocab, self._pos = None, 1
+        self.calibration = None  # binary score -> probability of the positive class
+        self.tuning = None  # how `thresh` was tuned (`learn.tune_threshold`), so that calibrating can re-tune it
+        if vocab is not None:
+            self.bind(vocab)
+
+    def bind(self, vocab):
+        """Find the positive class in `vocab` (a vocabulary or DataLoaders); returns self."""
+        self.vocab = class_names(vocab)
+        self._pos = positive_index(self.vocab, self.positive)
+        return self
+
+    @property
+    def positive_index(self) -> int:
+        """Index of the positive class in the vocabulary: the class a single output is the logit of."""
+        if self.positive is not None and self.vocab is None:
+            raise ValueError(f"{type(self).__name__}(positive={self.positive!r}) needs the vocabulary to find that "
+                             "class: build the Learner with `aum_learner`, add `AUROCCallback`, or pass `vocab=dls.vocab`")
+        return self._pos
+
+    @property
+    def positive_class(self):
+        """The positive class's vocabulary value (its index while the vocabulary is unknown)."""
+        return self.vocab[self._pos] if self.vocab is not None and len(self.vocab) > self._pos else self._pos
+
+    def _n_outputs(self, x: Tensor) -> int:
+        return 1 if x.ndim == 1 else x.shape[self.axis]
+
+    def score(self, x: Tensor) -> Tensor:
+        """The binary score of raw outputs, larger for the positive class: the single output, or
+        `z_positive - z_other` (the positive probability for a model that outputs probabilities)."""
+        k = self._n_outputs(x)
+        if k > 2:
+            raise ValueError(f"`score` is for binary models (1 or 2 outputs), got {k} outputs")
+        if k == 1:
+            return x if x.ndim == 1 else x.squeeze(self.axis)
+        pos, other = x.select(self.axis, self.positive_index), x.select(self.axis, 1 - self.positive_index)
+        return pos if _probability_rows(x, self.axis) else pos - other
+
+    def multiclass_activation(self, x: Tensor) -> Tensor:
+        return x if _probability_rows(x, self.axis) else F.softmax(x, dim=self.axis)
+
+    def activation(self, x: Tensor) -> Tensor:
+        """Probabilities: for a binary model, both classes' (vocabulary order) from the sigmoid of its
+        score, or from `calibration` once fitted; softmax of several outputs (unless they already are
+        probabilities)."""
+        k = self._n_outputs(x)
+        if k > 2 or (k == 2 and self.calibration is None):
+            return self.multiclass_activation(x)
+        s = self.score(x)
+        p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
+        pair = [1 - p, p] if self.positive_index == 1 else [p, 1 - p]
+        return torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
+
+    def decodes(self, x: Tensor) -> Tensor:
+        """Class indices from `activation`'s output: binary models predict the positive class where
+        its probability exceeds `thresh`; multiclass models take the most probable class."""
+        k = self._n_outputs(x)
+        if k > 2:
+            return x.argmax(dim=self.axis)
+        pos = self.positive_index
+        p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
+        return torch.where(p > self.thresh, pos, 1 - pos)
+
+    def __setstate__(self, state: dict) -> None:  # objects pickled before these attributes existed load too
+        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "calibration": None, "tuning": None, **state})
+
+
+def _probability_rows(x: Tensor, axis: int) -> bool:
+    return is_probability_matrix(x.movedim(axis, -1).reshape(-1, x.shape[axis]))
+
+
+class DecisionLoss(BinaryDecisions):
+    """Another binary fastai loss (e.g. `CrossEntropyLossFlat`) with a tunable threshold, a named
+    positive class and calibration: the loss itself is computed by `loss`, unchanged.
+
+    `learn.tune_threshold()` wraps a Learner's loss in it where the loss has no threshold of its own.
+    """
+
+    def __init__(self, loss, thresh: float = 0.5, positive=None, vocab=None):
+        self.loss = loss
+        self.axis = getattr(loss, "axis", -1)
+        self._init_decisions(thresh, positive, vocab)
+
+    def __repr__(self) -> str:
+        return f"DecisionLoss({self.loss!r}, thresh={self.thresh!r})"
+
+    def __call__(self, *args, **kwargs):
+        return self.loss(*args, **kwargs)
+
+    def multiclass_activation(self, x: Tensor) -> Tensor:
+        act = getattr(self.loss, "activation", None)
+        return act(x) if act is not None else super().multiclass_activation(x)
+
+    @property
+    def reduction(self):  # fastai's `loss_not_reduced` sets it for `get_preds(with_loss=True)`
+        return self.loss.reduction
+
+    @reduction.setter
+    def reduction(self, value) -> None:
+        self.loss.reduction = value
+
+    @property
+    def y_int(self) -> bool:
+        return getattr(self.loss, "y_int", True)
