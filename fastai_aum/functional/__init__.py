@@ -2,13 +2,18 @@
 
 Everything here sorts once per problem and works batched over rows, on any device. Scores are
 "larger means more positive"; see DESIGN.md for the definitions this package implements. One module
-per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its derivatives); `_scores` and
+per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its derivatives), `thresholds` (the
+best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss); `_scores` and
 `_sorting` are the shared machinery.
 """
 from .._inputs import AUROCUndefinedWarning
 from ._scores import binary_score
 from .aum_loss import aum, aum_directional_derivatives
+from .calibration import (IsotonicCalibration, PlattScaling, brier_score, isotonic_calibration, log_loss,
+                          platt_scaling)
 from .roc import ROC, auroc, check_auroc_options, roc_curve
+from .thresholds import BestThreshold, best_threshold
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
-           "check_auroc_options", "AUROCUndefinedWarning"]
+           "check_auroc_options", "AUROCUndefinedWarning", "BestThreshold", "best_threshold", "PlattScaling",
+           "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score", "log_loss"]
