@@ -18,7 +18,7 @@ __all__ = ["PlattScaling", "platt_scaling", "IsotonicCalibration", "isotonic_cal
 def _calibration_input(scores) -> tuple[Tensor, torch.dtype]:
     """Binary scores as float64 (shape (N,) for (N, 1) and (N, 2) input, whose score is z1 - z0), and
     the float dtype to return calibrated probabilities in."""
-    s = scores.detach() if isinstance(scores, Tensor) else torch.as_tensor(scores)
+    s = scores.detach() if isinstance(scores, Tensor) else torch.as_tensor(scores, dtype=torch.float64)
     out = s.dtype if s.dtype in (torch.float32, torch.float64) else torch.float32 if s.is_floating_point() \
         else torch.float64
     if s.ndim == 2 and s.shape[1] == 2:
@@ -92,7 +92,7 @@ def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int
     `prior_correction` (Platt 1999, as scikit-learn's `CalibratedClassifierCV(method='sigmoid')`)
     positives are fitted to (n_pos + 1) / (n_pos + 2) and negatives to 1 / (n_neg + 2), which keeps the
     fit finite when the scores separate the classes; without it such data has no maximum-likelihood
-    fit and raise a ValueError. Newton's method in float64 stops when the Newton decrement falls below
+    fit, and a ValueError says so. Newton's method in float64 stops when the Newton decrement falls below
     `tol` or after `max_iter` steps. Scores that are all equal give slope 0.
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
@@ -104,7 +104,8 @@ def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int
     n_pos = int(positive.sum())
     n_neg = len(s) - n_pos
     if prior_correction:
-        t = torch.where(positive, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2)).double()
+        hit, miss = s.new_tensor((n_pos + 1) / (n_pos + 2)), s.new_tensor(1 / (n_neg + 2))
+        t = torch.where(positive, hit, miss)
     else:
         t = positive.double()
     lo, hi = float(s.min()), float(s.max())
