@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "stratified_split", "subsample_positives",
+__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "fraud_df", "stratified_split", "subsample_positives",
            "tabular_dls", "digits_dls", "text_dls"]
 
 
@@ -71,6 +71,21 @@ def digits_df(positive_digit: int | None = None, pos_frac: float | None = None, 
         return df
     df["label"] = np.where(data.target == positive_digit, "yes", "no")
     return subsample_positives(df, lambda d: d["label"] == "yes", pos_frac, seed)
+
+
+def fraud_df(n: int = 4000, pos_frac: float = 0.03, noise: float = 0.02, seed: int = 0) -> pd.DataFrame:
+    """A generated fraud table: `n` rows, `pos_frac` of them labelled 'fraud' and the rest 'ok', eight
+    informative or noisy numeric columns (`amount`, `v1`..`v7`), a categorical `channel` and a
+    `noise` share of flipped labels. The vocabulary sorts 'fraud' first: name it as the positive class."""
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=n, n_features=8, n_informative=4, n_redundant=2, weights=[1 - pos_frac],
+                               flip_y=noise, class_sep=0.8, random_state=seed)
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(x, columns=["amount"] + [f"v{i}" for i in range(1, 8)])
+    df["amount"] = np.exp(df["amount"]).round(2)
+    df["channel"] = rng.choice(["web", "app", "store"], size=n, p=[0.5, 0.3, 0.2])
+    df["label"] = np.where(y == 1, "fraud", "ok")
+    return df
 
 
 _NEUTRAL = ("the a this that it was is film story movie plot scene actor time people one very really "

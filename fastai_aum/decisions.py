@@ -51,8 +51,9 @@ def decision_loss(learn: Learner) -> BinaryDecisions:
     """The Learner's loss, able to decide with a threshold: `AUMLossFlat` as it is; another loss (e.g.
     `CrossEntropyLossFlat`) is wrapped in a `DecisionLoss` once, which computes the same loss."""
     loss = learn.loss_func
-    if not isinstance(loss, BinaryDecisions):
-        loss = learn.loss_func = DecisionLoss(loss)
+    if not isinstance(loss, BinaryDecisions):  # the AUROCCallback's positive class, if one was named
+        positive = getattr(getattr(getattr(learn, "auroc", None), "metric", None), "positive", None)
+        loss = learn.loss_func = DecisionLoss(loss, positive=positive)
     classes = class_names(learn.dls)
     if classes is None or len(classes) != 2:
         raise ValueError(f"decision thresholds are for binary problems; these DataLoaders have "

@@ -1,6 +1,8 @@
 """`aum_learner`: the right fastai Learner for tabular, text or vision DataLoaders, with AUM and AUROC."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from fastai.data.transforms import get_c
 from fastai.learner import Learner
@@ -9,7 +11,9 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
+from .classes import class_names, positive_index
 from .losses import AUMLossFlat
+from .metrics import decided, is_decision_metric
 from .sampling import stratify_batches, train_labels
 
 __all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
@@ -36,13 +40,14 @@ def data_kind(dls) -> str:
                     f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
 
 
-def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
+def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positive=None):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
-    inverse to the class frequencies of the training set), or a loss object, returned as it is."""
+    inverse to the class frequencies of the training set), or a loss object, returned as it is.
+    `positive` names AUM's positive class (the class a single output is the logit of)."""
     if not isinstance(loss, str):
         return loss
     if loss == "aum":
-        return AUMLossFlat(normalize=normalize, average=average)
+        return AUMLossFlat(normalize=normalize, average=average, positive=positive, vocab=class_names(dls))
     if loss == "ce":
         return CrossEntropyLossFlat()
     if loss == "weighted_ce":
@@ -54,28 +59,36 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro"):
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
-                **kwargs) -> Learner:
+                positive=None, metrics=None, **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision, binary or multiclass) trained with `loss`
     and measured by `AUROCCallback`.
 
     `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
     tabular models take `layers=` and the like. Unless `n_out` says otherwise, a binary problem
-    trained with AUM gets one output (the logit of the second class), everything else one per class. `loss` is 'aum',
-    'ce', 'weighted_ce' or a loss object; `normalize` and `average` configure AUM. All other keyword
-    arguments go to `tabular_learner`, `text_classifier_learner` or `vision_learner` (`pretrained`,
-    `metrics`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`. `stratify=True` gives every
-    training batch every class (`stratify_batches`; tabular and vision).
+    trained with AUM gets one output (the logit of the positive class), everything else one per
+    class. `positive` names the positive class of a binary problem by its vocabulary value (default:
+    the second class). `loss` is 'aum', 'ce', 'weighted_ce' or a loss object; `normalize` and
+    `average` configure AUM. fastai's decision `metrics` (`accuracy`, `F1Score`, ...) are computed
+    on the loss's decisions (`fastai_aum.decided`), so they use its threshold and work with one
+    output. All other keyword arguments go to `tabular_learner`, `text_classifier_learner` or
+    `vision_learner` (`pretrained`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
+    `stratify=True` gives every training batch every class (`stratify_batches`; tabular and vision).
     """
     kind = data_kind(dls)
+    classes = class_names(dls)
+    pos = positive_index(classes, positive)  # a clear error now, before any model is built
     if stratify:
         dls = stratify_batches(dls)
     n_classes = get_c(dls)
-    loss_func = make_loss(loss, dls, normalize, average)
+    loss_func = make_loss(loss, dls, normalize, average, positive)
+    if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
+        loss_func.bind(classes)
     if n_out is None:
         n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
     cbs = list(L(cbs))  # one callback or several, as fastai's Learner takes them
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
-        cbs.append(AUROCCallback(**(auroc_kwargs or {})))
+        cbs.append(AUROCCallback(**{"positive": positive, **(auroc_kwargs or {})}))
+    kwargs["metrics"] = _decision_metrics(metrics, n_out, pos if n_classes == 2 else None)
     if kind == "tabular":
         from fastai.tabular.learner import tabular_learner
         return tabular_learner(dls, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
@@ -86,3 +99,19 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     from fastai.text.learner import text_classifier_learner
     from fastai.text.models.awdlstm import AWD_LSTM
     return text_classifier_learner(dls, arch or AWD_LSTM, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
+
+
+def _decision_metrics(metrics, n_out: int, positive_index: int | None) -> list:
+    """fastai's decision metrics on the loss's decisions; a warning for metrics that read a single
+    output as if it were one column per class (e.g. `RocAucBinary`: use `AUROCCallback` instead)."""
+    metrics = [decided(m, positive_index) for m in L(metrics)]
+    if n_out == 1:
+        from .callback import AUROC
+        from .metrics import DecisionMetric
+        odd = [getattr(m, "name", getattr(m, "__name__", repr(m))) for m in metrics
+               if not isinstance(m, (DecisionMetric, AUROC)) and not is_decision_metric(m)]
+        if odd:
+            warnings.warn(f"aum_learner: the model has one output, which fastai metric(s) {odd} may read as one "
+                          "column per class (argmax or softmax of it); rank with `AUROCCallback`/`AUROC`, and wrap "
+                          "other decision metrics with `fastai_aum.decided`", UserWarning, stacklevel=3)
+    return metrics
