@@ -9,7 +9,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_detach
-from fastcore.basics import noop
+from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning

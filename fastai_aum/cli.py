@@ -37,8 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
     cmp.add_argument("--lr", type=float, default=1e-2, help="maximum learning rate of fit_one_cycle (default 1e-2)")
     cmp.add_argument("--bs", type=int, default=64, help="batch size (default 64)")
+    cmp.add_argument("--positive", default=None, metavar="CLASS",
+                     help="the positive class of a binary target, by its value (default: the second class in "
+                          "sorted order: malignant for breast_cancer, yes for digits)")
     cmp.add_argument("--pos-frac", type=float, default=None,
-                     help="share of positives after subsampling them, for a binary target "
+                     help="share of positives after subsampling the positive class, for a binary target "
                           "(default 0.1 for breast_cancer and digits, none for a CSV)")
     cmp.add_argument("--test-pct", type=float, default=0.25, help="share of rows held out for testing (default 0.25)")
     cmp.add_argument("--quick", action="store_true", help="2 seeds and 3 epochs: a smoke run")
@@ -46,17 +49,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subsample_positive(df, target: str, positive, pos_frac: float | None):
+    """`df` with the positive class subsampled to `pos_frac` of the rows, and that class's value."""
+    from .classes import positive_index
+    from .datasets import subsample_positives
+    classes = sorted(df[target].unique().tolist(), key=str)
+    if len(classes) != 2:
+        if positive is not None or pos_frac is not None:
+            raise UsageError(f"--positive and --pos-frac are for a binary target; {target!r} has {len(classes)} classes")
+        return df, None
+    try:
+        cls = classes[positive_index(classes, positive)]
+    except ValueError:
+        raise UsageError(f"--positive: no class {positive!r} in {target!r}; its classes are "
+                         f"{', '.join(map(str, classes))}") from None
+    if pos_frac is not None:
+        df = subsample_positives(df, lambda d: d[target] == cls, pos_frac, seed=0).reset_index(drop=True)
+    return df, cls
+
+
 def _load_data(args):
-    """(DataFrame, label column, categorical columns) for `--data`."""
-    from .datasets import subsample_positives, breast_cancer_df, digits_df, wine_df
+    """(DataFrame, label column, categorical columns, positive class or None) for `--data`."""
+    from .datasets import breast_cancer_df, digits_df, wine_df
     if args.pos_frac is not None and not 0 < args.pos_frac < 1:
         raise UsageError(f"--pos-frac must be between 0 and 1, got {args.pos_frac}")
-    if args.data == "breast_cancer":
-        return breast_cancer_df(pos_frac=args.pos_frac or 0.1), "label", []
-    if args.data == "digits":
-        return digits_df(positive_digit=8, pos_frac=args.pos_frac or 0.1).reset_index(drop=True), "label", []
-    if args.data == "wine":
-        return wine_df(), "label", []
+    if args.data in BUILTIN:
+        df = {"breast_cancer": lambda: breast_cancer_df(pos_frac=None), "wine": wine_df,
+              "digits": lambda: digits_df(positive_digit=8).reset_index(drop=True)}[args.data]()
+        pos_frac = args.pos_frac or (0.1 if args.data != "wine" else None)
+        df, positive = _subsample_positive(df, "label", args.positive, pos_frac)
+        return df, "label", [], positive
     path = Path(args.data)
     if path.suffix.lower() != ".csv":
         raise UsageError(f"--data must be one of {', '.join(BUILTIN)} or a .csv file, got {args.data!r}")
@@ -71,16 +93,14 @@ def _load_data(args):
     if target not in df.columns:
         raise UsageError(f"--target: no column {target!r} in {path.name}; columns are {', '.join(map(str, df.columns))}")
     df = df.dropna(subset=[target]).reset_index(drop=True)
-    classes = sorted(df[target].unique().tolist(), key=str)
-    if len(classes) < 2:
-        raise UsageError(f"--target: column {target!r} has {len(classes)} class(es); it needs at least two")
-    if len(classes) == 2 and args.pos_frac is not None:
-        df = subsample_positives(df, lambda d: d[target] == classes[1], args.pos_frac, seed=0).reset_index(drop=True)
+    df[target] = df[target].astype(str)
+    if df[target].nunique() < 2:
+        raise UsageError(f"--target: column {target!r} has {df[target].nunique()} class(es); it needs at least two")
+    df, positive = _subsample_positive(df, target, args.positive, args.pos_frac)
     features = [c for c in df.columns if c != target]
     cats = [c for c in features if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
             or (pd.api.types.is_integer_dtype(df[c]) and df[c].nunique() <= 10)]
-    df[target] = df[target].astype(str)
-    return df, target, cats
+    return df, target, cats, positive
 
 
 def _compare(args) -> int:
@@ -94,7 +114,7 @@ def _compare(args) -> int:
         raise UsageError(f"--seeds and --epochs must be at least 1 and --bs at least 2, got {seeds}, {epochs}, {args.bs}")
     if not 0 < args.test_pct < 1:
         raise UsageError(f"--test-pct must be between 0 and 1, got {args.test_pct}")
-    df, target, cats = _load_data(args)
+    df, target, cats, positive = _load_data(args)
 
     import warnings
 
@@ -114,7 +134,10 @@ def _compare(args) -> int:
     print(f"{args.data}: {len(df)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
           f"{len(dls.train_ds)} train, {len(dls.valid_ds)} validation, {len(test)} test; "
           f"{seeds} seeds x {len(losses)} losses x {epochs} epochs", flush=True)
-    result = compare_losses(dls, test=df.iloc[test], losses=losses, seeds=range(seeds), epochs=epochs, lr=args.lr)
+    if positive is not None:
+        print(f"positive class: {positive}", flush=True)
+    result = compare_losses(dls, test=df.iloc[test], losses=losses, seeds=range(seeds), epochs=epochs, lr=args.lr,
+                            positive=positive)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.results.to_csv(out / "results.csv", index=False)

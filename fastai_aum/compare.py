@@ -16,6 +16,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .callback import AUROCCallback, format_roc_axes
 from .functional import ROC, auroc, roc_curve
+from .classes import class_names, positive_index
 from .learner import LOSSES, aum_learner
 
 __all__ = ["compare_losses", "Comparison"]
@@ -46,6 +47,7 @@ class Comparison:
     results: pd.DataFrame
     rocs: dict = field(default_factory=dict)  # (loss, seed) -> ROC or list of ROC
     baseline: str = "ce"
+    positive: object = None  # the positive class of a binary problem
 
     @property
     def selected(self) -> pd.DataFrame:
@@ -117,7 +119,8 @@ class Comparison:
         ax_epochs.set(xlabel="epoch", ylabel="validation AUROC", title="validation AUROC (band: min to max over seeds)")
         ax_epochs.legend()
         test = self.results["test_auroc"].notna().any()
-        format_roc_axes(ax_roc, title=f"ROC of the selected models ({'test' if test else 'validation'} data)")
+        which = f", positive class {self.positive!r}" if self.positive is not None else ""
+        format_roc_axes(ax_roc, title=f"ROC of the selected models ({'test' if test else 'validation'} data{which})")
         fig.tight_layout()
         return fig
 
@@ -129,7 +132,8 @@ def _test_dl(learn, test):
 
 
 def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs: int = 10, lr: float = 1e-2,
-                   arch=None, baseline: str = "ce", show_progress: bool = True, **learner_kwargs) -> Comparison:
+                   arch=None, baseline: str = "ce", show_progress: bool = True, positive=None,
+                   **learner_kwargs) -> Comparison:
     """Train one model per loss and seed, select each run's epoch by validation AUROC, and report the
     held-out test AUROC of the selected weights.
 
@@ -137,7 +141,9 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
     labelled rows for `dls.test_dl`, or a DataLoader. `losses` are names (`'aum'`, `'ce'`,
     `'weighted_ce'`) or loss objects. Runs are paired: for a seed, every loss starts from the same
     initial weights (all models get one output per class, so that they can) and sees the batches in
-    the same order. `arch` and `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs, lr)` trains.
+    the same order. `positive` names the positive class of a binary problem by its vocabulary value
+    (default: the second class). `arch` and `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs,
+    lr)` trains.
     """
     losses = list(losses)
     names = [_loss_name(loss) for loss in losses]
@@ -145,11 +151,14 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
         raise ValueError(f"`losses` must have distinct names, got {names}")
     runs = [(seed, loss) for seed in seeds for loss in losses]
     rows, rocs, init = [], {}, {}
+    classes, pos = None, None
     for seed, loss in progress_bar(runs, display=show_progress):
         run_dls = dls(seed) if callable(dls) else dls
         name = _loss_name(loss)
         set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, loss=loss, n_out=run_dls.c, **learner_kwargs)
+        learn = aum_learner(run_dls, arch=arch, loss=loss, n_out=run_dls.c, positive=positive, **learner_kwargs)
+        classes = class_names(run_dls)
+        pos = positive_index(classes, positive) if len(classes) == 2 else None
         if seed not in init:
             init[seed] = copy.deepcopy(learn.model.state_dict())
         learn.model.load_state_dict(init[seed])
@@ -169,8 +178,9 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
                 warnings.simplefilter("ignore")
                 preds, targs = learn.get_preds(dl=dl, act=lambda x: x) if dl is not None else (None, None)
                 if dl is not None:
-                    test_auroc = auroc(preds, targs.reshape(-1)).item()
-                    rocs[(name, seed)] = roc_curve(preds, targs.reshape(-1))
+                    preds, targs = _positive_last(preds, targs.reshape(-1), pos)
+                    test_auroc = auroc(preds, targs).item()
+                    rocs[(name, seed)] = roc_curve(preds, targs)
                 else:
                     rocs[(name, seed)] = learn.auroc.roc
         for epoch, record in enumerate(records):
@@ -178,4 +188,12 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
                          "valid_loss": record.get("valid_loss"), "valid_auroc": record.get("auroc"),
                          "selected": epoch == keep.best_epoch,
                          "test_auroc": test_auroc if epoch == keep.best_epoch else np.nan})
-    return Comparison(pd.DataFrame(rows), rocs, baseline)
+    positive_class = classes[pos] if pos is not None else None
+    return Comparison(pd.DataFrame(rows), rocs, baseline, positive_class)
+
+
+def _positive_last(preds, targs, pos: int | None):
+    """Binary outputs (one column per class) and labels with the positive class as the second column and label 1."""
+    if pos != 0:
+        return preds, targs
+    return preds.flip(-1), 1 - targs
