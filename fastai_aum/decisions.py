@@ -20,7 +20,7 @@ from .classes import class_names
 from .decoding import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
 
-__all__ = ["TunedThreshold", "Calibration", "tune_threshold", "calibrate", "TuneThresholdCallback", "decision_loss"]
+__all__ = ["TunedThreshold", "Calibration", "tune_threshold", "calibrate", "DecisionThresholdCallback", "decision_loss"]
 
 CALIBRATIONS = {"platt": platt_scaling, "isotonic": isotonic_calibration}
 
@@ -127,10 +127,11 @@ def calibrate(self: Learner, method: str = "platt", dl=None, outputs: tuple[Tens
                        float(log_loss(before, y)), float(log_loss(after, y)))
 
 
-class TuneThresholdCallback(Callback):
+class DecisionThresholdCallback(Callback):
     """At the end of each `fit`, calibrate (if `calibrate` names a method) and tune the decision
     threshold on the validation set: `learn.tune_threshold(criterion, **kwargs)`. The result is in
-    `self.tuned` (and `self.calibration`). It runs after `SaveModelCallback` has loaded the best weights."""
+    `self.tuned` (and `self.calibration`), and on the Learner as `learn.decision_threshold`. It runs
+    after `SaveModelCallback` has loaded the best weights."""
     order = SaveModelCallback.order + 1
 
     def __init__(self, criterion: str = "balanced_accuracy", calibrate: str | None = None, **kwargs):

@@ -79,3 +79,22 @@ def test_module_entry_point_exits_non_zero_without_traceback():
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == "fastai-aum: error: --data: no such file: nowhere.csv"
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_positive_class_by_name_is_subsampled_and_announced(tmp_path, capsys):
+    """`--pos-frac` subsamples the class `--positive` names, and the header says which class is positive."""
+    assert main(["compare", "--quick", "--losses", "aum,ce", "--positive", "benign", "--pos-frac", "0.2",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # 212 malignant rows kept; benign subsampled to 20% of the rows: 53 of 265
+    assert "breast_cancer: 265 rows (malignant 212, benign 53)" in out, out
+    assert "positive class: benign" in out
+
+
+def test_unknown_positive_class_is_a_one_line_error(tmp_path, capsys):
+    assert main(["compare", "--positive", "cancer", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "fastai-aum: error: --positive: no class 'cancer' in 'label'; its classes are benign, malignant"
+    assert main(["compare", "--data", "wine", "--positive", "class_0", "--out", str(tmp_path)]) == 2
+    assert "--positive and --pos-frac are for a binary target" in capsys.readouterr().err

@@ -94,3 +94,17 @@ def test_without_test_data_it_reports_validation(data):
 def test_duplicate_loss_names_are_refused(data):
     with pytest.raises(ValueError, match="distinct names"):
         compare_losses(data[0], losses=["ce", "ce"], seeds=[0], epochs=1)
+
+
+def test_positive_class_by_name(data):
+    """The named class is the positive one: the test ROC's true positive rates count benign rows."""
+    dls, test = data
+    n_benign, n_malignant = int((test["label"] == "benign").sum()), int((test["label"] == "malignant").sum())
+    for positive, n_pos, n_neg in (("benign", n_benign, n_malignant), (None, n_malignant, n_benign)):
+        result = compare_losses(dls, test=test, losses=["ce"], seeds=[0], epochs=1, show_progress=False, layers=[8],
+                                positive=positive)
+        roc = result.rocs[("ce", 0)]
+        assert np.allclose((roc.tpr * n_pos).numpy(), (roc.tpr * n_pos).round().numpy())
+        assert np.allclose((roc.fpr * n_neg).numpy(), (roc.fpr * n_neg).round().numpy())
+        assert result.positive == (positive or "malignant")
+        assert repr(result.positive) in result.plot().axes[1].get_title()
