@@ -6,10 +6,12 @@ Importing it adds `Learner.tune_threshold` and `Learner.calibrate`, as fastai ad
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
 import torch
+import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
@@ -67,9 +69,11 @@ def _identity(x):
     return x
 
 
-def _outputs(learn: Learner, dl) -> tuple[Tensor, Tensor]:
-    """Raw outputs and targets of `dl` (default: the validation set)."""
-    preds, targs = learn.get_preds(dl=dl, act=_identity) if dl is not None else learn.get_preds(act=_identity)
+def _outputs(learn: Learner, dl, bar: bool = False) -> tuple[Tensor, Tensor]:
+    """Raw outputs and targets of `dl` (default: the validation set). Inside a fit the progress bar must
+    stay: `no_bar` would detach the running ProgressCallback before its `after_fit`."""
+    with contextlib.nullcontext() if bar else learn.no_bar():
+        preds, targs = learn.get_preds(dl=dl, act=_identity) if dl is not None else learn.get_preds(act=_identity)
     if targs is None or len(targs) == 0:
         raise ValueError("tuning needs labelled outputs: the DataLoader gave no targets")
     return preds, targs.reshape(-1)
@@ -155,7 +159,7 @@ class DecisionThresholdCallback(Callback):
         recorder = getattr(self.learn, "recorder", None)
         kept = {k: getattr(recorder, k) for k in ("lrs", "iters", "losses", "values") if hasattr(recorder, k)}
         try:
-            outputs = _outputs(self.learn, None)
+            outputs = _outputs(self.learn, None, bar=True)
         finally:  # `get_preds` starts the Recorder afresh: keep the history of the fit that just ended
             for k, v in kept.items():
                 setattr(recorder, k, v)
