@@ -196,7 +196,8 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         if nonint:
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
-        _check_label_range(*torch.stack([target.min(), target.max()]).tolist(), num_classes)  # before the cast: inf, 1e20
+        # the range before the cast to long, which would turn inf and 1e20 into -2**63
+        _check_label_range(*torch.stack([target.min(), target.max()]).tolist(), num_classes)
         return Inputs(preds, target.long(), num_classes, source_dtype)
     unsigned64 = target.dtype == getattr(torch, "uint64", None)
     # unsigned and bool labels too: they index class columns
