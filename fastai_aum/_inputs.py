@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,25 +44,90 @@ def check_choice(name: str, value, choices) -> None:
 
 
 def _as_tensor(x, name: str) -> Tensor:
+    """`x` as a dense tensor with values; lists of Python floats are read as float64, as numpy reads them."""
     if isinstance(x, Tensor):
+        _check_tensor_kind(x, name)
         return x if type(x) is Tensor else x.as_subclass(Tensor)  # fastai's TensorBase makes every op slower
+    if hasattr(x, "__cuda_array_interface__"):  # CuPy, Numba: stay on the device
+        try:
+            return torch.as_tensor(x)
+        except Exception as e:
+            raise TypeError(f"`{name}` must be a tensor or array-like of numbers, got {type(x).__name__}") from e
     try:
-        return torch.as_tensor(x)
-    except Exception as e:  # numpy object arrays, strings, ragged lists
+        arr = np.asarray(x)  # float64 for Python floats: torch.as_tensor would read them as float32
+    except Exception as e:  # ragged lists
         raise TypeError(f"`{name}` must be a tensor or array-like of numbers, got {type(x).__name__}") from e
+    if arr.dtype.kind not in "biufc":  # numpy object, string, datetime arrays
+        if arr.dtype.kind == "O" and not isinstance(x, np.ndarray):
+            _refuse_huge_python_ints(x, name)  # numpy reads ints beyond 2**64 as objects
+        raise TypeError(f"`{name}` must be a tensor or array-like of numbers, got {type(x).__name__}"
+                        + (f" of numpy dtype {arr.dtype}" if isinstance(x, np.ndarray) else ""))
+    if arr.dtype.kind == "f" and not isinstance(x, np.ndarray) and arr.size and np.abs(arr).max() >= 2**53:
+        _refuse_huge_python_ints(x, name)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    try:
+        return torch.as_tensor(arr)
+    except Exception as e:  # float128 and other dtypes torch lacks
+        raise TypeError(f"`{name}` must be a tensor or array-like of numbers torch can hold, got numpy dtype "
+                        f"{arr.dtype}; convert it to float64 first") from e
+
+
+def _refuse_huge_python_ints(x, name: str) -> None:
+    """numpy reads Python ints beyond int64 next to others as float64, rounding them: refuse those beyond 2**53."""
+    for v in np.asarray(x, dtype=object).ravel():
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool) and abs(int(v)) > 2**53:
+            raise ValueError(f"`{name}` holds integers beyond 2**53 (e.g. {int(v)}), which float64 cannot represent "
+                             "exactly; rescale them to floats first")
+
+
+def _check_tensor_kind(x: Tensor, name: str) -> None:
+    """Refuse tensors without plain values to rank (no host-device sync: attributes only)."""
+    if x.is_nested:
+        raise TypeError(f"`{name}` must be a regular tensor of shape (N,) or (N, K), got a nested tensor")
+    if x.layout != torch.strided:
+        raise TypeError(f"`{name}` must be a dense (strided) tensor, got layout {x.layout}; "
+                        f"call `{name}.to_dense()` first")
+    if x.device.type == "meta":
+        raise TypeError(f"`{name}` is a tensor on the 'meta' device, which has a shape but no values to rank")
+    if _batched_by_vmap(x):
+        raise TypeError(f"`{name}` is batched by torch.func.vmap, which the functional API does not support (it "
+                        "sorts and checks values on the host); call it once per batch element instead")
+
+
+def _batched_by_vmap(x: Tensor) -> bool:
+    """Whether `x` is (a functorch wrapper around) a vmap BatchedTensor; a plain tensor costs one C call."""
+    try:
+        from torch._C._functorch import get_unwrapped, is_batchedtensor, is_functorch_wrapped_tensor
+    except ImportError:  # pragma: no cover - other torch versions: torch's own error then
+        return False
+    while is_functorch_wrapped_tensor(x):
+        if is_batchedtensor(x):
+            return True
+        x = get_unwrapped(x)
+    return False
+
+
+_FLOAT8 = tuple(d for name, d in vars(torch).items() if isinstance(d, torch.dtype) and name.startswith("float8_"))
+_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8) + tuple(
+    getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
 
 
 def _upcast(preds: Tensor) -> Tensor:
-    if preds.dtype.is_complex or preds.dtype == torch.bool:
+    if preds.dtype in (torch.float16, torch.bfloat16) + _FLOAT8:
+        return preds.float()  # sorting and summing in low precision creates false ties and drift; exact
+    if preds.dtype in (torch.float32, torch.float64):
+        return preds
+    if preds.dtype not in _INTEGERS:  # bool, complex, quantized, packed float4, bit types
         raise TypeError(f"`preds` must hold real numbers, got dtype {preds.dtype}")
-    if preds.dtype in (torch.float16, torch.bfloat16):
-        return preds.float()  # sorting and summing in half precision creates false ties and drift
-    if not preds.is_floating_point():
-        if preds.dtype == torch.int64 and preds.numel() and bool((preds.abs() > 2**53).any()):
-            raise ValueError("`preds` holds integers beyond 2**53, which float64 cannot represent exactly; "
-                             "rescale them to floats first")
-        return preds.double()
-    return preds
+    if preds.dtype in (torch.int64, getattr(torch, "uint64", None)) and preds.numel():
+        # uint64 has no comparisons in torch: its int64 view is negative from 2**63 on
+        signed = preds.view(torch.int64)
+        if bool(((signed > 2**53) | (signed < -2**53) if preds.dtype == torch.int64 else
+                 ((signed > 2**53) | (signed < 0))).any()):
+            raise ValueError(f"`preds` holds integers beyond 2**53 (dtype {preds.dtype}), which float64 cannot "
+                             "represent exactly; rescale them to floats first")
+    return preds.double()
 
 
 def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None) -> bool:
@@ -109,8 +176,10 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
     if target.shape[0] != n:
         raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
-    if target.dtype.is_complex:
-        raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
+    if target.dtype not in (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64) + _INTEGERS:
+        if target.dtype not in _FLOAT8:  # complex, quantized, bit types
+            raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
+        target = target.float()  # exact; torch has few float8 kernels
     if target.device != preds.device:
         raise ValueError(f"`preds` and `target` must be on the same device, got {preds.device} and {target.device}")
     num_classes = 2 if preds.ndim == 1 else preds.shape[1]
@@ -127,13 +196,25 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         if nonint:
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
-    target = target.long()  # float and unsigned labels too: they index class columns
+        # the range before the cast to long, which would turn inf and 1e20 into -2**63
+        _check_label_range(*torch.stack([target.min(), target.max()]).tolist(), num_classes)
+        return Inputs(preds, target.long(), num_classes, source_dtype)
+    unsigned64 = target.dtype == getattr(torch, "uint64", None)
+    # unsigned and bool labels too: they index class columns
+    target = target.view(torch.int64) if unsigned64 else target.long()
     if validate:
-        lo, hi = target.min().item(), target.max().item()
-        if lo < 0 or hi >= num_classes:
-            expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
-            raise ValueError(f"`target` labels must be in {expected}, got values from {lo:g} to {hi:g}")
+        lo, hi = torch.stack([target.min(), target.max()]).tolist()
+        if unsigned64 and lo < 0:  # uint64 labels from 2**63 on wrap round in the int64 view: show them as given
+            values = target.view(torch.uint64).cpu().numpy()
+            lo, hi = int(values.min()), int(values.max())
+        _check_label_range(lo, hi, num_classes)
     return Inputs(preds, target, num_classes, source_dtype)
+
+
+def _check_label_range(lo, hi, num_classes: int) -> None:
+    if lo < 0 or hi >= num_classes:
+        expected = "{0, 1}" if num_classes == 2 else f"[0, {num_classes}) for {num_classes} score columns"
+        raise ValueError(f"`target` labels must be in {expected}, got values from {lo:g} to {hi:g}")
 
 
 def warn_undefined(msg: str) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -131,6 +133,25 @@ def _test_dl(learn, test):
     return learn.dls.test_dl(test, with_labels=True) if isinstance(test, pd.DataFrame) else test
 
 
+def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
+    """Raise a ValueError naming the argument unless `compare_losses` can run; `losses` and `seeds` as lists."""
+    losses, seeds = list(losses), list(seeds)
+    if not losses:
+        raise ValueError("`losses` must name at least one loss (e.g. ['aum', 'ce']), got none")
+    if not seeds:
+        raise ValueError("`seeds` must hold at least one seed (e.g. [0, 1, 2]), got none")
+    not_int = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+    if not_int:
+        raise ValueError(f"`seeds` must be integers, got {not_int[0]!r} in {seeds}")
+    if len(set(map(int, seeds))) != len(seeds):
+        raise ValueError(f"`seeds` must be distinct (runs are paired by seed), got {seeds}")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise ValueError(f"`epochs` must be an integer >= 1, got {epochs!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+    return losses, seeds
+
+
 def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs: int = 10, lr: float = 1e-2,
                    arch=None, baseline: str = "ce", show_progress: bool = True, positive=None,
                    **learner_kwargs) -> Comparison:
@@ -145,6 +166,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
     (default: the second class). `arch` and `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs,
     lr)` trains.
     """
+    losses, seeds = _check_arguments(losses, seeds, epochs, lr)
     losses = list(losses)
     names = [_loss_name(loss) for loss in losses]
     if len(set(names)) != len(names):

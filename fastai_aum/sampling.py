@@ -59,13 +59,38 @@ class StratifiedShuffle:
         return np.concatenate([batches.reshape(-1), rest]).tolist()
 
 
+def _check_labels(labels, n: int) -> np.ndarray:
+    """`labels` as a 1-d integer array of the `n` training examples' classes, or a ValueError saying what is wrong."""
+    try:
+        y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
+    except Exception as e:  # ragged lists, CUDA arrays numpy cannot read
+        raise ValueError(f"stratify_batches: `labels` must be a 1-d array of class indices, "
+                         f"got {type(labels).__name__}") from e
+    if y.ndim != 1:
+        raise ValueError(f"stratify_batches: `labels` must be 1-d, one class index per training example, "
+                         f"got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"stratify_batches: `labels` must have one entry per training example (len(dls.train_ds) "
+                         f"= {n}), got {len(y)}")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ValueError(f"stratify_batches: `labels` must hold integer class indices, got {int(bad.sum())} "
+                             f"non-integer value(s), e.g. {y[bad][0]}")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "biu":
+        raise ValueError(f"stratify_batches: `labels` must hold integer class indices, got dtype {y.dtype}")
+    return y
+
+
 def stratify_batches(dls, labels=None):
     """Give `dls`'s training DataLoader stratified batches (`StratifiedShuffle`); returns `dls`.
 
     Use it when AUM trains on rare positives with small batches: a batch without a positive (or
     without a negative) has AUM 0 and teaches nothing, which `AUMLossFlat.one_class_batches` counts.
     Works for tabular and vision DataLoaders; text DataLoaders sort their batches by length, which
-    would undo it.
+    would undo it. `labels`, if given, holds the class index of each training example (1-d, of
+    length `len(dls.train_ds)`); by default they are read from `dls`.
     """
     from fastai.tabular.core import TabDataLoader, TabWeightedDL
     from fastai.text.data import SortedDL
@@ -73,7 +98,7 @@ def stratify_batches(dls, labels=None):
     if isinstance(train, SortedDL):
         raise TypeError("stratify_batches: text DataLoaders (SortedDL) order batches by length, which would undo "
                         "stratification; got a SortedDL")
-    labels = train_labels(dls) if labels is None else labels
+    labels = train_labels(dls) if labels is None else _check_labels(labels, len(dls.train_ds))
     # fastai's default tabular loader draws its own sample and ignores `shuffle_fn`: use the plain one
     cls = TabDataLoader if isinstance(train, TabWeightedDL) else None
     dls.loaders[0] = train.new(cls=cls, shuffle=True, shuffle_fn=StratifiedShuffle(labels, train.bs))

@@ -306,3 +306,225 @@ def test_preds_wrong_dtype(fn, dtype):
 def test_target_complex(fn):
     with pytest.raises(TypeError, match=r"`target` must hold integer class labels, got dtype torch.complex64"):
         fn(torch.rand(4), BINARY_Y.to(torch.complex64))
+
+
+# ------------------------------------------------------------ Python lists are read as float64 ---
+
+CLOSE = [1e8 + 1, 1e8 + 2, 1e8 + 3, 1e8 + 4, 1e8 + 5, 1e8 + 6]
+CLOSE_Y = [0, 0, 1, 0, 1, 1]
+
+
+@pytest.mark.parametrize("wrap", [list, tuple, lambda v: [[x] for x in v], lambda v: tuple((x,) for x in v)])
+def test_python_floats_are_read_as_float64(wrap):
+    """float32 would make the six scores four ties: 0.8333 instead of scikit-learn's 0.8889, count AUM 0 instead of 1."""
+    from oracles import brute_aum
+    preds = wrap(CLOSE)
+    assert float(auroc(preds, CLOSE_Y)) == pytest.approx(roc_auc_score(CLOSE_Y, CLOSE), abs=1e-12)
+    assert float(aum(preds, CLOSE_Y, normalize="count")) == pytest.approx(brute_aum(CLOSE, CLOSE_Y, "count"))
+    assert float(aum(preds, CLOSE_Y, normalize="count")) == 1.0
+    assert float(aum(preds, CLOSE_Y)) == pytest.approx(brute_aum(CLOSE, CLOSE_Y, "rate"))
+
+
+def test_large_finite_python_floats_are_not_non_finite():
+    preds, y = [1e300, -1e300, 3e299, 2e300], [0, 1, 0, 1]
+    assert float(auroc(preds, y)) == pytest.approx(roc_auc_score(y, preds))
+    with pytest.raises(ValueError, match=r"1 non-finite value\(s\)"):
+        auroc([1e300, math.inf, 0.0, 1.0], y)
+
+
+def test_numpy_arrays_keep_their_dtype_and_lists_of_ints_stay_exact():
+    s32 = np.array(CLOSE, dtype=np.float32)  # numpy float32 is what the user chose: ties as float32 has them
+    assert float(auroc(s32, CLOSE_Y)) == pytest.approx(roc_auc_score(CLOSE_Y, s32))
+    big = [2**52 + 1, 2**52 + 2, 2**52 + 3, 2**52 + 4]
+    assert float(auroc(big, [0, 1, 0, 1])) == roc_auc_score([0, 1, 0, 1], big) == 0.75
+    assert float(auroc(np.array(CLOSE, dtype=">f8"), CLOSE_Y)) == pytest.approx(roc_auc_score(CLOSE_Y, CLOSE))
+
+
+@pytest.mark.parametrize("preds", [[2**63, 1, 2, 3], [2**63 + 1.0, 2**63, 2, 3], [2**64, 1, 2, 3], [2**60, 1, 2, 3]])
+def test_python_ints_beyond_2_53_are_refused(preds):
+    """numpy reads [2**63, 1] as float64 and [2**64, 1] as objects: never round them silently."""
+    with pytest.raises(ValueError, match=r"`preds` holds integers beyond 2\*\*53"):
+        auroc(preds, [0, 1, 0, 1])
+
+
+def test_numpy_longdouble_is_a_clear_type_error():
+    if np.dtype(np.longdouble).itemsize == 8:
+        pytest.skip("longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match=r"`preds` must be .* got numpy dtype float128"):
+        auroc(np.array([0.1, 0.2, 0.3, 0.4], dtype=np.longdouble), BINARY_Y)
+
+
+# --------------------------------------------------------------------------- uint64 scores ---
+
+def test_uint64_scores_beyond_2_53_are_refused():
+    s = torch.tensor([2**60, 2**60 + 1, 2**60 + 2, 2**60 + 3], dtype=torch.uint64)
+    for fn in ALL:
+        with pytest.raises(ValueError, match=r"`preds` holds integers beyond 2\*\*53 \(dtype torch.uint64\)"):
+            fn(s, BINARY_Y)
+    with pytest.raises(ValueError, match=r"beyond 2\*\*53"):
+        auroc(torch.tensor([2**64 - 1, 0, 1, 2], dtype=torch.uint64), BINARY_Y)
+    with pytest.raises(ValueError, match=r"beyond 2\*\*53 \(dtype torch.int64\)"):
+        auroc(torch.tensor([-2**63, 0, 1, 2]), BINARY_Y)  # abs() of it overflows
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_unsigned_scores_and_labels_below_2_53_are_exact(dtype):
+    dtype = getattr(torch, dtype)
+    base = 2**50 if dtype == torch.uint64 else 10
+    s = torch.tensor([base, base + 1, base + 2, base + 3], dtype=dtype)
+    expected = roc_auc_score([0, 1, 0, 1], [0, 1, 2, 3])
+    assert float(auroc(s, BINARY_Y)) == expected == 0.75
+    assert float(auroc(torch.tensor([0.1, 0.2, 0.3, 0.4]), BINARY_Y.to(dtype))) == expected
+    assert float(aum(s, BINARY_Y.to(dtype), normalize="count")) == 1.0
+    with pytest.raises(ValueError, match=r"`target` labels must be in \{0, 1\}, got values from 0 to 5"):
+        auroc(s, torch.tensor([0, 1, 5, 1], dtype=dtype))
+
+
+def test_uint64_labels_beyond_int64_show_their_value():
+    with pytest.raises(ValueError, match=r"got values from 0 to 1\.84467e\+19"):
+        auroc(torch.rand(4), torch.tensor([0, 1, 0, 2**64 - 1], dtype=torch.uint64))
+
+
+# ------------------------------------------------------ meta, sparse, float8, vmap, torch.func ---
+
+FLOAT8 = [d for name, d in vars(torch).items() if isinstance(d, torch.dtype) and name.startswith("float8_")]
+PACKED = [d for name, d in vars(torch).items() if isinstance(d, torch.dtype) and name.startswith(("float4_", "bits"))]
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("which", ["preds", "target"])
+def test_meta_tensors(fn, which):
+    preds, target = torch.rand(4), BINARY_Y
+    if which == "preds":
+        preds = preds.to("meta")
+    else:
+        target = target.to("meta")
+    with pytest.raises(TypeError, match=rf"`{which}` is a tensor on the 'meta' device, which has a shape but no values"):
+        fn(preds, target)
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("layout", ["to_sparse", "to_sparse_csr"])
+def test_sparse_tensors(fn, layout):
+    dense = torch.tensor([[0.1, 0.9], [0.4, 0.6], [0.0, 0.2], [0.7, 0.3]])
+    with pytest.raises(TypeError, match=r"`preds` must be a dense \(strided\) tensor, got layout torch\.sparse_c.. ?"
+                                        r".*call `preds\.to_dense\(\)` first"):
+        fn(getattr(dense, layout)(), BINARY_Y)
+    with pytest.raises(TypeError, match=r"`target` must be a dense \(strided\) tensor, got layout torch\.sparse_coo"):
+        fn(dense[:, 1], BINARY_Y.to_sparse())
+
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+def test_nested_tensors(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nested = torch.nested.nested_tensor([torch.rand(2), torch.rand(3)])
+    with pytest.raises(TypeError, match=r"`preds` must be a regular tensor .* got a nested tensor"):
+        fn(nested, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", FLOAT8, ids=str)
+def test_float8_scores_are_upcast_exactly(dtype):
+    rng = np.random.default_rng(0)
+    s = torch.from_numpy(rng.uniform(0.05, 4, 40)).to(dtype)
+    y = torch.from_numpy(rng.integers(0, 2, 40))
+    exact = s.float().double().numpy()
+    assert float(auroc(s, y)) == pytest.approx(roc_auc_score(y.numpy(), exact), abs=1e-12)
+    from oracles import brute_aum
+    assert float(aum(s, y, normalize="count")) == pytest.approx(brute_aum(exact, y.numpy(), "count"), rel=1e-6)
+    two = torch.stack([torch.zeros_like(s), s], 1)  # (N, 2): scored as z1 - z0
+    assert float(auroc(two, y)) == pytest.approx(roc_auc_score(y.numpy(), exact), abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", FLOAT8, ids=str)
+def test_float8_labels_are_read_exactly(dtype):
+    s = torch.tensor([0.3, 0.1, 0.4, 0.2])
+    y = BINARY_Y.float().to(dtype)
+    if not torch.equal(y.float(), BINARY_Y.float()):  # e8m0 has no zero: whatever it holds must not pass as labels
+        with pytest.raises(ValueError, match=r"`target`"):
+            auroc(s, y)
+        return
+    assert float(auroc(s, y)) == roc_auc_score(BINARY_Y.numpy(), s.numpy())
+    with pytest.raises(ValueError, match=r"`target` labels must be in \{0, 1\}, got values from 0 to 2"):
+        auroc(s, torch.tensor([0.0, 1.0, 2.0, 1.0]).to(dtype))
+
+
+@pytest.mark.parametrize("dtype", PACKED, ids=str)
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+def test_packed_dtypes_are_a_type_error(fn, dtype):
+    packed = torch.zeros(4 * dtype.itemsize, dtype=torch.uint8).view(dtype)
+    with pytest.raises(TypeError, match=rf"`preds` must hold real numbers, got dtype {dtype}"):
+        fn(packed, BINARY_Y)
+    with pytest.raises(TypeError, match=rf"`target` must hold integer class labels, got dtype {dtype}"):
+        fn(torch.rand(4), packed)
+
+
+@pytest.mark.parametrize("dtype", [torch.quint8, torch.qint8])
+def test_quantized_scores_are_a_type_error(dtype):
+    q = torch.quantize_per_tensor(torch.rand(4), 0.1, 0 if dtype == torch.quint8 else 0, dtype)
+    with pytest.raises(TypeError, match=rf"`preds` must hold real numbers, got dtype {dtype}"):
+        auroc(q, BINARY_Y)
+
+
+@pytest.mark.parametrize("fn", [auroc, aum], ids=_ids)
+def test_vmap_is_refused_clearly(fn):
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    with pytest.raises(TypeError, match=r"`preds` is batched by torch\.func\.vmap"):
+        torch.func.vmap(lambda s: fn(s, y))(torch.randn(3, 6))
+    with pytest.raises(TypeError, match=r"`target` is batched by torch\.func\.vmap"):
+        s = torch.randn(6)
+        torch.func.vmap(lambda t: fn(s, t))(torch.randint(0, 2, (3, 6)))
+
+
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+@pytest.mark.parametrize("seed", range(4))
+def test_torch_func_grad_matches_autograd_and_the_oracle(normalize, seed):
+    from oracles import brute_directional_derivatives
+    rng = np.random.default_rng(seed)
+    s = torch.from_numpy(rng.normal(size=12))  # distinct: away from ties, left = right
+    y = torch.from_numpy(rng.integers(0, 2, 12))
+    y[:2] = torch.tensor([0, 1])
+    functional = torch.func.grad(lambda t: aum(t, y, normalize=normalize))(s)
+    leaf = s.clone().requires_grad_()
+    (autograd,) = torch.autograd.grad(aum(leaf, y, normalize=normalize), leaf)
+    assert torch.equal(functional, autograd)
+    brute = brute_directional_derivatives(s.numpy(), y.numpy(), normalize)
+    np.testing.assert_allclose(functional.numpy(), brute.mean(1), atol=1e-6)
+    value, grad = torch.func.grad_and_value(lambda t: aum(t, y, normalize=normalize))(s)[::-1]
+    assert float(value) == pytest.approx(float(aum(s, y, normalize=normalize)))
+
+
+def test_torch_func_grad_at_ties_and_for_multiclass():
+    s = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 2.0], dtype=torch.float64)
+    y = torch.tensor([1, 0, 0, 1, 1, 0])
+    got = torch.func.grad(lambda t: aum(t, y))(s)
+    expected = aum_directional_derivatives(s, y).mean(1)
+    assert torch.equal(got, expected) and got.abs().sum() > 0
+    z = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    yk = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    for average in ("micro", "macro"):
+        leaf = z.clone().requires_grad_()
+        (autograd,) = torch.autograd.grad(aum(leaf, yk, average=average), leaf)
+        assert torch.allclose(torch.func.grad(lambda t: aum(t, yk, average=average))(z), autograd)
+
+
+def test_no_grad_forward_and_grad_mode_agree():
+    s = torch.randn(50, generator=torch.Generator().manual_seed(1))
+    y = (torch.arange(50) % 3 == 0).long()
+    with torch.no_grad():
+        plain = aum(s, y)
+    leaf = s.clone().requires_grad_()
+    assert torch.equal(aum(leaf, y).detach(), plain)
+
+
+# ---------------------------------------------------------------- huge and infinite float labels ---
+
+@pytest.mark.parametrize("fn", ALL, ids=_ids)
+@pytest.mark.parametrize("bad, shown", [(math.inf, "inf"), (1e20, "1e\\+20"), (-math.inf, "-inf"), (2.0**63, "9.22337e\\+18")])
+def test_huge_float_labels_show_the_value_passed(fn, bad, shown):
+    labels = torch.tensor([0.0, 1.0, 0.0, bad])
+    lo, hi = ("0", shown) if bad > 0 else (shown, "1")
+    with pytest.raises(ValueError, match=rf"`target` labels must be in \{{0, 1\}}, got values from {lo} to {hi}$"):
+        fn(torch.rand(4), labels)
+    with pytest.raises(ValueError, match=rf"got values from {lo} to {hi}$"):
+        fn(torch.rand(4), labels.tolist())

@@ -108,3 +108,31 @@ def test_positive_class_by_name(data):
         assert np.allclose((roc.fpr * n_neg).numpy(), (roc.fpr * n_neg).round().numpy())
         assert result.positive == (positive or "malignant")
         assert repr(result.positive) in result.plot().axes[1].get_title()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(seeds=[]), r"`seeds` must hold at least one seed .* got none"),
+    (dict(seeds=()), r"`seeds` must hold at least one seed"),
+    (dict(losses=[]), r"`losses` must name at least one loss .* got none"),
+    (dict(epochs=0), r"`epochs` must be an integer >= 1, got 0"),
+    (dict(epochs=-2), r"`epochs` must be an integer >= 1, got -2"),
+    (dict(epochs=2.5), r"`epochs` must be an integer >= 1, got 2.5"),
+    (dict(epochs=True), r"`epochs` must be an integer >= 1, got True"),
+    (dict(seeds=[0, 0]), r"`seeds` must be distinct \(runs are paired by seed\), got \[0, 0\]"),
+    (dict(seeds=[0, 1.5]), r"`seeds` must be integers, got 1.5 in \[0, 1.5\]"),
+    (dict(seeds=["0"]), r"`seeds` must be integers, got '0'"),
+    (dict(lr=0), r"`lr` must be a positive finite number, got 0"),
+    (dict(lr=-1e-3), r"`lr` must be a positive finite number, got -0.001"),
+    (dict(lr=float("nan")), r"`lr` must be a positive finite number, got nan"),
+    (dict(lr=float("inf")), r"`lr` must be a positive finite number, got inf"),
+    (dict(lr="1e-2"), r"`lr` must be a positive finite number, got '1e-2'"),
+])
+def test_bad_arguments_are_refused_before_training(kwargs, message):
+    """These used to train for nothing and end in `KeyError: 'selected'` from pandas."""
+    with pytest.raises(ValueError, match=message):
+        compare_losses(None, show_progress=False, **kwargs)  # refused before `dls` is touched
+
+
+def test_numpy_integer_seeds_are_fine():
+    from fastai_aum.compare import _check_arguments
+    assert _check_arguments(iter(["ce"]), np.arange(2), np.int64(3), np.float32(1e-2)) == (["ce"], [0, 1])

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fastai.torch_core import set_seed
 
 from fastai_aum import aum_learner
@@ -79,3 +80,27 @@ def test_text_dataloaders_are_refused():
         dls = text_dls(text_df(n=80))
     with pytest.raises(TypeError, match="SortedDL"):
         stratify_batches(dls)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.zeros(10, dtype=int), r"one entry per training example \(len\(dls.train_ds\) = 1500\), got 10"),
+    (np.zeros(1501, dtype=int), r"one entry per training example .* got 1501"),
+    (np.zeros((1500, 2), dtype=int), r"be 1-d, one class index per training example, got shape \(1500, 2\)"),
+    (np.r_[np.zeros(1499), 0.5], r"integer class indices, got 1 non-integer value\(s\), e.g. 0.5"),
+    (np.r_[np.zeros(1499), np.nan], r"integer class indices, got 1 non-integer value\(s\), e.g. nan"),
+    (np.array(["no"] * 1500), r"integer class indices, got dtype <U2"),
+    ([[0], [1, 1]] * 750, r"be a 1-d array of class indices, got list"),
+])
+def test_bad_labels_are_refused_up_front(labels, message):
+    """Wrong labels used to be accepted and raise IndexError at the first epoch."""
+    dls = _rare_positives()
+    with pytest.raises(ValueError, match=rf"stratify_batches: `labels` must .*{message}"):
+        stratify_batches(dls, labels=labels)
+
+
+def test_given_labels_of_the_right_length_work():
+    dls = _rare_positives()
+    y = torch.as_tensor(dls.train_ds.ys.to_numpy().reshape(-1))
+    for labels in (y, y.float(), y.numpy().tolist()):
+        full, total = _batches_with_every_class(stratify_batches(_rare_positives(), labels=labels).train)
+        assert full == total

@@ -79,27 +79,45 @@ def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class _AUMFunction(torch.autograd.Function):
-    """AUM of (N,) scores, or of each row of (B, N) scores.
+    """AUM of (N,) scores, or of each row of (B, N) scores, and (when `need_grad`) its gradient.
 
     Its gradient is the mean of the left and right directional derivatives: at ties that does not
     depend on how the sort ordered them, and it is not zero where autograd through argsort can be
-    (see `fastai_aum.baseline`)."""
+    (see `fastai_aum.baseline`). The forward computes it along with the value, from the same sort,
+    and returns it as a second, non-differentiable output (empty unless `need_grad`), so that the
+    no-grad path skips it and `torch.func.grad` works (forward and `setup_context` are separate).
+    `vmap` is not supported: the forward finds ties with host-device syncs."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
+    def forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool) -> tuple[Tensor, Tensor]:
         rows = scores.ndim == 2  # reshaping in here keeps view nodes out of the autograd graph
         value, lr, perm = _aum_rows(scores if rows else scores[None], positive if rows else positive[None],
-                                    normalize, need_derivatives=ctx.needs_input_grad[0])
-        if lr is not None:
-            left, right = lr
-            grad = _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
-            ctx.save_for_backward(grad if rows else grad[0])
-        return value.to(scores.dtype) if rows else value[0].to(scores.dtype)
+                                    normalize, need_derivatives=need_grad)
+        value = value.to(scores.dtype) if rows else value[0].to(scores.dtype)
+        if lr is None:
+            return value, scores.new_empty(0)
+        left, right = lr
+        grad = _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
+        return value, grad if rows else grad[0]
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor):  # AUM is piecewise linear: the saved gradient's own derivative is 0
+    def setup_context(ctx, inputs, output):
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        ctx.save_for_backward(grad)
+        ctx.need_grad = inputs[3]
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor, _grad_of_grad):  # AUM is piecewise linear: its gradient's derivative is 0
         (grad,) = ctx.saved_tensors
-        return grad_output.unsqueeze(-1) * grad, None, None
+        if not ctx.need_grad:
+            raise RuntimeError("_AUMFunction: the gradient was not computed in the forward (need_grad=False)")
+        return grad_output.unsqueeze(-1) * grad, None, None, None
+
+
+def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
+    need_grad = torch.is_grad_enabled() and scores.requires_grad
+    return _AUMFunction.apply(scores, positive, normalize, need_grad)[0]
 
 
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
@@ -117,12 +135,12 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     check_choice("average", average, ("micro", "macro"))
     inp = prepare(preds, target, validate=validate)
     if inp.binary:
-        return _AUMFunction.apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        return _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
     p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
     onehot = one_hot(inp.labels, inp.num_classes)
     if average == "micro":
-        return _AUMFunction.apply(p.reshape(-1), onehot.reshape(-1), normalize)
-    values = _AUMFunction.apply(p.T.contiguous(), onehot.T, normalize)
+        return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
+    values = _aum_apply(p.T.contiguous(), onehot.T, normalize)
     support = onehot.sum(0)
     defined = (support > 0) & (support < len(inp.labels))
     return (values * defined).sum() / defined.sum().clamp_min(1)
