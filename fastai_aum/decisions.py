@@ -15,7 +15,6 @@ import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
-from fastcore.basics import patch
 from torch import Tensor
 
 from .classes import class_names
@@ -84,18 +83,18 @@ def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
     return probs if probs.ndim == 1 else probs.select(loss.axis, loss.positive_index).reshape(-1)
 
 
-@patch
-def tune_threshold(self: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
+def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
                    outputs: tuple[Tensor, Tensor] | None = None) -> TunedThreshold:
     """Set the loss's decision threshold to the one that maximises `criterion` on `dl` (default: the
     validation set); see `fastai_aum.functional.best_threshold` for the criteria and constraints.
 
     The threshold is found on the very probabilities the loss's `decodes` sees, so every fastai
-    decision path reproduces the tuned cut exactly. Returns a `TunedThreshold`.
+    decision path reproduces the tuned cut exactly. `outputs`, raw outputs and targets, replace
+    running `dl`. Also `learn.tune_threshold(...)`. Returns a `TunedThreshold`.
     """
-    loss = decision_loss(self)
-    preds, targs = outputs if outputs is not None else _outputs(self, dl)
+    loss = decision_loss(learn)
+    preds, targs = outputs if outputs is not None else _outputs(learn, dl)
     p = _positive_probability(loss, preds)
     found = best_threshold(p, targs == loss.positive_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
                            max_fpr=max_fpr, min_tpr=min_tpr)
@@ -109,26 +108,29 @@ def tune_threshold(self: Learner, criterion: str = "balanced_accuracy", dl=None,
                           float(found.fpr), loss.positive_class)
 
 
-@patch
-def calibrate(self: Learner, method: str = "platt", dl=None, outputs: tuple[Tensor, Tensor] | None = None) -> Calibration:
+def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Tensor, Tensor] | None = None) -> Calibration:
     """Fit `method` ('platt', or 'isotonic') on `dl`'s outputs (default: the validation set) so that
     the loss's `activation`, and with it `get_preds` and `predict`, gives calibrated probabilities.
 
     A threshold tuned before is tuned again, with the same criterion, on the new probabilities.
-    Returns the Brier score and log loss before and after, on the same outputs.
+    `outputs`, raw outputs and targets, replace running `dl`. Also `learn.calibrate(...)`. Returns
+    the Brier score and log loss before and after, on the same outputs.
     """
     if method not in CALIBRATIONS:
         raise ValueError(f"`method` must be one of {', '.join(map(repr, CALIBRATIONS))}, got {method!r}")
-    loss = decision_loss(self)
-    preds, targs = outputs if outputs is not None else _outputs(self, dl)
+    loss = decision_loss(learn)
+    preds, targs = outputs if outputs is not None else _outputs(learn, dl)
     y = targs == loss.positive_index
     before = _positive_probability(loss, preds)
     loss.calibration = CALIBRATIONS[method](loss.score(preds), y)
     after = _positive_probability(loss, preds)
     if loss.tuning is not None:
-        self.tune_threshold(outputs=(preds, targs), **loss.tuning)
+        tune_threshold(learn, outputs=(preds, targs), **loss.tuning)
     return Calibration(method, float(brier_score(before, y)), float(brier_score(after, y)),
                        float(log_loss(before, y)), float(log_loss(after, y)))
+
+
+Learner.tune_threshold, Learner.calibrate = tune_threshold, calibrate  # as fastai adds `lr_find`
 
 
 class DecisionThresholdCallback(Callback):

@@ -25,7 +25,8 @@ from fastai.tabular.learner import tabular_learner  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from fastai_aum import AUMLossFlat, AUROCCallback, DecisionLoss, DecisionThresholdCallback, aum_learner  # noqa: E402
+from fastai_aum import (AUMLossFlat, AUROCCallback, DecisionLoss, DecisionThresholdCallback, aum_learner,  # noqa: E402
+                        tune_threshold)
 from fastai_aum.datasets import fraud_df, tabular_dls  # noqa: E402
 from fastai_fixtures import quiet, raw_preds  # noqa: E402
 
@@ -220,8 +221,9 @@ def test_cross_entropy_models_get_a_threshold_too(fraud):
     _, dls = fraud
     learn = _trained(dls, epochs=1, loss="ce", positive="fraud")
     assert isinstance(learn.loss_func, CrossEntropyLossFlat)
-    tuned = learn.tune_threshold("balanced_accuracy")
+    tuned = tune_threshold(learn, "balanced_accuracy")  # the function; `learn.tune_threshold` is the same
     assert isinstance(learn.loss_func, DecisionLoss) and tuned.positive == "fraud"
+    assert learn.tune_threshold("balanced_accuracy") == tuned
     probs, targs, decoded = _decisions(learn)
     assert np.array_equal(decoded.numpy() == FRAUD, probs[:, FRAUD].numpy() > np.float32(tuned.thresh))
     with learn.no_bar():
