@@ -55,8 +55,9 @@ class AUMLossFlat(BinaryDecisions):
 
     `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
     if it is a large share, use larger or stratified batches (`fastai_aum.stratify_batches`).
-    A batch with a non-finite output (NaN or inf) gives a NaN loss that adds nothing to the
-    gradient, so fastai's `TerminateOnNaNCallback` can stop the fit and the weights stay finite.
+    A batch with a non-finite output (NaN or inf) gives a NaN loss, whose gradient with respect to
+    the outputs is zero, instead of an error, so the fit goes on or fastai's `TerminateOnNaNCallback`
+    stops it cleanly (a model whose own computation is NaN still gets NaN gradients from it).
     `validate=True` checks the outputs and labels with one host-device sync per batch and raises on
     labels out of range; `validate=False` skips the label checks, and a binary loss on a GPU then
     runs without a sync (the NaN still comes out).
@@ -102,9 +103,10 @@ class AUMLossFlat(BinaryDecisions):
             if not finite:
                 return self.func.reduce(_nan_loss(preds), len(target))
             value = self.func(preds, target, validate=False, **kwargs)
-        else:  # no sync: the NaN is selected on the device
-            value = self.func(preds, target, **kwargs)
-            value = torch.where(torch.isfinite(preds).all(), value, _nan_loss(preds).to(value.dtype))
+        else:  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
+            finite = torch.isfinite(preds)
+            value = self.func(torch.where(finite, preds, 0), target, **kwargs)  # no NaN in its gradient
+            value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad:
             self._count_degenerate(preds, target)
         return value
