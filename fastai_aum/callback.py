@@ -14,7 +14,7 @@ from fastcore.basics import noop
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning
-from .classes import class_names, describe_positive, positive_index
+from .classes import _short, class_names, describe_positive, positive_index
 from .functional import ROC, auroc, check_auroc_options, roc_curve
 from .losses import AUMLossFlat
 from .plotting import format_roc_axes, plot_roc
@@ -251,11 +251,6 @@ def _valid_labels(dls) -> list | None:
         return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long().tolist()
     except Exception:
         return None
-
-
-def _short(values, limit: int = 10) -> str:
-    shown = ", ".join(map(repr, list(values)[:limit]))
-    return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
 class AUROCCallback(Callback):

@@ -154,6 +154,13 @@ def test_loss_checks_values_with_one_host_device_sync(monkeypatch):
     preds, target = torch.randn(32, 3), torch.arange(32) % 3
     AUMLossFlat(validate=True)(preds * math.nan, target)
     assert len(calls) == 1
+    for preds, target in [(torch.randn(32), torch.arange(32) % 2), (torch.randn(32, 3), torch.arange(32) % 3)]:
+        calls.clear()
+        AUMLossFlat(validate=False)(preds, target)
+        unchecked = len(calls)
+        calls.clear()
+        AUMLossFlat(validate=True)(preds, target)
+        assert len(calls) == unchecked + 1  # outputs and labels checked together
 
 
 def test_metric_records_nan_with_one_warning_per_message():
@@ -201,14 +208,13 @@ def test_one_class_validation_without_a_tracker_warns_once_naming_the_class(brea
 
 def test_fit_cbs_leave_the_metrics_as_they_found_them(breast_dls):
     learn = _learner(breast_dls, cbs=[])
-    _fit = lambda *a, **k: learn.fit(*a, **k)  # noqa: E731
     with quiet(learn):
-        _fit(1, 1e-2, cbs=AUROCCallback(train=True))
+        learn.fit(1, 1e-2, cbs=AUROCCallback(train=True))
         assert list(learn.recorder.metric_names).count("train_auroc") == 1 and len(learn.metrics) == 0
-        _fit(2, 1e-2)
+        learn.fit(2, 1e-2)
         assert "train_auroc" not in learn.recorder.metric_names and "auroc" not in learn.recorder.metric_names
-        _fit(1, 1e-2, cbs=AUROCCallback())
-        _fit(1, 1e-2, cbs=AUROCCallback())
+        learn.fit(1, 1e-2, cbs=AUROCCallback())
+        learn.fit(1, 1e-2, cbs=AUROCCallback())
         assert list(learn.recorder.metric_names).count("auroc") == 1 and len(learn.metrics) == 0
 
 
