@@ -7,17 +7,21 @@ import warnings
 import pandas as pd
 import torch
 from fastai.callback.core import Callback
+from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Metric, Recorder
 from fastai.torch_core import to_detach
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning
-from .classes import class_names, describe_positive, positive_index
+from .classes import _short, class_names, describe_positive, positive_index
 from .functional import ROC, auroc, check_auroc_options, roc_curve
 from .losses import AUMLossFlat
+from .plotting import format_roc_axes, plot_roc
 
 __all__ = ["AUROC", "AUROCCallback", "plot_roc", "format_roc_axes"]
+
+_ONE_CLASS = "<one class>"  # the key of the one-class warning, whatever the counts in it
 
 
 class AUROC(Metric):
@@ -25,13 +29,15 @@ class AUROC(Metric):
 
     It keeps each batch's raw outputs, detached and on their own device (no host-device sync per
     batch, no float32 sigmoid), gathers them across processes with fastai's `to_detach`, and
-    computes `fastai_aum.functional.auroc` once at the end. The last pass's outputs stay, for `roc`
-    and `plot`. An undefined AUROC (a class missing) is NaN, with one warning per message; a pass
-    of one example (`learn.predict`) is NaN without one.
+    computes `fastai_aum.functional.auroc` once at the end. The last labelled pass's outputs stay, for
+    `roc` and `plot`. An undefined AUROC (a class missing, non-finite outputs) is NaN, with one
+    warning per message; a single item from outside the DataLoaders (`learn.predict`) is NaN without one.
 
     `positive` names the positive class of a binary problem by its vocabulary value (default: the
     loss's positive class, else the second class). A single model output is read as the logit of the
     loss's positive class (`AUMLossFlat(positive=...)`), of the second class for other losses.
+    `average=None` on multiclass data gives the per-class values in `per_class`; `value` is then
+    their mean over the classes present (a number that trackers can monitor).
     """
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
@@ -41,6 +47,8 @@ class AUROC(Metric):
         self.positive, self.classes = positive, None
         self._pos, self._output_pos = 1, 1  # the positive class, and the class a single output stands for
         self._ready = False  # set up for the Learner of this pass
+        self._passed = False  # a pass has begun (so no outputs means: it had no labels)
+        self._own_data = True  # this pass reads the DataLoaders' own data (not e.g. `predict`'s item)
         self._warned: set[str] = set()
         self.preds = self.targs = None  # the last pass, concatenated
         self.clear()
@@ -51,18 +59,25 @@ class AUROC(Metric):
 
     def reset(self) -> None:
         self.clear()
-        self._ready = False
+        self.preds = self.targs = None
+        self._ready, self._passed = False, True
 
     def clear(self) -> None:
         """Forget the batches kept so far."""
-        self._preds, self._targs, self._value = [], [], None
+        self._preds, self._targs, self._value, self._per_class = [], [], None, None
 
     def __getstate__(self) -> dict:  # `learn.export()` pickles metrics: leave the predictions out
-        return {**self.__dict__, "_preds": [], "_targs": [], "preds": None, "targs": None, "_value": None}
+        return {**self.__dict__, "_preds": [], "_targs": [], "preds": None, "targs": None, "_value": None,
+                "_per_class": None}
+
+    def __setstate__(self, state: dict) -> None:  # metrics pickled before these attributes existed load too
+        self.__dict__.update({"_passed": False, "_own_data": True, "_per_class": None, **state})
 
     def setup(self, learn) -> None:
-        """Find the positive class in `learn.dls`'s vocabulary, and which class a single output means."""
+        """Find the positive class in `learn.dls`'s vocabulary, and which class a single output means;
+        check the options against the number of classes."""
         self.classes = class_names(getattr(learn, "dls", None))
+        self._check_options()
         loss = getattr(learn, "loss_func", None)
         if isinstance(loss, AUMLossFlat) and loss.vocab is None and self.classes is not None:
             loss.bind(self.classes)
@@ -72,6 +87,17 @@ class AUROC(Metric):
         self._pos = positive_index(self.classes, positive) if binary or self.positive is not None else 1
         self._ready = True
 
+    def _check_options(self) -> None:
+        k = len(self.classes) if self.classes is not None else 0
+        if k <= 2:
+            return
+        if self.max_fpr is not None:
+            raise ValueError(f"{self.name}: `max_fpr`={self.max_fpr!r} (partial AUROC) is defined for binary problems "
+                             f"only, but the DataLoaders have {k} classes: {_short(self.classes)}")
+        if self.multi_class == "ovo" and self.average not in ("macro", "weighted"):
+            raise ValueError(f"{self.name}: with multi_class='ovo', `average` must be 'macro' or 'weighted' (as in "
+                             f"scikit-learn), got {self.average!r}; use multi_class='ovr' for {self.average!r}")
+
     @property
     def positive_class(self):
         """The positive class of a binary problem (its vocabulary value once the vocabulary is known)."""
@@ -80,6 +106,7 @@ class AUROC(Metric):
     def accumulate(self, learn) -> None:
         if not self._ready:
             self.setup(learn)
+            self._own_data = _reads_own_data(learn)
         self.add(learn.pred, learn.y, learn)
 
     def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
@@ -90,13 +117,23 @@ class AUROC(Metric):
         self._targs.append(targ.as_subclass(Tensor))
         self._value = None
 
+    def _gather(self) -> None:
+        if len(self._preds) > 1 or (self._preds and self.preds is not self._preds[0]):
+            self.preds, self.targs = torch.cat(self._preds), torch.cat(self._targs)
+            self._preds, self._targs = [self.preds], [self.targs]
+
     @property
     def value(self) -> float | None:
         if self._value is None and self._preds:
-            self.preds, self.targs = torch.cat(self._preds), torch.cat(self._targs)
-            self._preds, self._targs = [self.preds], [self.targs]
+            self._gather()
             self._value = self._compute(self.preds, self.targs)
         return self._value
+
+    @property
+    def per_class(self) -> list[float] | None:
+        """Per-class AUROC of the last pass (vocabulary order) with `average=None` on multiclass data, else None."""
+        _ = self.value
+        return self._per_class
 
     def _oriented(self, preds: Tensor, targs: Tensor) -> tuple[Tensor, Tensor]:
         """Binary outputs and labels with the positive class as label 1 and as the larger score."""
@@ -114,21 +151,44 @@ class AUROC(Metric):
         binary = self.classes is not None and len(self.classes) == 2
         return f"{self.name} ({describe_positive(self.classes, self._pos)})" if binary else self.name
 
+    def _warn(self, message: str, key: str | None = None) -> None:
+        key = message if key is None else key
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{self._label()}: {message}", AUROCUndefinedWarning, stacklevel=3)
+
     def _compute(self, preds: Tensor, targs: Tensor) -> float:
-        if len(targs) < 2:  # e.g. `learn.predict`'s single item: nothing to rank, nothing to warn about
+        per_class = self.average is None and self.multi_class == "ovr" and preds.ndim == 2 and preds.shape[-1] > 2
+        self._per_class = [math.nan] * preds.shape[-1] if per_class else None
+        bad = int((~torch.isfinite(preds)).sum()) if preds.is_floating_point() else 0
+        if bad:
+            self._warn(f"{bad} of {preds.numel()} model outputs are not finite (NaN or inf); AUROC is NaN")
+            return math.nan
+        if len(targs) < 2 and not self._own_data:  # `learn.predict`'s single item: nothing to rank or warn about
+            return math.nan
+        present = torch.unique(targs.reshape(-1)).tolist()
+        if len(present) < 2:  # one class, or a single example
+            names = [self.classes[int(c)] if self.classes is not None and 0 <= c < len(self.classes) else c
+                     for c in present]
+            self._warn(f"only one class ({_short(names)}) in the labels of this pass of {len(targs)} example(s); "
+                       "AUROC is undefined (NaN)", _ONE_CLASS)
             return math.nan
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AUROCUndefinedWarning)
             value = auroc(*self._oriented(preds, targs), self.average, self.multi_class, self.max_fpr)
         for w in caught:
-            if str(w.message) not in self._warned:
-                self._warned.add(str(w.message))
-                warnings.warn(f"{self._label()}: {w.message}", AUROCUndefinedWarning, stacklevel=2)
-        return value.item() if value.ndim == 0 else value.tolist()
+            self._warn(str(w.message))
+        if value.ndim == 0:
+            return value.item()
+        self._per_class = value.tolist()  # the scalar: the mean over the classes with a defined AUROC
+        defined = value[~value.isnan()]
+        return defined.mean().item() if len(defined) else math.nan
 
     @property
     def roc(self) -> ROC | list[ROC] | None:
-        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class) otherwise."""
+        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class) otherwise;
+        None before any pass and after a pass without labels."""
+        self._gather()
         if self.preds is None:
             return None
         with warnings.catch_warnings():
@@ -137,9 +197,13 @@ class AUROC(Metric):
 
     def plot(self, ax=None, labels=None, title: str | None = None):
         """Draw the last pass's ROC curve(s) with matplotlib and return the axes."""
-        if self.preds is None:
+        curve = self.roc
+        if curve is None and self._passed:
+            raise RuntimeError(f"{self.name}: the last pass had no labels (e.g. `get_preds` on an unlabelled test set), "
+                               "so there is no ROC curve to plot; run `learn.validate()` for the validation set's")
+        if curve is None:
             raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
-        return plot_roc(self.roc, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self._label()})")
+        return plot_roc(curve, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self._label()})")
 
 
 class _TrainAUROC(AUROC):
@@ -153,35 +217,54 @@ class _TrainAUROC(AUROC):
         pass
 
 
-def plot_roc(roc: ROC | list[ROC], ax=None, labels=None, title: str | None = None):
-    """Plot one ROC curve, or one per class, with the chance diagonal; returns the axes."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    curves = [roc] if isinstance(roc, ROC) else list(roc)
-    names = [None] if isinstance(roc, ROC) else (list(labels) if labels is not None else [str(k) for k in range(len(curves))])
-    for curve, name in zip(curves, names):
-        fpr, tpr = curve.fpr.cpu().numpy(), curve.tpr.cpu().numpy()
-        area = float(torch.trapezoid(curve.tpr, curve.fpr)) if not math.isnan(fpr[-1] + tpr[-1]) else math.nan
-        ax.plot(fpr, tpr, label=f"{name + ': ' if name else ''}AUROC {area:.3f}")
-    return format_roc_axes(ax, title)
+class _ClassAUROC(Metric):
+    """One class's AUROC from an `AUROC(average=None)` metric, for a column of its own."""
+
+    def __init__(self, parent: AUROC, index: int, name: str):
+        self.parent, self.index, self._name = parent, index, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def value(self) -> float | None:
+        per_class = self.parent.per_class
+        return per_class[self.index] if per_class is not None and self.index < len(per_class) else None
 
 
-def format_roc_axes(ax, title: str | None = None):
-    """The chance diagonal, axis labels and limits, and the legend of a ROC plot; returns the axes."""
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title=title)
-    ax.legend(loc="lower right", fontsize="small")
-    return ax
+def _reads_own_data(learn) -> bool:
+    """Whether the pass reads one of the DataLoaders' datasets (not a test set, such as `predict`'s item)."""
+    ds = getattr(getattr(learn, "dl", None), "dataset", None)
+    loaders = getattr(getattr(learn, "dls", None), "loaders", None)
+    if ds is None or loaders is None:
+        return True
+    return any(ds is getattr(dl, "dataset", None) for dl in loaders)
+
+
+def _valid_labels(dls) -> list | None:
+    """The class index of every validation example, without loading the inputs; None if they cannot be read."""
+    try:
+        ds = dls.valid_ds
+        if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
+            return ds.ys.to_numpy().reshape(-1).astype("int64").tolist()
+        return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long().tolist()
+    except Exception:
+        return None
 
 
 class AUROCCallback(Callback):
     """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
-    `name` (and, with `train=True`, `train_<name>` over the epoch's training batches), keeps the ROC
-    curve of the last validation pass (`plot()`) and a per-epoch `history` DataFrame.
+    `name` (and, with `train=True`, `train_<name>` over the epoch's training batches; with
+    `average=None` on multiclass data, a column `<name>_<class>` per class and their mean as `name`),
+    keeps the ROC curve of the last validation pass (`plot()`) and a per-epoch `history` DataFrame.
 
     `SaveModelCallback(monitor='auroc')` and `EarlyStoppingCallback(monitor='auroc')` work with it
-    (higher is better). It also measures in `learn.validate()` and `learn.get_preds()`.
+    (higher is better). It also measures in `learn.validate()` and `learn.get_preds()`. Options are
+    checked against the DataLoaders before any training. A validation set with one class makes
+    AUROC NaN every epoch: a training fit then warns, or raises a ValueError before training when a
+    tracker monitors the AUROC. Given to the Learner, its columns stay; given to one `fit`, they
+    leave with it.
     """
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
@@ -189,13 +272,69 @@ class AUROCCallback(Callback):
                  name: str = "auroc", train: bool = False, positive=None):
         self.metric = AUROC(average, multi_class, max_fpr, name, positive)
         self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", positive) if train else None
+        self.class_metrics: list[_ClassAUROC] = []
         self._history: list[dict] = []
         self._training = self._new_fit = self._announced = False
 
+    def _own_metrics(self) -> list[Metric]:
+        return [m for m in (self.metric, *self.class_metrics, self.train_metric) if m is not None]
+
     def _attach(self) -> None:
-        for metric in (self.metric, self.train_metric):
-            if metric is not None and not any(m is metric for m in self.learn.metrics):
+        for metric in self._own_metrics():
+            if not any(m is metric for m in self.learn.metrics):
                 self.learn.metrics.append(metric)
+
+    def _detach(self, learn) -> None:
+        mine = self._own_metrics()
+        metrics = getattr(learn, "metrics", None) or []
+        if any(m is x for m in metrics for x in mine):
+            learn.metrics = [m for m in metrics if not any(m is x for x in mine)]
+
+    def __setattr__(self, name, value) -> None:
+        # fastai sets `learn` to None when it removes a callback: at the end of `fit(cbs=...)` however
+        # the fit ended (normally, cancelled or raising), or by `remove_cb`. Its columns leave with it.
+        if name == "learn" and value is None and self.__dict__.get("learn") is not None:
+            self._detach(self.__dict__["learn"])
+        super().__setattr__(name, value)
+
+    def _set_class_metrics(self) -> None:
+        classes, m = self.metric.classes, self.metric
+        per_class = m.average is None and m.multi_class == "ovr" and classes is not None and len(classes) > 2
+        names = [f"{m.name}_{c}" for c in classes] if per_class else []
+        if [c.name for c in self.class_metrics] != names:
+            if self.learn is not None:
+                self._detach(self.learn)  # the old columns go; `_attach` puts the new ones in
+            self.class_metrics = [_ClassAUROC(m, k, n) for k, n in enumerate(names)]
+
+    def _training_fit(self) -> bool:
+        """A real training fit: not `validate`/`get_preds` (which hold the Learner's lock), not `lr_find`."""
+        lock = getattr(self.learn, "lock", None)
+        return not (hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds")
+                    or (lock is not None and lock.locked()))
+
+    def _check_validation_classes(self) -> None:
+        """Warn, or raise when a tracker monitors this AUROC, if the validation set has fewer than two classes."""
+        classes = self.metric.classes
+        labels = _valid_labels(self.dls) if classes is not None else None
+        if not labels:
+            return
+        present = sorted(set(labels))
+        if len(present) >= 2:
+            return
+        names = [classes[c] if 0 <= c < len(classes) else c for c in present]
+        what = (f"{self.metric.name}: the validation set ({len(labels)} example(s)) holds one class only, "
+                f"{_short(names)} of {_short(classes)}, so AUROC is undefined (NaN) every epoch")
+        monitored = {m.name for m in (self.metric, *self.class_metrics)}
+        trackers = [cb for cb in self.learn.cbs if isinstance(cb, TrackerCallback) and cb.monitor in monitored]
+        if trackers:
+            t = trackers[0]
+            raise ValueError(f"{what}; {type(t).__name__}(monitor={t.monitor!r}) cannot track it (it would never "
+                             "find a best epoch): give the validation set both classes (e.g. a stratified split) "
+                             "or monitor 'valid_loss'")
+        if _ONE_CLASS not in self.metric._warned:
+            self.metric._warned.add(_ONE_CLASS)
+            warnings.warn(f"{what}; SaveModelCallback or EarlyStoppingCallback with monitor={self.metric.name!r} "
+                          "could not track it", AUROCUndefinedWarning, stacklevel=2)
 
     # fastai runs `validate` and `get_preds` as a fit of one epoch with no training, so a training
     # run is recognised by its `before_train`.
@@ -203,7 +342,10 @@ class AUROCCallback(Callback):
         for metric in (self.metric, self.train_metric):
             if metric is not None:
                 metric.setup(self.learn)
+        self._set_class_metrics()
         self._attach()
+        if self._training_fit():
+            self._check_validation_classes()
         if not self._announced and self.metric.classes is not None and len(self.metric.classes) == 2 \
                 and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
             print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric._pos)}")
@@ -229,25 +371,33 @@ class AUROCCallback(Callback):
         if not self._training:
             return
         row = {"epoch": self.epoch, self.metric.name: self.metric.value}
+        row.update({c.name: c.value for c in self.class_metrics})
         if self.train_metric is not None:
             row[self.train_metric.name] = self.train_metric.value
         self._history.append(row)
 
     @property
     def value(self):
-        """AUROC of the last validation pass."""
+        """AUROC of the last validation pass (with `average=None` on multiclass data, the mean over the
+        classes present; `per_class` has each)."""
         return self.metric.value
 
     @property
+    def per_class(self) -> list[float] | None:
+        """Per-class AUROC of the last validation pass (vocabulary order), with `average=None` on multiclass data."""
+        return self.metric.per_class
+
+    @property
     def roc(self) -> ROC | list[ROC] | None:
-        """ROC curve(s) of the last validation pass."""
+        """ROC curve(s) of the last validation pass; None after a pass without labels."""
         return self.metric.roc
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per epoch of the last training run: the epoch and its AUROC (and training AUROC).
-        `validate()` and `get_preds()` leave it alone."""
-        columns = ["epoch", self.metric.name] + ([self.train_metric.name] if self.train_metric is not None else [])
+        """One row per epoch of the last training run: the epoch and its AUROC (per class, and training
+        AUROC, where asked for). `validate()` and `get_preds()` leave it alone."""
+        columns = ["epoch", self.metric.name] + [c.name for c in self.class_metrics] \
+            + ([self.train_metric.name] if self.train_metric is not None else [])
         return pd.DataFrame(self._history, columns=columns)
 
     @property

@@ -1,6 +1,8 @@
 """`AUMLossFlat`: the AUM loss in fastai's loss conventions."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -26,9 +28,14 @@ class AUMLoss(nn.Module):
         check_choice("reduction", reduction, ("mean", "sum", "none"))
         self.normalize, self.average, self.reduction, self.validate = normalize, average, reduction, validate
 
-    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
-        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=self.validate)
-        return value.expand(len(target)) / len(target) if self.reduction == "none" else value
+    def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None) -> Tensor:
+        validate = self.validate if validate is None else validate
+        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=validate)
+        return self.reduce(value, len(target))
+
+    def reduce(self, value: Tensor, n: int) -> Tensor:
+        """The batch's AUM `value` under `reduction` ('none': an equal share for each of `n` examples)."""
+        return value.expand(n) / n if self.reduction == "none" else value
 
 
 class AUMLossFlat(BinaryDecisions):
@@ -48,8 +55,12 @@ class AUMLossFlat(BinaryDecisions):
 
     `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
     if it is a large share, use larger or stratified batches (`fastai_aum.stratify_batches`).
-    `validate=False` skips the checks of every batch's values (NaN, label range); a binary loss on a
-    GPU then runs without a host-device sync.
+    A batch with a non-finite output (NaN or inf) gives a NaN loss, whose gradient with respect to
+    the outputs is zero, instead of an error, so the fit goes on or fastai's `TerminateOnNaNCallback`
+    stops it cleanly (a model whose own computation is NaN still gets NaN gradients from it).
+    `validate=True` checks the outputs and labels with one host-device sync per batch and raises on
+    labels out of range; `validate=False` skips the label checks, and a binary loss on a GPU then
+    runs without a sync (the NaN still comes out).
     """
     y_int = True
 
@@ -85,7 +96,17 @@ class AUMLossFlat(BinaryDecisions):
         if self._is_binary(preds) and self.positive_index == 0:
             # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
-        value = self.func(preds, target, **kwargs)
+        if self.func.validate:
+            finite, labels_ok = _batch_flags(preds, target)
+            if not labels_ok:  # raise the functional API's message about the labels
+                self.func(torch.zeros_like(preds.detach()), target, **kwargs)
+            if not finite:
+                return self.func.reduce(_nan_loss(preds), len(target))
+            value = self.func(preds, target, validate=False, **kwargs)
+        else:  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
+            finite = torch.isfinite(preds)
+            value = self.func(torch.where(finite, preds, 0), target, **kwargs)  # no NaN in its gradient
+            value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad:
             self._count_degenerate(preds, target)
         return value
@@ -103,3 +124,23 @@ class AUMLossFlat(BinaryDecisions):
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
+
+
+def _batch_flags(preds: Tensor, target: Tensor) -> tuple[bool, bool]:
+    """Whether every output is finite and every label a valid class index, with one host-device sync."""
+    finite = torch.isfinite(preds).all() if preds.is_floating_point() else torch.ones((), dtype=torch.bool)
+    finite = finite.to(target.device)
+    if target.dtype == torch.bool:
+        return bool(finite), True
+    k = 2 if preds.ndim == 1 or preds.shape[-1] <= 2 else preds.shape[-1]
+    labels_ok = ((target >= 0) & (target < k)).all()
+    if target.is_floating_point():
+        labels_ok = labels_ok & (target == target.round()).all()
+    finite, labels_ok = torch.stack([finite, labels_ok]).tolist()
+    return finite, labels_ok
+
+
+def _nan_loss(preds: Tensor) -> Tensor:
+    """A 0-d NaN attached to `preds`'s graph with a zero gradient, so `backward()` works and changes nothing."""
+    p = preds if preds.dtype in (torch.float32, torch.float64) else preds.float()
+    return p.sum() * 0 + math.nan

@@ -161,11 +161,12 @@ def test_per_class_values(wine_dls):
     learn = tabular_learner(wine_dls, cbs=AUROCCallback(average=None))
     with learn.no_bar():
         learn.validate()
-    values = learn.auroc.value
+    values = learn.auroc.per_class
     raw, y = raw_preds(learn)
     expected = sk_auroc(raw, y, average=None)
     assert len(values) == 3
     np.testing.assert_allclose(values, expected, atol=1e-6)
+    assert learn.auroc.value == pytest.approx(np.mean(expected), abs=1e-6)  # a number to monitor
 
 
 @pytest.mark.parametrize("max_fpr", [0.1, 0.5])
