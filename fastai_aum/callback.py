@@ -14,7 +14,7 @@ from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's
 from torch import Tensor
 
 from ._inputs import AUROCUndefinedWarning
-from .classes import _short, class_names, describe_positive, positive_index
+from .classes import class_names, dataset_labels, describe_positive, format_classes, positive_index
 from .functional import ROC, auroc, check_auroc_options, roc_curve
 from .losses import AUMLossFlat
 from .plotting import format_roc_axes, plot_roc
@@ -93,7 +93,7 @@ class AUROC(Metric):
             return
         if self.max_fpr is not None:
             raise ValueError(f"{self.name}: `max_fpr`={self.max_fpr!r} (partial AUROC) is defined for binary problems "
-                             f"only, but the DataLoaders have {k} classes: {_short(self.classes)}")
+                             f"only, but the DataLoaders have {k} classes: {format_classes(self.classes)}")
         if self.multi_class == "ovo" and self.average not in ("macro", "weighted"):
             raise ValueError(f"{self.name}: with multi_class='ovo', `average` must be 'macro' or 'weighted' (as in "
                              f"scikit-learn), got {self.average!r}; use multi_class='ovr' for {self.average!r}")
@@ -170,7 +170,7 @@ class AUROC(Metric):
         if len(present) < 2:  # one class, or a single example
             names = [self.classes[int(c)] if self.classes is not None and 0 <= c < len(self.classes) else c
                      for c in present]
-            self._warn(f"only one class ({_short(names)}) in the labels of this pass of {len(targs)} example(s); "
+            self._warn(f"only one class ({format_classes(names)}) in the labels of this pass of {len(targs)} example(s); "
                        "AUROC is undefined (NaN)", _ONE_CLASS)
             return math.nan
         with warnings.catch_warnings(record=True) as caught:
@@ -245,11 +245,8 @@ def _reads_own_data(learn) -> bool:
 def _valid_labels(dls) -> list | None:
     """The class index of every validation example, without loading the inputs; None if they cannot be read."""
     try:
-        ds = dls.valid_ds
-        if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
-            return ds.ys.to_numpy().reshape(-1).astype("int64").tolist()
-        return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long().tolist()
-    except Exception:
+        return dataset_labels(dls, 1).tolist()
+    except Exception:  # DataLoaders of another kind: the check is skipped, the NaN still warns
         return None
 
 
@@ -323,7 +320,7 @@ class AUROCCallback(Callback):
             return
         names = [classes[c] if 0 <= c < len(classes) else c for c in present]
         what = (f"{self.metric.name}: the validation set ({len(labels)} example(s)) holds one class only, "
-                f"{_short(names)} of {_short(classes)}, so AUROC is undefined (NaN) every epoch")
+                f"{format_classes(names)} of {format_classes(classes)}, so AUROC is undefined (NaN) every epoch")
         monitored = {m.name for m in (self.metric, *self.class_metrics)}
         trackers = [cb for cb in self.learn.cbs if isinstance(cb, TrackerCallback) and cb.monitor in monitored]
         if trackers:

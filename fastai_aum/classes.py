@@ -1,7 +1,9 @@
 """The classes of fastai DataLoaders and the positive class of a binary problem, named by its vocabulary value."""
 from __future__ import annotations
 
-__all__ = ["class_names", "positive_index", "describe_positive"]
+import torch
+
+__all__ = ["class_names", "dataset_labels", "positive_index", "describe_positive", "format_classes"]
 
 
 def class_names(vocab) -> list | None:
@@ -14,6 +16,15 @@ def class_names(vocab) -> list | None:
     if vocab and hasattr(vocab[-1], "__len__") and not isinstance(vocab[-1], str):
         vocab = list(vocab[-1])  # text DataLoaders: [tokens, classes]
     return vocab
+
+
+def dataset_labels(dls, ds_idx: int = 0) -> torch.Tensor:
+    """The class index of every example of `dls`'s dataset `ds_idx` (0: training, 1: validation), in
+    dataset order, without loading the inputs."""
+    ds = dls[ds_idx].dataset
+    if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
+        return torch.as_tensor(ds.ys.to_numpy().reshape(-1).astype("int64"))
+    return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long()
 
 
 def positive_index(classes, positive=None) -> int:
@@ -30,12 +41,12 @@ def positive_index(classes, positive=None) -> int:
                          "pass the DataLoaders' `vocab`")
     if len(classes) != 2:
         raise ValueError(f"`positive` names the positive class of a binary problem, but there are {len(classes)} "
-                         f"classes: {_short(classes)}")
+                         f"classes: {format_classes(classes)}")
     exact = [i for i, c in enumerate(classes) if _same(c, positive)]
     by_text = [i for i, c in enumerate(classes) if str(c) == str(positive)]
     found = exact or by_text
     if len(found) != 1:
-        raise ValueError(f"`positive` must be one of the classes {_short(classes)}, got {positive!r}")
+        raise ValueError(f"`positive` must be one of the classes {format_classes(classes)}, got {positive!r}")
     return found[0]
 
 
@@ -52,6 +63,7 @@ def _same(a, b) -> bool:
         return False
 
 
-def _short(classes, limit: int = 10) -> str:
+def format_classes(classes, limit: int = 10) -> str:
+    """`[a, b, ...]` for messages: the first `limit` classes, reprs."""
     shown = ", ".join(map(repr, classes[:limit]))
     return f"[{shown}{', ...' if len(classes) > limit else ''}]"

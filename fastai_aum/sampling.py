@@ -6,15 +6,14 @@ import random
 import numpy as np
 import torch
 
+from .classes import dataset_labels
+
 __all__ = ["StratifiedShuffle", "stratify_batches", "train_labels"]
 
 
 def train_labels(dls) -> torch.Tensor:
     """The class index of every training example, in dataset order, without loading the inputs."""
-    ds = dls.train_ds
-    if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
-        return torch.as_tensor(ds.ys.to_numpy().reshape(-1).astype("int64"))
-    return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long()
+    return dataset_labels(dls, 0)
 
 
 class StratifiedShuffle:
