@@ -249,6 +249,16 @@ def test_test_mixed_shapes_and_logits(seed):
         _close(actual, e)
 
 
+def test_test_continuous_against_tied_scores():
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 400)
+    a = (rng.normal(size=400) + y).astype(np.float32)  # no ties
+    b = np.round(a.astype(np.float64) + rng.normal(size=400))  # many ties
+    res = auroc_test(torch.tensor(a), torch.tensor(b), torch.tensor(y))
+    for actual, e in zip(res, oracle_test(a.astype(np.float64), b, y)):
+        _close(actual, e)
+
+
 def test_identical_rankings_give_z_0_and_p_1():
     rng = np.random.default_rng(2)
     y, s = _problem(rng, 40, 60)

@@ -17,7 +17,7 @@ from .._inputs import prepare, warn_undefined
 from ._scores import positive_mask, ranking_scores
 from ._sorting import group_end, group_marks, group_start, sort_rows_descending
 
-__all__ = ["AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "placement_values"]
+__all__ = ["AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "placement_counts"]
 
 
 class AUROCInterval(NamedTuple):
@@ -54,34 +54,34 @@ def _binary_scores(preds, target, name: str) -> tuple[Tensor, Tensor]:
     return ranking_scores(inp), positive_mask(inp.labels)
 
 
-def placement_values(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
-    """DeLong's placement counts of (B, N) score rows against one (N,) positive mask, by midranks.
+def placement_counts(score: Tensor, positive: Tensor) -> Tensor:
+    """DeLong's placement counts of (N,) scores against an (N,) positive mask, by midranks (one sort).
 
-    Returns float64 `(c10, c01)` of shapes (B, m) and (B, n), in the examples' order: `c10[b, i]` counts
-    the negatives scored below positive i in row b, ties counting half; `c01[b, j]` the positives scored
-    above negative j, ties counting half. DeLong's V10 is `c10 / n`, V01 is `c01 / m`, and the AUROC is
-    `c10.sum(-1) / (m * n)`. Every count is a half-integer, exact in float64.
+    Returns (N,) float64 in the examples' order: for a positive, the negatives scored below it; for a
+    negative, the positives scored above it; ties count half. DeLong's V10 is the positives' count / n,
+    V01 the negatives' count / m, and the AUROC is the positives' total / (m * n). Every count is a
+    half-integer, exact in float64.
     """
-    b, n_total = scores.shape
-    v, perm = sort_rows_descending(scores)
-    pos = positive.expand(b, n_total).gather(-1, perm).double()
-    tp = pos.cumsum(-1)  # positives ranked at or above each sorted position
-    fp = torch.arange(1, n_total + 1, device=v.device, dtype=torch.float64) - tp
-    first, last = group_marks(v)
-    start, end = group_start(first), group_end(last)
-    tp_above = tp.gather(-1, start) - pos.gather(-1, start)  # strictly above the element's group
-    fp_above = fp.gather(-1, start) - (1 - pos.gather(-1, start))
-    tp_through, fp_through = tp.gather(-1, end), fp.gather(-1, end)  # above or tied
-    n_neg = fp[:, -1:]
+    v, perm = sort_rows_descending(score[None])  # in the score's own dtype: 32-bit keys sort fastest
+    v, perm = v[0], perm[0]
+    pos = positive[perm].double()
+    tp = pos.cumsum(0)  # positives ranked at or above each sorted position
+    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
+    tp_above, fp_above, tp_through, fp_through = tp - pos, fp - (1 - pos), tp, fp  # without ties
+    if bool((v[1:] == v[:-1]).any()):  # group bookkeeping only where some scores tie
+        first, last = group_marks(v)
+        start, end = group_start(first), group_end(last)
+        tp_above, fp_above = tp[start] - pos[start], fp[start] - (1 - pos[start])  # strictly above the group
+        tp_through, fp_through = tp[end], fp[end]  # above or tied
     # positive: negatives below = n - fp_through, tied = fp_through - fp_above; negative: symmetric.
-    count = torch.where(pos.bool(), n_neg - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
-    count = torch.empty_like(count).scatter_(-1, perm, count)  # back to the examples' order
-    return count[:, positive], count[:, ~positive]
+    count = torch.where(pos.bool(), fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
+    return torch.empty_like(count).scatter_(0, perm, count)  # back to the examples' order
 
 
-def _sample_var(x: Tensor) -> Tensor:
-    """Sample variance (ddof=1) along the last dim, for at least two values."""
-    return ((x - x.mean(-1, keepdim=True)) ** 2).sum(-1) / (x.shape[-1] - 1)
+def _masked_var(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Sample variance (ddof=1) of the k >= 2 entries of `x` where `mask` (float 0/1) is 1."""
+    mean = (x * mask).sum() / k
+    return ((x - mean) ** 2 * mask).sum() / (k - 1)
 
 
 def _check_level(level) -> None:
@@ -109,13 +109,13 @@ def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
         warn_undefined(f"auroc_ci: only one class present in `target` ({m} positives of {n_total}); "
                        "AUROC and its interval are undefined (NaN)")
         return AUROCInterval(nan, nan, nan, nan)
-    c10, c01 = placement_values(score.double()[None], positive)
-    auc = c10[0].sum() / (m * n)
+    count, pos = placement_counts(score, positive), positive.double()
+    auc = (count * pos).sum() / (m * n)
     if m < 2 or n < 2:
         warn_undefined(f"auroc_ci: DeLong's variance needs at least 2 positives and 2 negatives, got {m} and {n}; "
                        "std_err and the interval are NaN")
         return AUROCInterval(auc, nan, nan, nan)
-    var = _sample_var(c10[0] / n) / m + _sample_var(c01[0] / m) / n
+    var = _masked_var(count / n, pos, m) / m + _masked_var(count / m, 1 - pos, n) / n
     std_err = var.sqrt()
     z = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
     return AUROCInterval(auc, (auc - z * std_err).clamp(0, 1), (auc + z * std_err).clamp(0, 1), std_err)
@@ -154,8 +154,8 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
         warn_undefined(f"auroc_test: only one class present in `target` ({m} positives of {n_total}); "
                        "the AUROCs and the test are undefined (NaN)")
         return AUROCTest(nan, nan, nan, nan)
-    c10, c01 = placement_values(torch.stack([score_a.double(), score_b.double()]), positive)
-    pairs = c10.sum(-1)
+    count_a, count_b, pos = placement_counts(score_a, positive), placement_counts(score_b, positive), positive.double()
+    pairs = torch.stack([(count_a * pos).sum(), (count_b * pos).sum()])
     auc = pairs / (m * n)
     if m < 2 or n < 2:
         warn_undefined(f"auroc_test: DeLong's variance needs at least 2 positives and 2 negatives, got {m} and {n}; "
@@ -163,7 +163,8 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
         return AUROCTest(auc[0], auc[1], nan, nan)
     diff = (pairs[0] - pairs[1]) / (m * n)  # exactly 0 when the two AUROCs are equal
     # var(A) + var(B) - 2 cov(A, B) is the variance of the difference of the placement values: >= 0 by construction.
-    var = _sample_var((c10[0] - c10[1]) / n) / m + _sample_var((c01[0] - c01[1]) / m) / n
+    d = count_a - count_b
+    var = _masked_var(d / n, pos, m) / m + _masked_var(d / m, 1 - pos, n) / n
     z = torch.where((diff == 0) & (var == 0), torch.zeros_like(diff), diff / var.sqrt())
     p_value = 2 * torch.special.ndtr(-z.abs())
     return AUROCTest(auc[0], auc[1], z, p_value)
