@@ -74,8 +74,9 @@ def _average_precision_rows(scores: Tensor, positive: Tensor) -> Tensor:
     v, perm = sort_rows_descending(scores)
     pos = positive.gather(-1, perm).double()
     tp = pos.cumsum(-1)
-    _, last = group_marks(v)
-    end = group_end(last)  # precision is read where each element's group of tied scores ends
+    end = torch.arange(v.shape[-1], device=v.device).expand_as(v)
+    if bool((v[..., 1:] == v[..., :-1]).any()):
+        end = group_end(group_marks(v)[1])  # precision is read where each element's group of tied scores ends
     precision = tp.gather(-1, end) / (end + 1).double()
     n_pos = tp[:, -1]
     ap = (pos * precision).sum(-1) / n_pos
