@@ -3,7 +3,8 @@
 Everything here sorts once per problem and works batched over rows, on any device. Scores are
 "larger means more positive"; see DESIGN.md for the definitions this package implements. One module
 per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its derivatives), `thresholds` (the
-best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss); `_scores` and
+best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss), `statistics`
+(DeLong's interval and test), `precision_recall` (PR curves, average precision); `_scores` and
 `_sorting` are the shared machinery.
 """
 from .._inputs import AUROCUndefinedWarning
@@ -11,9 +12,13 @@ from ._scores import binary_score
 from .aum_loss import aum, aum_directional_derivatives
 from .calibration import (IsotonicCalibration, PlattScaling, brier_score, isotonic_calibration, log_loss,
                           platt_scaling)
+from .precision_recall import PR, average_precision, precision_recall_curve
 from .roc import ROC, auroc, check_auroc_options, roc_curve
+from .statistics import AUROCInterval, AUROCTest, auroc_ci, auroc_test
 from .thresholds import BestThreshold, best_threshold
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
            "check_auroc_options", "AUROCUndefinedWarning", "BestThreshold", "best_threshold", "PlattScaling",
-           "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score", "log_loss"]
+           "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score", "log_loss",
+           "AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "PR", "precision_recall_curve",
+           "average_precision"]

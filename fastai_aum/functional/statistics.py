@@ -1,0 +1,170 @@
+"""DeLong's confidence interval of an AUROC and DeLong's test of two correlated AUROCs (pure torch).
+
+Both use the fast midrank algorithm of Sun and Xu (2014, "Fast implementation of DeLong's algorithm
+for comparing the areas under correlated receiver operating characteristic curves"): one sort per
+model gives every example's placement value, so the cost is O(N log N) instead of O(m * n).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .._inputs import prepare, warn_undefined
+from ._scores import positive_mask, ranking_scores
+from ._sorting import group_end, group_marks, group_start, sort_rows_descending
+
+__all__ = ["AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "placement_counts"]
+
+
+class AUROCInterval(NamedTuple):
+    """An AUROC with its DeLong standard error and the confidence interval `auroc +- z * std_err`, clipped
+    to [0, 1] (0-d float64 tensors)."""
+    auroc: Tensor
+    low: Tensor
+    high: Tensor
+    std_err: Tensor
+
+
+class AUROCTest(NamedTuple):
+    """DeLong's paired test of two AUROCs on the same examples: both AUROCs, the z statistic of their
+    difference `auroc_a - auroc_b` and its two-sided p-value (0-d float64 tensors)."""
+    auroc_a: Tensor
+    auroc_b: Tensor
+    z: Tensor
+    p_value: Tensor
+
+
+def _binary_scores(preds, target, name: str) -> tuple[Tensor, Tensor]:
+    """The binary score `auroc` ranks (never squashed) and the positive mask; one class and empty allowed."""
+    if isinstance(preds, Tensor):
+        preds = preds.detach()
+    try:
+        inp = prepare(preds, target, allow_empty=True)
+    except (ValueError, TypeError) as e:
+        if name == "preds":
+            raise
+        raise type(e)(str(e).replace("`preds`", f"`{name}`")) from None
+    if not inp.binary:
+        raise ValueError(f"`{name}` must have shape (N,), (N, 1) or (N, 2) (DeLong's method is binary only), "
+                         f"got shape {tuple(inp.scores.shape)}")
+    return ranking_scores(inp), positive_mask(inp.labels)
+
+
+def placement_counts(score: Tensor, positive: Tensor) -> Tensor:
+    """DeLong's placement counts of (N,) scores against an (N,) positive mask, by midranks (one sort).
+
+    Returns (N,) float64 in the examples' order: for a positive, the negatives scored below it; for a
+    negative, the positives scored above it; ties count half. DeLong's V10 is the positives' count / n,
+    V01 the negatives' count / m, and the AUROC is the positives' total / (m * n). Every count is a
+    half-integer, exact in float64.
+    """
+    v, perm = sort_rows_descending(score[None])  # in the score's own dtype: 32-bit keys sort fastest
+    v, perm = v[0], perm[0]
+    pos = positive[perm].double()
+    tp = pos.cumsum(0)  # positives ranked at or above each sorted position
+    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
+    tp_above, fp_above, tp_through, fp_through = tp - pos, fp - (1 - pos), tp, fp  # without ties
+    if bool((v[1:] == v[:-1]).any()):  # group bookkeeping only where some scores tie
+        first, last = group_marks(v)
+        start, end = group_start(first), group_end(last)
+        tp_above, fp_above = tp[start] - pos[start], fp[start] - (1 - pos[start])  # strictly above the group
+        tp_through, fp_through = tp[end], fp[end]  # above or tied
+    # positive: negatives below = n - fp_through, tied = fp_through - fp_above; negative: symmetric.
+    count = torch.where(pos.bool(), fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
+    return torch.empty_like(count).scatter_(0, perm, count)  # back to the examples' order
+
+
+def _masked_var(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Sample variance (ddof=1) of the k >= 2 entries of `x` where `mask` (float 0/1) is 1."""
+    mean = (x * mask).sum() / k
+    return ((x - mean) ** 2 * mask).sum() / (k - 1)
+
+
+def _check_level(level) -> None:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise ValueError(f"`level` must be a number in (0, 1), e.g. 0.95, got {level!r}")
+
+
+def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
+    """The AUROC with DeLong's standard error and confidence interval, as R pROC's `ci.auc(method="delong")`.
+
+    `preds` is read as `auroc` reads binary outputs ((N,), (N, 1), or (N, 2) ranked as `z1 - z0`, or
+    by p1 for a probability matrix); ties count half. The variance is `var(V10)/m + var(V01)/n` over the
+    m positives' and n negatives' placement values (sample variances, ddof=1); the interval is
+    `auroc +- z * std_err` with z the two-sided normal quantile of `level`, clipped to [0, 1].
+    With one class (or no examples) every value is NaN, with one `AUROCUndefinedWarning`; with exactly
+    one positive or one negative the AUROC is exact but its variance is undefined: `std_err`, `low` and
+    `high` are NaN, with a warning.
+    """
+    _check_level(level)
+    score, positive = _binary_scores(preds, target, "preds")
+    n_total, m = len(positive), int(positive.sum())
+    n = n_total - m
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=score.device)
+    if m == 0 or n == 0:
+        warn_undefined(f"auroc_ci: only one class present in `target` ({m} positives of {n_total}); "
+                       "AUROC and its interval are undefined (NaN)")
+        return AUROCInterval(nan, nan, nan, nan)
+    count, pos = placement_counts(score, positive), positive.double()
+    auc = (count * pos).sum() / (m * n)
+    if m < 2 or n < 2:
+        warn_undefined(f"auroc_ci: DeLong's variance needs at least 2 positives and 2 negatives, got {m} and {n}; "
+                       "std_err and the interval are NaN")
+        return AUROCInterval(auc, nan, nan, nan)
+    var = _masked_var(count / n, pos, m) / m + _masked_var(count / m, 1 - pos, n) / n
+    std_err = var.sqrt()
+    z = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
+    return AUROCInterval(auc, (auc - z * std_err).clamp(0, 1), (auc + z * std_err).clamp(0, 1), std_err)
+
+
+def _length(x) -> int | None:
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    try:
+        return len(x)
+    except TypeError:
+        return None
+
+
+def auroc_test(preds_a, preds_b, target) -> AUROCTest:
+    """DeLong's two-sided test that two correlated AUROCs on the same examples are equal, as R pROC's
+    `roc.test(method="delong", paired=TRUE)`.
+
+    `preds_a` and `preds_b` score the same N examples (each read as `auroc_ci` reads `preds`);
+    `z = (A - B) / sqrt(var(A) + var(B) - 2 cov(A, B))` from the placement values, and
+    `p_value = 2 * Phi(-|z|)`. When the difference and its variance are both 0 (e.g. identical
+    rankings), z is 0 and p is 1, as pROC decides; a nonzero difference with variance 0 gives
+    z = +-inf and p = 0. With one class every value is NaN, with one `AUROCUndefinedWarning`; with
+    exactly one positive or negative the AUROCs are exact and z, p are NaN, with a warning.
+    """
+    len_a, len_b = _length(preds_a), _length(preds_b)
+    if len_a is not None and len_b is not None and len_a != len_b:
+        raise ValueError(f"`preds_a` and `preds_b` must score the same examples, got {len_a} and {len_b} rows")
+    score_a, positive = _binary_scores(preds_a, target, "preds_a")
+    score_b, _ = _binary_scores(preds_b, target, "preds_b")
+    n_total, m = len(positive), int(positive.sum())
+    n = n_total - m
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=score_a.device)
+    if m == 0 or n == 0:
+        warn_undefined(f"auroc_test: only one class present in `target` ({m} positives of {n_total}); "
+                       "the AUROCs and the test are undefined (NaN)")
+        return AUROCTest(nan, nan, nan, nan)
+    count_a, count_b, pos = placement_counts(score_a, positive), placement_counts(score_b, positive), positive.double()
+    pairs = torch.stack([(count_a * pos).sum(), (count_b * pos).sum()])
+    auc = pairs / (m * n)
+    if m < 2 or n < 2:
+        warn_undefined(f"auroc_test: DeLong's variance needs at least 2 positives and 2 negatives, got {m} and {n}; "
+                       "z and p_value are NaN")
+        return AUROCTest(auc[0], auc[1], nan, nan)
+    diff = (pairs[0] - pairs[1]) / (m * n)  # exactly 0 when the two AUROCs are equal
+    # var(A) + var(B) - 2 cov(A, B) is the variance of the difference of the placement values: >= 0 by construction.
+    d = count_a - count_b
+    var = _masked_var(d / n, pos, m) / m + _masked_var(d / m, 1 - pos, n) / n
+    z = torch.where((diff == 0) & (var == 0), torch.zeros_like(diff), diff / var.sqrt())
+    p_value = 2 * torch.special.ndtr(-z.abs())
+    return AUROCTest(auc[0], auc[1], z, p_value)
