@@ -1,16 +1,40 @@
-"""Exact full-dataset AUROC and the AUM loss (Area Under Min(FP, FN)) for fastai."""
-from .callback import AUROC, AUROCCallback, plot_roc
-from .compare import Comparison, compare_losses
-from .decisions import Calibration, TunedThreshold, DecisionThresholdCallback, calibrate, tune_threshold
-from .decoding import DecisionLoss
-from .functional import AUROCUndefinedWarning, ROC, aum, aum_directional_derivatives, auroc, best_threshold, roc_curve
-from .learner import aum_learner
-from .losses import AUMLoss, AUMLossFlat
-from .metrics import DecisionMetric, decided
-from .sampling import StratifiedShuffle, stratify_batches
+"""Exact full-dataset AUROC and the AUM loss (Area Under Min(FP, FN)) for fastai.
+
+The public names below are imported on first use, so that `import fastai_aum` (and the `fastai-aum`
+command's `--help`) does not import fastai and torch until something needs them. Using any of them
+also adds `Learner.tune_threshold` and `Learner.calibrate` (`fastai_aum.decisions`).
+"""
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["AUROC", "AUROCCallback", "AUROCUndefinedWarning", "AUMLoss", "AUMLossFlat", "Calibration", "Comparison",
-           "DecisionLoss", "DecisionMetric", "ROC", "StratifiedShuffle", "DecisionThresholdCallback", "TunedThreshold", "aum",
-           "aum_directional_derivatives", "aum_learner", "auroc", "best_threshold", "calibrate", "compare_losses",
-           "decided", "plot_roc", "roc_curve", "stratify_batches", "tune_threshold"]
+
+_EXPORTS = {  # public name -> the module that defines it
+    "AUROC": "callback", "AUROCCallback": "callback", "plot_roc": "plotting",
+    "Comparison": "compare", "compare_losses": "compare",
+    "Calibration": "decisions", "DecisionThresholdCallback": "decisions", "TunedThreshold": "decisions",
+    "calibrate": "decisions", "tune_threshold": "decisions",
+    "DecisionLoss": "decoding",
+    "AUROCUndefinedWarning": "functional", "ROC": "functional", "aum": "functional",
+    "aum_directional_derivatives": "functional", "auroc": "functional", "best_threshold": "functional",
+    "roc_curve": "functional",
+    "aum_learner": "learner",
+    "AUMLoss": "losses", "AUMLossFlat": "losses",
+    "DecisionMetric": "metrics", "decided": "metrics",
+    "StratifiedShuffle": "sampling", "stratify_batches": "sampling",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(".decisions", __name__)  # Learner.tune_threshold and Learner.calibrate
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -116,8 +117,6 @@ def _compare(args) -> int:
         raise UsageError(f"--test-pct must be between 0 and 1, got {args.test_pct}")
     df, target, cats, positive = _load_data(args)
 
-    import warnings
-
     import matplotlib
     matplotlib.use("Agg")
 
@@ -150,8 +149,18 @@ def _compare(args) -> int:
     return 0
 
 
+# Warnings raised by fastai's and torch's own code, which a user of the command cannot act on. They are
+# filtered in this command's process only: importing the package filters nothing.
+_UNACTIONABLE = (
+    (FutureWarning, r"`torch\.jit\.script` is deprecated"),  # fastai's layers.py, at import
+    (UserWarning, r"The given NumPy array is not writable"),  # fastai's tabular tensors
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `fastai-aum` and `python -m fastai_aum`; returns the exit status."""
+    for category, message in _UNACTIONABLE:
+        warnings.filterwarnings("ignore", message=message, category=category)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

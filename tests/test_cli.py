@@ -98,3 +98,25 @@ def test_unknown_positive_class_is_a_one_line_error(tmp_path, capsys):
     assert err.strip() == "fastai-aum: error: --positive: no class 'cancer' in 'label'; its classes are benign, malignant"
     assert main(["compare", "--data", "wine", "--positive", "class_0", "--out", str(tmp_path)]) == 2
     assert "--positive and --pos-frac are for a binary target" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--help"], ["compare", "--quick", "--losses", "aum,ce"]])
+def test_the_command_prints_no_warning_the_user_cannot_act_on(args, tmp_path):
+    """fastai's import-time FutureWarning (torch.jit.script) and its tabular UserWarning (non-writable
+    NumPy array) are filtered in the command's own process; importing the package filters nothing."""
+    out = ["--out", str(tmp_path / "out")] if args[0] == "compare" else []
+    run = subprocess.run([sys.executable, "-m", "fastai_aum", *args, *out], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    text = run.stdout + run.stderr
+    assert "Warning" not in text and "warnings.warn" not in text, text
+
+
+def test_importing_the_package_filters_no_warning():
+    code = ("import warnings, fastai_aum; from fastai_aum import aum_learner; "
+            "print(any(f[1] is not None and any(s in f[1].pattern for s in ('jit\\\\.script', 'not writable')) "
+            "for f in warnings.filters))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "False", run.stdout + run.stderr
+    assert "torch.jit.script" in run.stderr  # fastai's own notice still reaches a library user
