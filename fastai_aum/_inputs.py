@@ -95,11 +95,15 @@ def _check_tensor_kind(x: Tensor, name: str) -> None:
                         "sorts and checks values on the host); call it once per batch element instead")
 
 
+try:
+    from torch._C._functorch import get_unwrapped, is_batchedtensor, is_functorch_wrapped_tensor
+except ImportError:  # pragma: no cover - other torch versions: torch's own error then
+    is_functorch_wrapped_tensor = None
+
+
 def _batched_by_vmap(x: Tensor) -> bool:
     """Whether `x` is (a functorch wrapper around) a vmap BatchedTensor; a plain tensor costs one C call."""
-    try:
-        from torch._C._functorch import get_unwrapped, is_batchedtensor, is_functorch_wrapped_tensor
-    except ImportError:  # pragma: no cover - other torch versions: torch's own error then
+    if is_functorch_wrapped_tensor is None:  # pragma: no cover
         return False
     while is_functorch_wrapped_tensor(x):
         if is_batchedtensor(x):
@@ -111,10 +115,12 @@ def _batched_by_vmap(x: Tensor) -> bool:
 _FLOAT8 = tuple(d for name, d in vars(torch).items() if isinstance(d, torch.dtype) and name.startswith("float8_"))
 _INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8) + tuple(
     getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
+_LOW_PRECISION = (torch.float16, torch.bfloat16) + _FLOAT8
+_LABEL_DTYPES = (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64) + _INTEGERS
 
 
 def _upcast(preds: Tensor) -> Tensor:
-    if preds.dtype in (torch.float16, torch.bfloat16) + _FLOAT8:
+    if preds.dtype in _LOW_PRECISION:
         return preds.float()  # sorting and summing in low precision creates false ties and drift; exact
     if preds.dtype in (torch.float32, torch.float64):
         return preds
@@ -176,7 +182,7 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
     if target.shape[0] != n:
         raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
-    if target.dtype not in (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64) + _INTEGERS:
+    if target.dtype not in _LABEL_DTYPES:
         if target.dtype not in _FLOAT8:  # complex, quantized, bit types
             raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
         target = target.float()  # exact; torch has few float8 kernels
@@ -197,18 +203,24 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
         # the range before the cast to long, which would turn inf and 1e20 into -2**63
-        _check_label_range(*torch.stack([target.min(), target.max()]).tolist(), num_classes)
+        _check_label_range(*_min_max(target), num_classes)
         return Inputs(preds, target.long(), num_classes, source_dtype)
     unsigned64 = target.dtype == getattr(torch, "uint64", None)
     # unsigned and bool labels too: they index class columns
     target = target.view(torch.int64) if unsigned64 else target.long()
     if validate:
-        lo, hi = torch.stack([target.min(), target.max()]).tolist()
+        lo, hi = _min_max(target)
         if unsigned64 and lo < 0:  # uint64 labels from 2**63 on wrap round in the int64 view: show them as given
             values = target.view(torch.uint64).cpu().numpy()
             lo, hi = int(values.min()), int(values.max())
         _check_label_range(lo, hi, num_classes)
     return Inputs(preds, target, num_classes, source_dtype)
+
+
+def _min_max(x: Tensor) -> tuple:
+    """The least and greatest value of `x` as Python numbers (one reduction)."""
+    lo, hi = torch.aminmax(x)
+    return lo.item(), hi.item()
 
 
 def _check_label_range(lo, hi, num_classes: int) -> None:

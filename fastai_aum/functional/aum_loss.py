@@ -25,13 +25,13 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     n = v.shape[-1]
     sparse = v.device.type in _SPARSE_TIES_ON
     tp = y.cumsum(-1, dtype=torch.float64)
-    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
+    fp = _one_to(n, v.device) - tp
     if sparse and v.ndim == 1:  # on the CPU, class counts as Python numbers save tensor operations
         n_pos = tp[-1].item()
         n_neg = n - n_pos
     else:
         n_pos, n_neg = tp[..., -1:], fp[..., -1:]
-    fn = n_pos - tp
+    fn = torch.rsub(tp, n_pos)  # n_pos - tp, without the Python-level wrapper of float.__sub__
     w_neg = w_pos = 1.0
     if normalize == "rate":  # a missing class gets weight 1, harmlessly: its count is 0 everywhere
         if isinstance(n_pos, float):
@@ -51,11 +51,14 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
         at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
         return value, _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end), perm
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
-    grad = m.clone()
-    grad[..., 1:].sub_(m[..., :-1])
-    # One reduction tells whether there are ties at all (usually not: no group bookkeeping then).
-    # Tied infinities (a NaN gap; only with validate=False) pass as untied: the value is NaN anyway.
-    if bool(gaps.all()):
+    if m.ndim == 1:
+        grad = torch.diff(m, prepend=_ZERO)
+    else:
+        grad = m.clone()
+        grad[..., 1:].sub_(m[..., :-1])
+    # One reduction tells whether there are ties at all (usually not: no group bookkeeping then). The
+    # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
+    if n == 1 or gaps.min().item() > 0:
         return value, (grad, grad), perm
     left, right = _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad)
     return value, (left, right), perm
@@ -78,6 +81,15 @@ def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
 
 
 _SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
+_ZERO = torch.zeros(1, dtype=torch.float64)
+_ONE_TO = torch.arange(1, 2**14 + 1, dtype=torch.float64)  # read only
+
+
+def _one_to(n: int, device: torch.device) -> Tensor:
+    """float64 1, 2, ..., n; on the CPU a view of a shared tensor for small n (one operation fewer)."""
+    if n <= len(_ONE_TO) and device.type == "cpu":
+        return _ONE_TO[:n]
+    return torch.arange(1, n + 1, device=device, dtype=torch.float64)
 
 
 def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
@@ -99,15 +111,18 @@ def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
 
 
 def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
-    src = sorted_values if sorted_values.dtype == dtype else sorted_values.to(dtype)
-    return torch.empty(perm.shape, dtype=dtype, device=perm.device).scatter_(-1, perm, src)
+    src = _cast(sorted_values, dtype)
+    return torch.empty_like(src).scatter_(-1, perm, src)
+
+
+def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x if x.dtype == dtype else x.float() if dtype == torch.float32 else x.to(dtype)
 
 
 def _forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool) -> tuple[Tensor, Tensor | None]:
     """AUM of (N,) scores or of each row of (B, N) scores, and (when `need_grad`) its gradient, unsorted."""
     value, lr, perm = _aum_rows(scores, positive, normalize, need_derivatives=need_grad)
-    if value.dtype != scores.dtype:
-        value = value.to(scores.dtype)
+    value = _cast(value, scores.dtype)
     if lr is None:
         return value, None
     left, right = lr
