@@ -19,9 +19,9 @@ def _descending_key(scores: Tensor) -> Tensor:
 
 
 # torch's CPU sort radix-sorts a 1-d integer tensor from this length on (at::internal::GRAIN_SIZE) and
-# compares below it; padding a shorter key up to it pays from about 6000 elements (measured, 1 and 2
-# threads). Below _KEYS_FROM a comparison sort of the floats themselves beats building integer keys.
-_RADIX_FROM, _PAD_FROM, _KEYS_FROM = 32768, 6144, 2048
+# compares below it. Below _KEYS_FROM a comparison sort of the floats themselves beats building integer
+# keys; from there, keys padded up to _RADIX_FROM win (measured, one thread, 1024 to 8192 elements).
+_RADIX_FROM, _PAD_FROM, _KEYS_FROM = 32768, 6144, 6144
 
 
 def _argsort_keys(key: Tensor) -> Tensor:
@@ -33,8 +33,9 @@ def _argsort_keys(key: Tensor) -> Tensor:
     return torch.sort(key, stable=True).indices
 
 
-def sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
-    """Sort (N,) scores, or each row of (B, N) scores, in decreasing order, stably: (values, indices).
+def sort_rows_descending(scores: Tensor, stable: bool = True) -> tuple[Tensor, Tensor]:
+    """Sort (N,) scores, or each row of (B, N) scores, in decreasing order: (values, indices). Ties
+    keep their order unless `stable=False` (which lets short rows sort a little faster).
 
     torch.sort of floats on the CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
     several times faster. So from a few thousand scores this sorts integer keys that order like the
@@ -43,12 +44,12 @@ def sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
     """
     n = scores.shape[-1]
     if n < _KEYS_FROM and scores.numel() < _RADIX_FROM and scores.device.type == "cpu":
-        return torch.sort(scores, dim=-1, descending=True, stable=True)  # -0.0 == 0.0 here too, as in the keys
+        return torch.sort(scores, dim=-1, descending=True, stable=stable)  # -0.0 == 0.0 here too, as in the keys
     if scores.ndim == 1:
         v, perm = sort_rows_descending(scores[None])
         return v[0], perm[0]
     b = scores.shape[0]
-    key = _descending_key(scores)
+    key = _descending_key(scores.contiguous())  # a transposed view would give keys that cannot be flattened
     if b == 1:
         perm = _argsort_keys(key.view(n)).view(1, n)
     elif key.dtype == torch.int32:

@@ -1,10 +1,12 @@
 """The differentiable AUM loss (Area Under Min(FP, FN)) and its directional derivatives (pure torch)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, prepare
+from .._inputs import check_choice, check_finite, prepare
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -20,7 +22,7 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
     the derivatives in sorted order (or None) and the sort permutation.
     """
-    v, perm = sort_rows_descending(scores)
+    v, perm = sort_rows_descending(scores, stable=False)  # nothing here depends on the order of ties
     y = positive.gather(-1, perm)
     n = v.shape[-1]
     sparse = v.device.type in _SPARSE_TIES_ON
@@ -167,12 +169,12 @@ class _EagerAUMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
         value, grad = _forward(scores, positive, normalize, True)
-        ctx.save_for_backward(grad)
+        ctx.grad = grad  # neither an input nor an output: no need for save_for_backward's checks
         return value
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        (grad,) = ctx.saved_tensors
+        grad = ctx.grad
         return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None
 
 
@@ -197,17 +199,28 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
-    inp = prepare(preds, target, validate=validate)
+    inp = prepare(preds, target, validate=validate, binary_finite_check=False)
     if inp.binary:
-        return _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        value = _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        # Every score borders a gap, so a NaN or inf one makes the value NaN or inf: one look at the
+        # value replaces a reduction over the scores (which counts them, and may find none after an overflow).
+        if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
+            check_finite(inp.scores)
+        return value
     p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
-    onehot = one_hot(inp.labels, inp.num_classes)
     if average == "micro":
+        onehot = one_hot(inp.labels, inp.num_classes)
         return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
-    values = _aum_apply(p.T.contiguous(), onehot.T, normalize)
-    support = onehot.sum(0)
-    defined = (support > 0) & (support < len(inp.labels))
-    return (values * defined).sum() / defined.sum().clamp_min(1)
+    # Macro: one row per class (a transposed view: sorting copies it anyway). A class without both
+    # labels has AUM 0 and gradient 0, so the sum over all classes is the sum over those defined.
+    classes = torch.arange(inp.num_classes, device=p.device)[:, None]
+    member = classes == inp.labels
+    values = _aum_apply(p.T, member, normalize)
+    n = len(inp.labels)
+    support = member.sum(1)
+    if p.device.type in _SPARSE_TIES_ON:  # free on the CPU: count the defined classes on the host
+        return values.sum() / max(sum(0 < c < n for c in support.tolist()), 1)
+    return values.sum() / ((support > 0) & (support < n)).sum().clamp_min(1)
 
 
 def aum_directional_derivatives(preds, target, normalize: str = "rate", *, validate: bool = True) -> Tensor:
