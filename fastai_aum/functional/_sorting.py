@@ -33,9 +33,8 @@ def _argsort_keys(key: Tensor) -> Tensor:
     return torch.sort(key, stable=True).indices
 
 
-def sort_rows_descending(scores: Tensor, stable: bool = True) -> tuple[Tensor, Tensor]:
-    """Sort (N,) scores, or each row of (B, N) scores, in decreasing order: (values, indices). Ties
-    keep their order unless `stable=False` (which lets short rows sort a little faster).
+def sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort (N,) scores, or each row of (B, N) scores, in decreasing order, stably: (values, indices).
 
     torch.sort of floats on the CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
     several times faster. So from a few thousand scores this sorts integer keys that order like the
@@ -43,13 +42,15 @@ def sort_rows_descending(scores: Tensor, stable: bool = True) -> tuple[Tensor, T
     scores leave room. Short rows are sorted as floats, which costs fewer operations.
     """
     n = scores.shape[-1]
+    if not scores.is_contiguous():  # a transposed view: sorted rows would keep its strides, and sums over them
+        scores = scores.contiguous()  # would add up in another order (last-bit differences)
     if n < _KEYS_FROM and scores.numel() < _RADIX_FROM and scores.device.type == "cpu":
-        return torch.sort(scores, dim=-1, descending=True, stable=stable)  # -0.0 == 0.0 here too, as in the keys
+        return torch.sort(scores, dim=-1, descending=True, stable=True)  # -0.0 == 0.0 here too, as in the keys
     if scores.ndim == 1:
         v, perm = sort_rows_descending(scores[None])
         return v[0], perm[0]
     b = scores.shape[0]
-    key = _descending_key(scores.contiguous())  # a transposed view would give keys that cannot be flattened
+    key = _descending_key(scores)
     if b == 1:
         perm = _argsort_keys(key.view(n)).view(1, n)
     elif key.dtype == torch.int32:

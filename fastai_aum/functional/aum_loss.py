@@ -22,7 +22,8 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
     the derivatives in sorted order (or None) and the sort permutation.
     """
-    v, perm = sort_rows_descending(scores, stable=False)  # nothing here depends on the order of ties
+    # Stable: the tied elements' derivatives do not depend on the order of ties, but their last bits do.
+    v, perm = sort_rows_descending(scores)
     y = positive.gather(-1, perm)
     n = v.shape[-1]
     sparse = v.device.type in _SPARSE_TIES_ON
