@@ -4,6 +4,9 @@
     python benchmarks/bench_functional.py --quick           # smaller sizes, fewer repetitions
     python benchmarks/bench_functional.py --only minibatch  # just the batch-size table (1 thread)
 
+It measures the `fastai_aum` that Python imports (the header prints its path): run it with
+`PYTHONPATH=.` from the repository root to measure this checkout rather than an installed copy.
+
 Every row times its contenders round-robin on the same data, in the same process, and reports the
 median of the repetitions. The floor is one `torch.sort` of the same values (with indices). fastai_aum
 can beat it on the CPU because it sorts integer keys that order like the floats, which torch sorts
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torchmetrics.functional.classification import binary_auroc
 
+import fastai_aum
 from fastai_aum.baseline import plain_autograd_aum
 from fastai_aum.functional import aum, auroc
 from fastai_aum.functional._sorting import sort_rows_descending
@@ -202,7 +206,8 @@ def main(argv=None):
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+          + f"; fastai_aum from {fastai_aum.__file__}")
     auroc_sizes = [10**3, 10**4, 10**5, 10**6] + ([] if args.quick else [10**7])
     aum_sizes = [10**3, 10**4, 10**5] + ([] if args.quick else [10**6])
     for device in devices:
