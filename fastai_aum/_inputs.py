@@ -229,9 +229,11 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False, 
 
 
 def _min_max(x: Tensor) -> tuple:
-    """The least and greatest value of `x` as Python numbers (one reduction)."""
+    """The least and greatest value of `x` as Python numbers (one reduction, one host-device sync)."""
     lo, hi = torch.aminmax(x)
-    return lo.item(), hi.item()
+    if x.device.type == "cpu":  # two reads cost less than a stack there
+        return lo.item(), hi.item()
+    return tuple(torch.stack([lo, hi]).tolist())
 
 
 def _check_label_range(lo, hi, num_classes: int) -> None:
