@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "prepare", "is_probability_matrix", "warn_undefined"]
+__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "prepare", "is_probability_matrix",
+           "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -163,7 +164,8 @@ def check_finite(preds: Tensor) -> None:
         raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
 
 
-def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False, binary_finite_check: bool = True) -> Inputs:
+def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
+            binary_finite_check: bool = True) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
