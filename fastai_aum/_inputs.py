@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "prepare", "is_probability_matrix", "warn_undefined"]
+__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "prepare", "is_probability_matrix",
+           "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -26,6 +27,7 @@ class Inputs:
     labels: Tensor
     num_classes: int  # 2 for binary
     source_dtype: torch.dtype  # before upcasting
+    value_range: tuple | None = None  # (min, max) of multiclass scores, when validation found it
 
     @property
     def binary(self) -> bool:
@@ -34,7 +36,7 @@ class Inputs:
     @cached_property
     def probabilities(self) -> bool:
         """Whether 2-d scores are a probability matrix (one host-device sync)."""
-        return is_probability_matrix(self.scores, self.source_dtype)
+        return is_probability_matrix(self.scores, self.source_dtype, self.value_range)
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -95,11 +97,15 @@ def _check_tensor_kind(x: Tensor, name: str) -> None:
                         "sorts and checks values on the host); call it once per batch element instead")
 
 
+try:
+    from torch._C._functorch import get_unwrapped, is_batchedtensor, is_functorch_wrapped_tensor
+except ImportError:  # pragma: no cover - other torch versions: torch's own error then
+    is_functorch_wrapped_tensor = None
+
+
 def _batched_by_vmap(x: Tensor) -> bool:
     """Whether `x` is (a functorch wrapper around) a vmap BatchedTensor; a plain tensor costs one C call."""
-    try:
-        from torch._C._functorch import get_unwrapped, is_batchedtensor, is_functorch_wrapped_tensor
-    except ImportError:  # pragma: no cover - other torch versions: torch's own error then
+    if is_functorch_wrapped_tensor is None:  # pragma: no cover
         return False
     while is_functorch_wrapped_tensor(x):
         if is_batchedtensor(x):
@@ -111,10 +117,12 @@ def _batched_by_vmap(x: Tensor) -> bool:
 _FLOAT8 = tuple(d for name, d in vars(torch).items() if isinstance(d, torch.dtype) and name.startswith("float8_"))
 _INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8) + tuple(
     getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
+_LOW_PRECISION = (torch.float16, torch.bfloat16) + _FLOAT8
+_LABEL_DTYPES = (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64) + _INTEGERS
 
 
 def _upcast(preds: Tensor) -> Tensor:
-    if preds.dtype in (torch.float16, torch.bfloat16) + _FLOAT8:
+    if preds.dtype in _LOW_PRECISION:
         return preds.float()  # sorting and summing in low precision creates false ties and drift; exact
     if preds.dtype in (torch.float32, torch.float64):
         return preds
@@ -130,21 +138,24 @@ def _upcast(preds: Tensor) -> Tensor:
     return preds.double()
 
 
-def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None) -> bool:
+def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None, value_range=None) -> bool:
     """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again).
 
     "Sums to 1" allows for the rounding of `source_dtype` (the dtype the model produced, before any
-    upcast): a bf16 softmax row can be 4e-3 off.
+    upcast): a bf16 softmax row can be 4e-3 off. `value_range`, if given, is `preds`' (min, max).
     """
     if preds.ndim != 2 or preds.numel() == 0:
         return False
+    lo, hi = _min_max(preds.detach()) if value_range is None else value_range  # NaN fails both comparisons
+    if not (lo >= 0 and hi <= 1):  # logits usually stop here, after one reduction
+        return False
     dtype = source_dtype if source_dtype is not None and source_dtype.is_floating_point else preds.dtype
     tol = max(1e-3, 2 * torch.finfo(dtype).eps)
-    p = preds.detach()
-    return bool(((p >= 0) & (p <= 1)).all() and ((p.sum(1, dtype=torch.float64) - 1).abs() <= tol).all())
+    return bool(((preds.detach().sum(1, dtype=torch.float64) - 1).abs() <= tol).all())
 
 
-def _check_finite(preds: Tensor) -> None:
+def check_finite(preds: Tensor) -> None:
+    """Raise a ValueError with their count if `preds` holds NaN or inf."""
     # One cheap reduction first; a sum can overflow to inf, so count exactly before complaining.
     if math.isfinite(preds.detach().sum().item()):
         return
@@ -153,13 +164,15 @@ def _check_finite(preds: Tensor) -> None:
         raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
 
 
-def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) -> Inputs:
+def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
+            binary_finite_check: bool = True) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
     (N, 2) here; callers pick the score), (N, K > 2) multiclass. `target` holds N integer labels.
     With `validate=False` the value checks that need a host-device sync (finiteness, label range) are
-    skipped; shape checks always run.
+    skipped; shape checks always run. `binary_finite_check=False` leaves the finiteness of binary
+    scores to the caller (`check_finite`), who may have a cheaper way to tell.
     """
     preds = _as_tensor(preds, "preds")
     source_dtype = preds.dtype
@@ -176,7 +189,7 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
     if target.shape[0] != n:
         raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
-    if target.dtype not in (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64) + _INTEGERS:
+    if target.dtype not in _LABEL_DTYPES:
         if target.dtype not in _FLOAT8:  # complex, quantized, bit types
             raise TypeError(f"`target` must hold integer class labels, got dtype {target.dtype}")
         target = target.float()  # exact; torch has few float8 kernels
@@ -187,8 +200,13 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
         if not allow_empty:
             raise ValueError("`preds` and `target` are empty: there is nothing to rank")
         return Inputs(preds, target.long(), num_classes, source_dtype)
-    if validate:
-        _check_finite(preds)
+    value_range = None
+    if validate and num_classes > 2:  # one reduction tells finiteness and, later, logits from probabilities
+        value_range = _min_max(preds.detach())
+        if not (math.isfinite(value_range[0]) and math.isfinite(value_range[1])):
+            check_finite(preds)
+    elif validate and binary_finite_check:
+        check_finite(preds)
     if target.dtype == torch.bool and num_classes == 2:
         return Inputs(preds, target, num_classes, source_dtype)
     if validate and target.is_floating_point():
@@ -197,18 +215,27 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False) 
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
         # the range before the cast to long, which would turn inf and 1e20 into -2**63
-        _check_label_range(*torch.stack([target.min(), target.max()]).tolist(), num_classes)
-        return Inputs(preds, target.long(), num_classes, source_dtype)
+        _check_label_range(*_min_max(target), num_classes)
+        return Inputs(preds, target.long(), num_classes, source_dtype, value_range)
     unsigned64 = target.dtype == getattr(torch, "uint64", None)
     # unsigned and bool labels too: they index class columns
-    target = target.view(torch.int64) if unsigned64 else target.long()
+    if target.dtype != torch.int64:
+        target = target.view(torch.int64) if unsigned64 else target.long()
     if validate:
-        lo, hi = torch.stack([target.min(), target.max()]).tolist()
+        lo, hi = _min_max(target)
         if unsigned64 and lo < 0:  # uint64 labels from 2**63 on wrap round in the int64 view: show them as given
             values = target.view(torch.uint64).cpu().numpy()
             lo, hi = int(values.min()), int(values.max())
         _check_label_range(lo, hi, num_classes)
-    return Inputs(preds, target, num_classes, source_dtype)
+    return Inputs(preds, target, num_classes, source_dtype, value_range)
+
+
+def _min_max(x: Tensor) -> tuple:
+    """The least and greatest value of `x` as Python numbers (one reduction, one host-device sync)."""
+    lo, hi = torch.aminmax(x)
+    if x.device.type == "cpu":  # two reads cost less than a stack there
+        return lo.item(), hi.item()
+    return tuple(torch.stack([lo, hi]).tolist())
 
 
 def _check_label_range(lo, hi, num_classes: int) -> None:

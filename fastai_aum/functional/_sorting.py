@@ -19,8 +19,9 @@ def _descending_key(scores: Tensor) -> Tensor:
 
 
 # torch's CPU sort radix-sorts a 1-d integer tensor from this length on (at::internal::GRAIN_SIZE) and
-# compares below it; padding a shorter key up to it pays from a few thousand elements (measured).
-_RADIX_FROM, _PAD_FROM = 32768, 4096
+# compares below it. Below _KEYS_FROM a comparison sort of the floats themselves beats building integer
+# keys; from there, keys padded up to _RADIX_FROM win (measured, one thread, 1024 to 8192 elements).
+_RADIX_FROM, _PAD_FROM, _KEYS_FROM = 32768, 6144, 6144
 
 
 def _argsort_keys(key: Tensor) -> Tensor:
@@ -33,13 +34,22 @@ def _argsort_keys(key: Tensor) -> Tensor:
 
 
 def sort_rows_descending(scores: Tensor) -> tuple[Tensor, Tensor]:
-    """Sort each row of (B, N) scores in decreasing order: (values, indices).
+    """Sort (N,) scores, or each row of (B, N) scores, in decreasing order, stably: (values, indices).
 
     torch.sort of floats on the CPU is a comparison sort; of a long 1-d integer tensor, a radix sort
-    several times faster. So this sorts integer keys that order like the scores: all rows in one
-    flat sort (row index in the high bits) where the 32-bit keys of float32 scores leave room.
+    several times faster. So from a few thousand scores this sorts integer keys that order like the
+    scores: all rows in one flat sort (row index in the high bits) where the 32-bit keys of float32
+    scores leave room. Short rows are sorted as floats, which costs fewer operations.
     """
-    b, n = scores.shape
+    n = scores.shape[-1]
+    if not scores.is_contiguous():  # a transposed view: sorted rows would keep its strides, and sums over them
+        scores = scores.contiguous()  # would add up in another order (last-bit differences)
+    if n < _KEYS_FROM and scores.numel() < _RADIX_FROM and scores.device.type == "cpu":
+        return torch.sort(scores, dim=-1, descending=True, stable=True)  # -0.0 == 0.0 here too, as in the keys
+    if scores.ndim == 1:
+        v, perm = sort_rows_descending(scores[None])
+        return v[0], perm[0]
+    b = scores.shape[0]
     key = _descending_key(scores)
     if b == 1:
         perm = _argsort_keys(key.view(n)).view(1, n)

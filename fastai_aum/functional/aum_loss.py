@@ -1,10 +1,12 @@
 """The differentiable AUM loss (Area Under Min(FP, FN)) and its directional derivatives (pure torch)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, prepare
+from .._inputs import check_choice, check_finite, prepare
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -12,48 +14,85 @@ __all__ = ["aum", "aum_directional_derivatives"]
 
 
 def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives: bool):
-    """AUM of each row of (B, N) scores and, if asked, the left and right directional derivatives.
+    """AUM of (N,) scores or of each row of (B, N) scores and, if asked, the left and right
+    directional derivatives.
 
     Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. Once the
     constant passes sorted element k, FP is the negative weight up to k and FN the positive weight
     after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
     the derivatives in sorted order (or None) and the sort permutation.
     """
+    # Stable: the tied elements' derivatives do not depend on the order of ties, but their last bits do.
     v, perm = sort_rows_descending(scores)
     y = positive.gather(-1, perm)
     n = v.shape[-1]
+    sparse = v.device.type in _SPARSE_TIES_ON
     tp = y.cumsum(-1, dtype=torch.float64)
-    n_pos = tp[..., -1:]
-    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
-    fn = n_pos - tp
+    fp = _one_to(n, v.device) - tp
+    if sparse and v.ndim == 1:  # on the CPU, class counts as Python numbers save tensor operations
+        n_pos = tp[-1].item()
+        n_neg = n - n_pos
+    else:
+        n_pos, n_neg = tp[..., -1:], fp[..., -1:]
+    fn = torch.rsub(tp, n_pos)  # n_pos - tp, without the Python-level wrapper of float.__sub__
     w_neg = w_pos = 1.0
     if normalize == "rate":  # a missing class gets weight 1, harmlessly: its count is 0 everywhere
-        w_neg, w_pos = torch.stack([fp[..., -1:], n_pos]).clamp_min_(1).reciprocal_()
+        if isinstance(n_pos, float):
+            w_neg, w_pos = 1 / max(n_neg, 1.0), 1 / max(n_pos, 1.0)  # the same IEEE division as reciprocal_
+        else:
+            w_neg, w_pos = torch.stack([n_neg, n_pos]).clamp_min_(1).reciprocal_()
         fp, fn = fp.mul_(w_neg), fn.mul_(w_pos)
     m = torch.minimum(fp, fn)
-    vd = v.double()  # the gaps between float32 scores are exact in float64; tied gaps are 0
-    value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
+    vd = v if v.dtype == torch.float64 else v.double()  # gaps between float32 scores are exact in float64
+    gaps = vd[..., :-1] - vd[..., 1:]  # tied gaps are 0
+    value = (gaps * m[..., :-1]).sum(-1)
     if not need_derivatives:
         return value, None, perm
-    if v.device.type not in _SPARSE_TIES_ON:  # no host-device sync: group bookkeeping for every element
+    if not sparse:  # no host-device sync: group bookkeeping for every element
         first, last = group_marks(v)
         start, end = group_start(first), group_end(last)
         at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
         return value, _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end), perm
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
-    grad = m.clone()
-    grad[..., 1:] -= m[..., :-1]
-    left = right = grad
-    t = find_ties(v)
-    if t is not None:  # on the CPU, only the (usually few) tied elements need it
-        w = (w_neg[t.row, 0], w_pos[t.row, 0]) if normalize == "rate" else (w_neg, w_pos)
-        at_start, at_end = (lambda x: x[t.row, t.start]), (lambda x: x[t.row, t.end])  # noqa: E731
-        left, right = grad, grad.clone()
-        left[t.row, t.col], right[t.row, t.col] = _group_derivatives(y[t.row, t.col], fp, fn, y, *w, at_start, at_end)
+    if m.ndim == 1:
+        grad = torch.diff(m, prepend=_ZERO)
+    else:
+        grad = m.clone()
+        grad[..., 1:].sub_(m[..., :-1])
+    # One reduction tells whether there are ties at all (usually not: no group bookkeeping then). The
+    # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
+    if n == 1 or gaps.min().item() > 0:
+        return value, (grad, grad), perm
+    left, right = _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad)
     return value, (left, right), perm
 
 
+def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
+    """Left and right derivatives on the CPU: `grad` away from ties, group bookkeeping for the tied
+    elements only (there are usually few)."""
+    one_row = v.ndim == 1
+    if one_row:
+        v, y, fp, fn, grad = v[None], y[None], fp[None], fn[None], grad[None]
+    t = find_ties(v)
+    if t is None:
+        return (grad[0], grad[0]) if one_row else (grad, grad)
+    w = (w_neg[t.row, 0], w_pos[t.row, 0]) if isinstance(w_neg, Tensor) else (w_neg, w_pos)
+    at_start, at_end = (lambda x: x[t.row, t.start]), (lambda x: x[t.row, t.end])  # noqa: E731
+    left, right = grad, grad.clone()
+    left[t.row, t.col], right[t.row, t.col] = _group_derivatives(y[t.row, t.col], fp, fn, y, *w, at_start, at_end)
+    return (left[0], right[0]) if one_row else (left, right)
+
+
 _SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
+_ZERO = torch.zeros(1, dtype=torch.float64)
+_ONE_TO = torch.arange(1, 2**14 + 1, dtype=torch.float64)  # read only
+
+
+def _one_to(n: int, device: torch.device) -> Tensor:
+    """float64 1, 2, ..., n; on the CPU a view of a shared tensor for small n (one operation fewer)."""
+    if n <= len(_ONE_TO) and device.type == "cpu":
+        return _ONE_TO[:n]
+    return torch.arange(1, n + 1, device=device, dtype=torch.float64)
 
 
 def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
@@ -75,7 +114,22 @@ def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
 
 
 def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
-    return torch.empty(perm.shape, dtype=dtype, device=perm.device).scatter_(-1, perm, sorted_values.to(dtype))
+    src = _cast(sorted_values, dtype)
+    return torch.empty_like(src).scatter_(-1, perm, src)
+
+
+def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x if x.dtype == dtype else x.float() if dtype == torch.float32 else x.to(dtype)
+
+
+def _forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """AUM of (N,) scores or of each row of (B, N) scores, and (when `need_grad`) its gradient, unsorted."""
+    value, lr, perm = _aum_rows(scores, positive, normalize, need_derivatives=need_grad)
+    value = _cast(value, scores.dtype)
+    if lr is None:
+        return value, None
+    left, right = lr
+    return value, _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
 
 
 class _AUMFunction(torch.autograd.Function):
@@ -84,21 +138,14 @@ class _AUMFunction(torch.autograd.Function):
     Its gradient is the mean of the left and right directional derivatives: at ties that does not
     depend on how the sort ordered them, and it is not zero where autograd through argsort can be
     (see `fastai_aum.baseline`). The forward computes it along with the value, from the same sort,
-    and returns it as a second, non-differentiable output (empty unless `need_grad`), so that the
-    no-grad path skips it and `torch.func.grad` works (forward and `setup_context` are separate).
-    `vmap` is not supported: the forward finds ties with host-device syncs."""
+    and returns it as a second, non-differentiable output (empty unless `need_grad`), so that
+    `torch.func.grad` works (forward and `setup_context` are separate). `vmap` is not supported: the
+    forward finds ties with host-device syncs. Plain autograd uses `_EagerAUMFunction` instead."""
 
     @staticmethod
     def forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool) -> tuple[Tensor, Tensor]:
-        rows = scores.ndim == 2  # reshaping in here keeps view nodes out of the autograd graph
-        value, lr, perm = _aum_rows(scores if rows else scores[None], positive if rows else positive[None],
-                                    normalize, need_derivatives=need_grad)
-        value = value.to(scores.dtype) if rows else value[0].to(scores.dtype)
-        if lr is None:
-            return value, scores.new_empty(0)
-        left, right = lr
-        grad = _unsort(left if left is right else (left + right) / 2, perm, scores.dtype)
-        return value, grad if rows else grad[0]
+        value, grad = _forward(scores, positive, normalize, need_grad)
+        return value, scores.new_empty(0) if grad is None else grad
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -115,9 +162,29 @@ class _AUMFunction(torch.autograd.Function):
         return grad_output.unsqueeze(-1) * grad, None, None, None
 
 
+class _EagerAUMFunction(torch.autograd.Function):
+    """`_AUMFunction` for plain autograd (no torch.func transform active), with the same value and
+    gradient. Its forward takes `ctx`: torch binds the arguments of a `setup_context`-style Function
+    through `inspect.signature` on every call, which costs more than a small batch's whole AUM."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
+        value, grad = _forward(scores, positive, normalize, True)
+        ctx.grad = grad  # neither an input nor an output: no need for save_for_backward's checks
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grad = ctx.grad
+        return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None
+
+
 def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
-    need_grad = torch.is_grad_enabled() and scores.requires_grad
-    return _AUMFunction.apply(scores, positive, normalize, need_grad)[0]
+    if not (torch.is_grad_enabled() and scores.requires_grad):
+        return _forward(scores, positive, normalize, False)[0]
+    if torch._C._are_functorch_transforms_active():
+        return _AUMFunction.apply(scores, positive, normalize, True)[0]
+    return _EagerAUMFunction.apply(scores, positive, normalize)
 
 
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
@@ -133,17 +200,28 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
-    inp = prepare(preds, target, validate=validate)
+    inp = prepare(preds, target, validate=validate, binary_finite_check=False)
     if inp.binary:
-        return _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        value = _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        # Every score borders a gap, so a NaN or inf one makes the value NaN or inf: one look at the
+        # value replaces a reduction over the scores (which counts them, and may find none after an overflow).
+        if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
+            check_finite(inp.scores)
+        return value
     p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
-    onehot = one_hot(inp.labels, inp.num_classes)
     if average == "micro":
+        onehot = one_hot(inp.labels, inp.num_classes)
         return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
-    values = _aum_apply(p.T.contiguous(), onehot.T, normalize)
-    support = onehot.sum(0)
-    defined = (support > 0) & (support < len(inp.labels))
-    return (values * defined).sum() / defined.sum().clamp_min(1)
+    # Macro: one row per class (a transposed view: sorting copies it anyway). A class without both
+    # labels has AUM 0 and gradient 0, so the sum over all classes is the sum over those defined.
+    classes = torch.arange(inp.num_classes, device=p.device)[:, None]
+    member = classes == inp.labels
+    values = _aum_apply(p.T, member, normalize)
+    n = len(inp.labels)
+    support = member.sum(1)
+    if p.device.type in _SPARSE_TIES_ON:  # free on the CPU: count the defined classes on the host
+        return values.sum() / max(sum(0 < c < n for c in support.tolist()), 1)
+    return values.sum() / ((support > 0) & (support < n)).sum().clamp_min(1)
 
 
 def aum_directional_derivatives(preds, target, normalize: str = "rate", *, validate: bool = True) -> Tensor:
@@ -157,5 +235,5 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, valid
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
     score = binary_score(inp.scores).detach()
-    _, (left, right), perm = _aum_rows(score[None], positive_mask(inp.labels)[None], normalize, need_derivatives=True)
-    return torch.stack([_unsort(left, perm, score.dtype)[0], _unsort(right, perm, score.dtype)[0]], dim=1)
+    _, (left, right), perm = _aum_rows(score, positive_mask(inp.labels), normalize, need_derivatives=True)
+    return torch.stack([_unsort(left, perm, score.dtype), _unsort(right, perm, score.dtype)], dim=1)
