@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._inputs import check_choice
+from ._inputs import check_choice, is_probability_matrix
 from .decoding import BinaryDecisions
 from .functional import aum
 
@@ -28,9 +28,11 @@ class AUMLoss(nn.Module):
         check_choice("reduction", reduction, ("mean", "sum", "none"))
         self.normalize, self.average, self.reduction, self.validate = normalize, average, reduction, validate
 
-    def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None) -> Tensor:
+    def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None,
+                probabilities: bool | None = None) -> Tensor:
         validate = self.validate if validate is None else validate
-        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=validate)
+        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=validate,
+                    probabilities=probabilities)
         return self.reduce(value, len(target))
 
     def reduce(self, value: Tensor, n: int) -> Tensor:
@@ -58,9 +60,11 @@ class AUMLossFlat(BinaryDecisions):
     A batch with a non-finite output (NaN or inf) gives a NaN loss, whose gradient with respect to
     the outputs is zero, instead of an error, so the fit goes on or fastai's `TerminateOnNaNCallback`
     stops it cleanly (a model whose own computation is NaN still gets NaN gradients from it).
-    `validate=True` checks the outputs and labels with one host-device sync per batch and raises on
-    labels out of range; `validate=False` skips the label checks, and a binary loss on a GPU then
-    runs without a sync (the NaN still comes out).
+    On the CPU, `validate=True` checks each batch's outputs and labels (one cheap read-back) and raises
+    at once on labels out of range. On a GPU the loss never waits for the device: labels are checked
+    by an asynchronous assert (a bad one stops the run at a later kernel launch, as fastai's
+    cross-entropy does), and a NaN loss is selected on the device. `validate=False` skips the label
+    checks; the NaN still comes out.
     """
     y_int = True
 
@@ -69,6 +73,7 @@ class AUMLossFlat(BinaryDecisions):
         self.func = AUMLoss(normalize, average, reduction, validate)
         self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
+        self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
         self._init_decisions(thresh, positive, vocab)
 
     def __repr__(self) -> str:
@@ -96,20 +101,31 @@ class AUMLossFlat(BinaryDecisions):
         if self._is_binary(preds) and self.positive_index == 0:
             # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
-        if self.func.validate:
-            finite, labels_ok = _batch_flags(preds, target)
+        if preds.ndim == 2 and preds.shape[1] > 2:
+            kwargs["probabilities"] = self._probabilities(preds)
+        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON:
+            finite, labels_ok = torch.stack([_all_finite(preds).to(target.device), _labels_ok(preds, target)]).tolist()
             if not labels_ok:  # raise the functional API's message about the labels
                 self.func(torch.zeros_like(preds.detach()), target, **kwargs)
             if not finite:
                 return self.func.reduce(_nan_loss(preds), len(target))
             value = self.func(preds, target, validate=False, **kwargs)
         else:  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
+            if self.func.validate:  # bad labels stop the run at a later kernel launch, as in fastai's cross-entropy
+                torch._assert_async(_labels_ok(preds, target), _BAD_LABELS)
             finite = torch.isfinite(preds)
-            value = self.func(torch.where(finite, preds, 0), target, **kwargs)  # no NaN in its gradient
+            value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)  # no NaN in its gradient
             value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad:
             self._count_degenerate(preds, target)
         return value
+
+    def _probabilities(self, preds: Tensor) -> bool:
+        """Whether the model outputs probabilities rather than logits: found on the first multiclass
+        batch (one host-device sync) and kept, since a model's kind of output does not change."""
+        if getattr(self, "_outputs_probabilities", None) is None:
+            self._outputs_probabilities = is_probability_matrix(preds)
+        return self._outputs_probabilities
 
     @staticmethod
     def _is_binary(preds: Tensor) -> bool:
@@ -126,18 +142,25 @@ class AUMLossFlat(BinaryDecisions):
         return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
 
 
-def _batch_flags(preds: Tensor, target: Tensor) -> tuple[bool, bool]:
-    """Whether every output is finite and every label a valid class index, with one host-device sync."""
-    finite = torch.isfinite(preds).all() if preds.is_floating_point() else torch.ones((), dtype=torch.bool)
-    finite = finite.to(target.device)
+# Devices where reading a flag back to the host costs nothing: the loss checks each batch there and
+# raises at once; elsewhere it checks on the device and never waits for it.
+_SYNC_IS_FREE_ON = ("cpu",)
+_BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
+
+
+def _all_finite(preds: Tensor) -> Tensor:
+    """0-d: whether every output is finite (no host-device sync)."""
+    return torch.isfinite(preds).all() if preds.is_floating_point() else torch.ones((), dtype=torch.bool,
+                                                                                   device=preds.device)
+
+
+def _labels_ok(preds: Tensor, target: Tensor) -> Tensor:
+    """0-d: whether every label is a class index of `preds`' columns (no host-device sync)."""
     if target.dtype == torch.bool:
-        return bool(finite), True
+        return torch.ones((), dtype=torch.bool, device=target.device)
     k = 2 if preds.ndim == 1 or preds.shape[-1] <= 2 else preds.shape[-1]
-    labels_ok = ((target >= 0) & (target < k)).all()
-    if target.is_floating_point():
-        labels_ok = labels_ok & (target == target.round()).all()
-    finite, labels_ok = torch.stack([finite, labels_ok]).tolist()
-    return finite, labels_ok
+    ok = ((target >= 0) & (target < k)).all()
+    return ok & (target == target.round()).all() if target.is_floating_point() else ok
 
 
 def _nan_loss(preds: Tensor) -> Tensor:

@@ -53,3 +53,27 @@ def test_no_host_device_sync_per_batch():
     cpu_x = preds.cpu().requires_grad_()
     AUMLossFlat()(cpu_x, target.cpu()).backward()
     torch.testing.assert_close(x.grad.cpu(), cpu_x.grad)
+
+
+@pytest.mark.parametrize("shape, average", [((512,), "micro"), ((512, 1), "micro"), ((512, 2), "micro"),
+                                            ((512, 5), "micro"), ((512, 5), "macro")])
+def test_default_loss_never_syncs(shape, average):
+    """`AUMLossFlat()` with default arguments (validate=True): no sync per batch, forward and backward,
+    NaN outputs included; a multiclass loss finds out once, before, whether its outputs are probabilities."""
+    from fastai_aum import AUMLossFlat
+    g = torch.Generator().manual_seed(3)
+    k = shape[1] if len(shape) == 2 and shape[1] > 2 else 2
+    target = (torch.arange(shape[0]) % k).cuda()
+    loss = AUMLossFlat(average=average)
+    loss(torch.randn(*shape, generator=g).cuda(), target)
+    preds = torch.randint(-3, 3, shape, generator=g).float().cuda()
+    x = preds.clone().requires_grad_()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        value = loss(x, target)
+        value.backward()
+        nan_value = loss(preds * float("nan"), target)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert value.item() == pytest.approx(aum(preds.cpu(), target.cpu(), average=average).item(), abs=1e-6)
+    assert torch.isnan(nan_value).item()

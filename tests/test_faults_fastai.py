@@ -146,21 +146,60 @@ def test_loss_still_raises_on_bad_labels_and_functional_api_on_nan():
         auroc(nan, torch.tensor([0, 1, 0, 1]))
 
 
-def test_loss_checks_values_with_one_host_device_sync(monkeypatch):
+def _count_host_reads(monkeypatch) -> list[str]:
+    """Record every read of a tensor's value back to the host (what costs a sync on a GPU)."""
     calls = []
-    for method in ("item", "tolist", "__bool__"):
+    for method in ("item", "tolist", "__bool__", "__int__", "__float__", "numpy"):
         original = getattr(torch.Tensor, method)
-        monkeypatch.setattr(torch.Tensor, method, lambda self, *a, _o=original, _m=method: calls.append(_m) or _o(self, *a))
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *a, _o=original, _m=method, **k: calls.append(_m) or _o(self, *a, **k))
+    return calls
+
+
+def test_loss_checks_values_with_one_host_device_sync(monkeypatch):
+    calls = _count_host_reads(monkeypatch)
     preds, target = torch.randn(32, 3), torch.arange(32) % 3
-    AUMLossFlat(validate=True)(preds * math.nan, target)
+    loss = AUMLossFlat(validate=True)
+    loss(preds, target)  # the first multiclass batch finds out whether the outputs are probabilities
+    calls.clear()
+    loss(preds * math.nan, target)
     assert len(calls) == 1
     for preds, target in [(torch.randn(32), torch.arange(32) % 2), (torch.randn(32, 3), torch.arange(32) % 3)]:
+        loss_unchecked, loss_checked = AUMLossFlat(validate=False), AUMLossFlat(validate=True)
+        loss_unchecked(preds, target), loss_checked(preds, target)
         calls.clear()
-        AUMLossFlat(validate=False)(preds, target)
+        loss_unchecked(preds, target)
         unchecked = len(calls)
         calls.clear()
-        AUMLossFlat(validate=True)(preds, target)
+        loss_checked(preds, target)
         assert len(calls) == unchecked + 1  # outputs and labels checked together
+
+
+@pytest.mark.parametrize("shape, average", [((64,), "micro"), ((64, 1), "micro"), ((64, 2), "micro"),
+                                            ((64, 4), "micro"), ((64, 4), "macro")])
+def test_default_loss_never_reads_back_off_the_cpu(monkeypatch, shape, average):
+    """Where a read-back costs a sync (a GPU), `AUMLossFlat()` with default arguments does none per
+    batch, forward and backward: forced here on the CPU by treating it like such a device."""
+    import fastai_aum.functional.aum_loss as aum_loss
+    import fastai_aum.losses as losses
+    monkeypatch.setattr(losses, "_SYNC_IS_FREE_ON", ())
+    monkeypatch.setattr(aum_loss, "_SPARSE_TIES_ON", ())
+    g = torch.Generator().manual_seed(0)
+    k = shape[1] if len(shape) == 2 and shape[1] > 2 else 2
+    target = torch.arange(shape[0]) % k
+    loss = AUMLossFlat(average=average)
+    loss(torch.randn(*shape, generator=g), target)  # a multiclass loss learns its outputs' kind once
+    calls = _count_host_reads(monkeypatch)
+    for _ in range(3):
+        preds = torch.randn(*shape, generator=g).round(decimals=1).requires_grad_()  # ties too
+        value = loss(preds, target)
+        value.backward()
+        nan_value = loss(preds.detach() * math.nan, target)
+    assert calls == []
+    expected = aum(preds.detach(), target, average=average)
+    assert value.item() == pytest.approx(expected.item(), abs=1e-6) and math.isnan(nan_value.item())
+    with pytest.raises(RuntimeError, match="labels that are not class indices"):  # the asynchronous assert
+        loss(preds.detach(), target + k)
 
 
 def test_metric_records_nan_with_one_warning_per_message():

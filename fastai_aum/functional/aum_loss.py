@@ -187,7 +187,8 @@ def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
     return _EagerAUMFunction.apply(scores, positive, normalize)
 
 
-def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True) -> Tensor:
+def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True,
+        probabilities: bool | None = None) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
     Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
@@ -195,8 +196,9 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     pools all N*K (probability, is-class) pairs into one binary AUM, `'macro'` averages the per-class
     AUMs over the classes with both positives and negatives. `normalize='rate'` divides FP by the
     number of negatives and FN by the number of positives; `'count'` does not. A problem with one
-    class gives 0, still attached to the graph. `validate=False` skips the value checks; finding
-    ties (and, for K > 2, telling probabilities from logits) still costs a host-device sync.
+    class gives 0, still attached to the graph. `validate=False` skips the value checks. For K > 2,
+    `probabilities` says whether `preds` are probabilities (rows summing to 1) or logits; None finds
+    out, which costs a host-device sync off the CPU.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
@@ -208,7 +210,9 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
         if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
             check_finite(inp.scores)
         return value
-    p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
+    if probabilities is None:
+        probabilities = inp.probabilities
+    p = inp.scores if probabilities else torch.softmax(inp.scores, dim=1)
     if average == "micro":
         onehot = one_hot(inp.labels, inp.num_classes)
         return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
