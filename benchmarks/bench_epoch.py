@@ -1,0 +1,72 @@
+"""A fastai training epoch with AUMLossFlat against the same epoch with CrossEntropyLossFlat.
+
+    python benchmarks/bench_epoch.py            # 20000 training rows, batch sizes 64, 256, 1024
+    python benchmarks/bench_epoch.py --quick    # 5000 training rows, fewer repetitions
+
+A generated tabular problem (10 continuous features, 10% positives) and fastai's default tabular model
+(layers 200, 100), built by `aum_learner`: AUM with one output (its default for a binary problem),
+cross-entropy with two. The validation set is small, no metric is attached, so the epoch is the
+training loop: forward, loss, backward and optimiser step per batch. Each configuration is its own
+Learner over the same DataLoaders; their epochs run round-robin and each cell is the median.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
+
+from fastai_aum import aum_learner
+from fastai_aum.datasets import tabular_dls
+
+
+def make_dls(n_train: int, n_valid: int, bs: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n = n_train + n_valid
+    y = rng.random(n) < 0.1
+    x = rng.normal(size=(n, 10)) + 0.5 * y[:, None]
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(10)])
+    df["label"] = np.where(y, "yes", "no")
+    return tabular_dls(df, valid_pct=n_valid / n, bs=bs, seed=seed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # fastai's, harmless
+    n_train, reps = (5_000, 3) if args.quick else (20_000, 5)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n_train} training rows; "
+          f"median of {reps} epochs, configurations round-robin\n")
+    print("| batch size | batches | cross-entropy epoch (s) | AUM epoch (s) | AUM / CE |")
+    print("|---|---|---|---|---|")
+    for bs in (64, 256, 1024):
+        dls = make_dls(n_train, 1_000, bs)
+        learners = {}
+        for loss in ("ce", "aum"):
+            torch.manual_seed(0)
+            learn = aum_learner(dls, loss=loss)
+            learn.remove_cb(learn.auroc)  # the loss alone: no metric in the epoch
+            learners[loss] = learn
+        times = {name: [] for name in learners}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for rep in range(reps + 1):  # the first round warms up
+                for name, learn in learners.items():
+                    with learn.no_bar(), learn.no_logging():
+                        t0 = time.perf_counter()
+                        learn.fit(1, 1e-3)
+                        elapsed = time.perf_counter() - t0
+                    if rep:
+                        times[name].append(elapsed)
+        ce, au = statistics.median(times["ce"]), statistics.median(times["aum"])
+        print(f"| {bs} | {len(dls.train)} | {ce:.3f} | {au:.3f} | {au / ce:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
