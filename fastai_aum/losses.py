@@ -95,29 +95,44 @@ class AUMLossFlat(BinaryDecisions):
         return int(self._one_class)
 
     def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
-        preds, target = preds.as_subclass(Tensor), target.as_subclass(Tensor).reshape(-1)
+        preds = preds if type(preds) is Tensor else preds.as_subclass(Tensor)  # fastai's subclasses slow every op
+        target = (target if type(target) is Tensor else target.as_subclass(Tensor)).reshape(-1)
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
-        if self._is_binary(preds) and self.positive_index == 0:
+        binary = self._is_binary(preds)
+        if binary and self.positive_index == 0:
             # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
-        if preds.ndim == 2 and preds.shape[1] > 2:
+        if not binary:
             kwargs["probabilities"] = self._probabilities(preds)
-        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON:
-            finite, labels_ok = torch.stack([_all_finite(preds).to(target.device), _labels_ok(preds, target)]).tolist()
-            if not labels_ok:  # raise the functional API's message about the labels
-                self.func(torch.zeros_like(preds.detach()), target, **kwargs)
-            if not finite:
-                return self.func.reduce(_nan_loss(preds), len(target))
-            value = self.func(preds, target, validate=False, **kwargs)
-        else:  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
-            if self.func.validate:  # bad labels stop the run at a later kernel launch, as in fastai's cross-entropy
-                torch._assert_async(_labels_ok(preds, target), _BAD_LABELS)
-            finite = torch.isfinite(preds)
-            value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)  # no NaN in its gradient
-            value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
+        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON and len(target):
+            return self._checked_on_host(preds, target, 2 if binary else preds.shape[1], kwargs)
+        if self.func.validate:  # bad labels stop the run at a later kernel launch, as in fastai's cross-entropy
+            torch._assert_async(_labels_ok(preds, target), _BAD_LABELS)
+        finite = torch.isfinite(preds)  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
+        value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)  # no NaN in its gradient
+        value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad:
             self._count_degenerate(preds, target)
+        return value
+
+    def _checked_on_host(self, preds: Tensor, target: Tensor, k: int, kwargs: dict) -> Tensor:
+        """The loss where reading values back is free (the CPU): bad labels raise at once, and the
+        value itself tells whether every output was finite (each score borders a gap of the sum)."""
+        lo, hi = (x.item() for x in (target if target.dtype != torch.bool else target.byte()).aminmax())
+        if lo < 0 or hi >= k or (target.is_floating_point() and bool((target != target.round()).any())):
+            self.func(torch.zeros_like(preds.detach()), target, **kwargs)  # raises the functional API's message
+        value = self.func(preds, target, validate=False, **kwargs)
+        n = len(target)
+        finite = math.isfinite(value.reshape(-1)[0].item()) if n > 1 else bool(torch.isfinite(preds).all())
+        if not finite:
+            return self.func.reduce(_nan_loss(preds), n)
+        if preds.requires_grad:  # a training batch: count it if a class was missing
+            if k == 2:
+                self._one_class = self._one_class + (lo == hi)
+            elif self.func.average == "macro":
+                counts = torch.bincount(target.long(), minlength=k).tolist()
+                self._one_class = self._one_class + (not any(0 < c < n for c in counts))
         return value
 
     def _probabilities(self, preds: Tensor) -> bool:
@@ -146,12 +161,6 @@ class AUMLossFlat(BinaryDecisions):
 # raises at once; elsewhere it checks on the device and never waits for it.
 _SYNC_IS_FREE_ON = ("cpu",)
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
-
-
-def _all_finite(preds: Tensor) -> Tensor:
-    """0-d: whether every output is finite (no host-device sync)."""
-    return torch.isfinite(preds).all() if preds.is_floating_point() else torch.ones((), dtype=torch.bool,
-                                                                                   device=preds.device)
 
 
 def _labels_ok(preds: Tensor, target: Tensor) -> Tensor:
