@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "prepare", "is_probability_matrix",
-           "warn_undefined"]
+__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "check_sample_weight", "prepare",
+           "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -22,16 +22,18 @@ class AUROCUndefinedWarning(UserWarning):
 
 @dataclass
 class Inputs:
-    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is (N,) of class indices (any real dtype)."""
+    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is (N,) of class indices (any real dtype),
+    or, when `multilabel`, an (N, L) boolean multi-hot matrix the shape of `scores` (then `num_classes` is L)."""
     scores: Tensor
     labels: Tensor
     num_classes: int  # 2 for binary
     source_dtype: torch.dtype  # before upcasting
     value_range: tuple | None = None  # (min, max) of multiclass scores, when validation found it
+    multilabel: bool = False
 
     @property
     def binary(self) -> bool:
-        return self.num_classes == 2
+        return self.num_classes == 2 and not self.multilabel
 
     @cached_property
     def probabilities(self) -> bool:
@@ -165,14 +167,15 @@ def check_finite(preds: Tensor) -> None:
 
 
 def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
-            binary_finite_check: bool = True) -> Inputs:
+            binary_finite_check: bool = True, multilabel: bool = False) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
     (N, 2) here; callers pick the score), (N, K > 2) multiclass. `target` holds N integer labels.
     With `validate=False` the value checks that need a host-device sync (finiteness, label range) are
     skipped; shape checks always run. `binary_finite_check=False` leaves the finiteness of binary
-    scores to the caller (`check_finite`), who may have a cheaper way to tell.
+    scores to the caller (`check_finite`), who may have a cheaper way to tell. `multilabel=True` also
+    accepts a multi-hot (N, L) `target` of the shape of (N, L) `preds` (L >= 2), values in {0, 1}.
     """
     preds = _as_tensor(preds, "preds")
     source_dtype = preds.dtype
@@ -186,7 +189,11 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
     if target.ndim == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if target.ndim != 1:
-        raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
+        if multilabel and target.ndim == 2 and preds.ndim == 2:
+            return _prepare_multilabel(preds, target, source_dtype, validate, allow_empty)
+        also = " or a multi-hot (N, L) matrix of the shape of `preds`" if multilabel else ""
+        raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels{also}, "
+                         f"got {tuple(target.shape)}")
     if target.shape[0] != n:
         raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
     if target.dtype not in _LABEL_DTYPES:
@@ -228,6 +235,47 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
             lo, hi = int(values.min()), int(values.max())
         _check_label_range(lo, hi, num_classes)
     return Inputs(preds, target, num_classes, source_dtype, value_range)
+
+
+def _prepare_multilabel(preds: Tensor, target: Tensor, source_dtype, validate: bool, allow_empty: bool) -> Inputs:
+    """`prepare` for a 2-d `target`: a multi-hot (N, L) matrix of the shape of `preds`, read as booleans."""
+    if target.shape != preds.shape:
+        raise ValueError(f"a multi-hot `target` must have the shape of `preds`, got {tuple(target.shape)} for "
+                         f"`preds` of shape {tuple(preds.shape)}")
+    if target.dtype not in _LABEL_DTYPES:
+        raise TypeError(f"`target` must hold 0/1 (or boolean) multi-hot labels, got dtype {target.dtype}")
+    if target.device != preds.device:
+        raise ValueError(f"`preds` and `target` must be on the same device, got {preds.device} and {target.device}")
+    if preds.shape[0] == 0 and not allow_empty:
+        raise ValueError("`preds` and `target` are empty: there is nothing to rank")
+    if validate and preds.numel():
+        check_finite(preds)
+        if target.dtype != torch.bool:
+            bad = int(((target != 0) & (target != 1)).sum())
+            if bad:
+                lo, hi = _min_max(target.double())
+                raise ValueError(f"a multi-hot `target` must hold 0 and 1 only, got {bad} other value(s), "
+                                 f"from {lo:g} to {hi:g}")
+    return Inputs(preds, target if target.dtype == torch.bool else target != 0, preds.shape[1], source_dtype,
+                  multilabel=True)
+
+
+def check_sample_weight(sample_weight, n: int, device: torch.device) -> Tensor:
+    """`sample_weight` as a float64 (N,) tensor on `device`: N finite, non-negative numbers."""
+    w = _as_tensor(sample_weight, "sample_weight")
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"`sample_weight` must have shape ({n},), one weight per example, got {tuple(w.shape)}")
+    if w.dtype == torch.bool or w.is_complex() or not (w.is_floating_point() or w.dtype in _INTEGERS):
+        raise TypeError(f"`sample_weight` must hold real numbers, got dtype {w.dtype}")
+    w = w.to(device=device, dtype=torch.float64)
+    if n:
+        bad = int((~torch.isfinite(w) | (w < 0)).sum())
+        if bad:
+            raise ValueError(f"`sample_weight` must be finite and >= 0, got {bad} other value(s), e.g. "
+                             f"{w[~torch.isfinite(w) | (w < 0)][0].item()}")
+    return w
 
 
 def _min_max(x: Tensor) -> tuple:

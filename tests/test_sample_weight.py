@@ -1,0 +1,132 @@
+"""`sample_weight` against scikit-learn (float64, 1e-9): `auroc` (binary, ovr, max_fpr), `roc_curve`,
+`average_precision`, and weighted AUM against a weighted brute-force oracle."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from fastai_aum import AUROCUndefinedWarning
+from fastai_aum.functional import auroc, roc_curve
+
+TOL = 1e-9
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn(*args, **kwargs)
+
+
+def _binary(n, seed, levels=5):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, levels, n).astype(np.float64) - 2
+    y = (rng.random(n) < 0.4).astype(np.int64)
+    w = rng.integers(0, 4, n) * rng.choice([0.5, 1.0, 1.7], n)  # about a quarter are zero
+    y[:2], w[:2] = [0, 1], [1.0, 2.0]  # both classes with weight
+    return s, y, w
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("n", [2, 5, 30, 1000, 40_000])
+@pytest.mark.parametrize("max_fpr", [None, 0.25, 1.0])
+def test_binary_auroc_with_zero_weights(seed, n, max_fpr):
+    s, y, w = _binary(n, seed)
+    got = _quiet(auroc, torch.from_numpy(s), torch.from_numpy(y), max_fpr=max_fpr, sample_weight=w)
+    assert got.dtype == torch.float64 and got.shape == ()
+    assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr, sample_weight=w), abs=TOL)
+
+
+def test_integer_weights_equal_repetition_and_ones_change_nothing():
+    s, y, w = _binary(200, 3)
+    w = w.round().astype(np.int64)
+    rep = np.repeat(np.arange(200), w)
+    ts, ty = torch.from_numpy(s), torch.from_numpy(y)
+    assert float(auroc(ts, ty, sample_weight=w)) == pytest.approx(float(auroc(ts[rep], ty[rep])), abs=1e-12)
+    assert float(auroc(ts, ty, sample_weight=np.ones(200))) == pytest.approx(float(auroc(ts, ty)), abs=1e-12)
+
+
+def test_two_column_logits_and_weight_shapes():
+    s, y, w = _binary(100, 4)
+    z = np.stack([np.zeros(100), s], 1)
+    ref = roc_auc_score(y, s, sample_weight=w)
+    for weight in (w, list(w), torch.from_numpy(w).float(), torch.from_numpy(w)[:, None]):
+        assert float(auroc(torch.from_numpy(z), torch.from_numpy(y), sample_weight=weight)) == pytest.approx(ref, abs=1e-6)
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro", None])
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("probabilities", [True, False])
+def test_ovr_matches_sklearn(average, seed, probabilities):
+    rng = np.random.default_rng(seed)
+    n, k = 120, 4
+    z = rng.normal(size=(n, k))  # logits: untied (numpy's softmax would tie or untie tied logits at random)
+    c = rng.integers(1, 4, (n, k)).astype(np.float64)
+    p = c / c.sum(1, keepdims=True) if probabilities else np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = rng.permutation(np.concatenate([np.arange(k), np.arange(k), rng.integers(0, k, n - 2 * k)]))
+    w = rng.integers(0, 3, n).astype(np.float64)
+    w[np.unique(y, return_index=True)[1]] = 1.0  # every class keeps some weight
+    got = _quiet(auroc, torch.from_numpy(p if probabilities else z), torch.from_numpy(y), average=average,
+                 sample_weight=w)
+    ref = roc_auc_score(y, p, multi_class="ovr", average=average, sample_weight=w)
+    np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+
+
+def test_ovo_refuses_weights_as_sklearn():
+    with pytest.raises(ValueError, match=r"`sample_weight` is not supported with multi_class='ovo'"):
+        auroc(torch.rand(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), multi_class="ovo", sample_weight=np.ones(6))
+
+
+def test_a_class_whose_weight_is_all_zero_is_undefined():
+    s = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    with pytest.warns(AUROCUndefinedWarning, match="only one class present with non-zero weight"):
+        assert math.isnan(float(auroc(s, torch.tensor([0, 0, 1, 1]), sample_weight=[1, 1, 0, 0])))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.warns(AUROCUndefinedWarning, match=r"class\(es\) \[2\]"):
+        got = auroc(torch.rand(6, 3), y, average=None, sample_weight=[1, 1, 0, 1, 1, 0])
+    assert math.isnan(float(got[2]))
+
+
+@pytest.mark.parametrize("bad, match", [([1, 1, -1, 1], r"finite and >= 0, got 1 other value\(s\), e.g. -1"),
+                                        ([1, math.nan, 1, 1], r"finite and >= 0.*nan"),
+                                        ([1, 1, 1], r"`sample_weight` must have shape \(4,\).*got \(3,\)"),
+                                        (np.ones((4, 2)), r"`sample_weight` must have shape \(4,\)"),
+                                        (["a", "b", "c", "d"], r"`sample_weight` must be a tensor or array-like")])
+def test_bad_weights(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        auroc(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=bad)
+    with pytest.raises((ValueError, TypeError), match=match):
+        roc_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=bad)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_roc_curve_matches_sklearn_and_drops_zero_weights(seed):
+    s, y, w = _binary(60, seed)
+    fpr, tpr, thr = sk_roc_curve(y, s, sample_weight=w, drop_intermediate=False)
+    roc = _quiet(roc_curve, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
+    np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+    np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+    np.testing.assert_array_equal(-roc.max_constant.numpy()[:-1], thr[1:])  # score > -c: the constant is -threshold
+    assert float(torch.trapezoid(roc.tpr, roc.fpr)) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=TOL)
+
+
+def test_roc_curve_multiclass_weighted():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 40)
+    y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 37)])
+    w = rng.integers(1, 4, 40).astype(np.float64)
+    curves = roc_curve(torch.from_numpy(p), torch.from_numpy(y), sample_weight=w)
+    for k, c in enumerate(curves):
+        fpr, tpr, _ = sk_roc_curve(y == k, p[:, k], sample_weight=w, drop_intermediate=False)
+        np.testing.assert_allclose(c.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(c.tpr.numpy(), tpr, atol=TOL, rtol=0)
+
+
+def test_roc_curve_all_zero_weights():
+    with pytest.raises(ValueError, match=r"`sample_weight` is 0 for every example"):
+        roc_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[0, 0, 0, 0])
