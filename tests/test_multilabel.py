@@ -11,7 +11,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import auroc
+from fastai_aum.functional import aum, auroc
+from oracles import brute_directional_derivatives, brute_multilabel_aum
 
 TOL = 1e-9
 AVERAGES = ["macro", "weighted", "micro", "samples", None]
@@ -157,3 +158,59 @@ def test_empty_multilabel_is_nan_with_a_warning():
     with pytest.warns(AUROCUndefinedWarning, match="empty"):
         got = auroc(torch.zeros(0, 3), torch.zeros(0, 3), average=None)
     assert got.shape == (3,) and torch.isnan(got).all()
+
+
+# ------------------------------------------------------------------------------------- AUM ---
+
+def _aum_grad(s, y, **kw):
+    leaf = torch.tensor(s, requires_grad=True)
+    value = aum(leaf, torch.from_numpy(y), **kw)
+    value.backward()
+    return float(value.detach()), leaf.grad.numpy()
+
+
+def _brute_grad(s, y, normalize, average, weights=None):
+    """Mean of the brute-force left and right derivatives, per label (macro) or pooled (micro)."""
+    n, num_labels = s.shape
+    w = np.ones(n) if weights is None else weights
+    if average == "micro":
+        d = brute_directional_derivatives(s.reshape(-1), y.reshape(-1).astype(int), normalize,
+                                          weights=np.repeat(w, num_labels))
+        return d.mean(1).reshape(n, num_labels)
+    grad = np.zeros_like(s)
+    defined = [c for c in range(num_labels) if np.sum(w * y[:, c]) > 0 and np.sum(w * (1 - y[:, c])) > 0]
+    for c in defined:
+        grad[:, c] = brute_directional_derivatives(s[:, c], y[:, c], normalize, weights=w).mean(1) / len(defined)
+    return grad
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multilabel_aum_matches_brute_force(average, normalize, seed, weighted):
+    s, y = _multilabel(12, 3, seed, levels=2)  # many ties
+    if seed == 4:
+        y[:, 2] = 0  # a label with one class: left out of macro
+    w = _weights(12, seed) if weighted else None
+    value, grad = _aum_grad(s, y, normalize=normalize, average=average, sample_weight=w)
+    assert value == pytest.approx(brute_multilabel_aum(s, y, normalize, average, w), abs=1e-9)
+    np.testing.assert_allclose(grad, _brute_grad(s, y, normalize, average, w), atol=1e-6)
+
+
+def test_multilabel_aum_uses_raw_scores_and_float32():
+    s, y = _multilabel(300, 4, 0)
+    t = torch.from_numpy(s).float().requires_grad_()
+    value = aum(t, torch.from_numpy(y).bool(), average="macro")
+    assert value.dtype == torch.float32
+    value.backward()
+    assert t.grad.dtype == torch.float32 and t.grad.shape == (300, 4)
+    assert float(value) == pytest.approx(brute_multilabel_aum(s, y, "rate", "macro"), rel=1e-5)
+
+
+def test_multilabel_aum_one_class_everywhere_is_zero_and_attached():
+    s = torch.randn(5, 3, requires_grad=True)
+    value = aum(s, torch.zeros(5, 3), average="macro")
+    assert float(value) == 0
+    value.backward()
+    assert torch.equal(s.grad, torch.zeros(5, 3))

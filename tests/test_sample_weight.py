@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import auroc, roc_curve
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
+from oracles import brute_aum, brute_directional_derivatives, brute_multilabel_aum
 
 TOL = 1e-9
 
@@ -130,3 +131,55 @@ def test_roc_curve_multiclass_weighted():
 def test_roc_curve_all_zero_weights():
     with pytest.raises(ValueError, match=r"`sample_weight` is 0 for every example"):
         roc_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[0, 0, 0, 0])
+
+
+# ------------------------------------------------------------------------------------- AUM ---
+
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("n", [2, 3, 9, 25])
+def test_weighted_aum_and_derivatives_match_brute_force(normalize, seed, n):
+    s, y, w = _binary(n, seed, levels=3)  # heavy ties
+    ts = torch.tensor(s, requires_grad=True)
+    value = aum(ts, torch.from_numpy(y), normalize, sample_weight=w)
+    value.backward()
+    brute = brute_directional_derivatives(s, y, normalize, weights=w)
+    assert float(value.detach()) == pytest.approx(brute_aum(s, y, normalize, w), abs=1e-9)
+    got = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize, sample_weight=w)
+    np.testing.assert_allclose(got.numpy(), brute, atol=1e-6)
+    np.testing.assert_allclose(ts.grad.numpy(), brute.mean(1), atol=1e-6)
+    assert np.all(ts.grad.numpy()[w == 0] == 0)  # a weightless example has no say
+
+
+def test_weighted_aum_with_unit_and_integer_weights():
+    rng = np.random.default_rng(1)
+    s, y = rng.integers(-3, 4, 300).astype(np.float64), (rng.random(300) < 0.3).astype(np.int64)
+    ts, ty = torch.from_numpy(s), torch.from_numpy(y)
+    for normalize in ("rate", "count"):
+        assert float(aum(ts, ty, normalize, sample_weight=np.ones(300))) == pytest.approx(float(aum(ts, ty, normalize)),
+                                                                                          abs=1e-12)
+    w = rng.integers(0, 4, 300)
+    rep = np.repeat(np.arange(300), w)
+    assert float(aum(ts, ty, "count", sample_weight=w)) == pytest.approx(float(aum(ts[rep], ty[rep], "count")), abs=1e-9)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_multiclass_aum_matches_brute_force(average, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(3), 15)
+    y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 12)])
+    w = rng.integers(0, 3, 15).astype(np.float64)
+    onehot = np.eye(3, dtype=np.int64)[y]
+    got = aum(torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
+    assert float(got) == pytest.approx(brute_multilabel_aum(p, onehot, "rate", average, w), abs=1e-9)
+
+
+def test_weighted_aum_under_torch_func_and_bad_weights():
+    s, y, w = _binary(20, 0)
+    g = torch.func.grad(lambda x: aum(x, torch.from_numpy(y), sample_weight=w))(torch.from_numpy(s))
+    ts = torch.tensor(s, requires_grad=True)
+    aum(ts, torch.from_numpy(y), sample_weight=w).backward()
+    assert torch.equal(g, ts.grad)
+    with pytest.raises(ValueError, match=r"`sample_weight` must be finite and >= 0"):
+        aum(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[1, -2, 1, 1])
