@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc, average_precision, roc_curve
 from oracles import brute_aum, brute_directional_derivatives, brute_multilabel_aum
 
 TOL = 1e-9
@@ -183,3 +183,29 @@ def test_weighted_aum_under_torch_func_and_bad_weights():
     assert torch.equal(g, ts.grad)
     with pytest.raises(ValueError, match=r"`sample_weight` must be finite and >= 0"):
         aum(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[1, -2, 1, 1])
+
+
+# ------------------------------------------------------------------------------ average precision ---
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("n", [3, 40, 2000])
+def test_binary_average_precision_with_zero_weights(seed, n):
+    s, y, w = _binary(n, seed)
+    w[0] = 0.0  # the top score may be weightless too
+    s[0] = 10.0
+    got = _quiet(average_precision, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
+    assert float(got) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=TOL)
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro", None])
+@pytest.mark.parametrize("seed", range(6))
+def test_multiclass_average_precision_weighted(average, seed):
+    rng = np.random.default_rng(seed)
+    c = rng.integers(1, 4, (80, 3)).astype(np.float64)
+    p = c / c.sum(1, keepdims=True)
+    y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 77)])
+    w = rng.integers(0, 3, 80).astype(np.float64)
+    w[:3] = 1
+    got = _quiet(average_precision, torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
+    ref = average_precision_score(np.eye(3)[y], p, average=average, sample_weight=w)
+    np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
