@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._labels import encode_target, needs_encoding
+
 __all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "check_sample_weight", "prepare",
            "is_probability_matrix", "warn_undefined"]
 
@@ -167,7 +169,8 @@ def check_finite(preds: Tensor) -> None:
 
 
 def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
-            binary_finite_check: bool = True, multilabel: bool = False) -> Inputs:
+            binary_finite_check: bool = True, multilabel: bool = False, labels=None, pos_label=None,
+            implicit_positive: bool | None = None) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
@@ -176,16 +179,28 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
     skipped; shape checks always run. `binary_finite_check=False` leaves the finiteness of binary
     scores to the caller (`check_finite`), who may have a cheaper way to tell. `multilabel=True` also
     accepts a multi-hot (N, L) `target` of the shape of (N, L) `preds` (L >= 2), values in {0, 1}.
+    Labels other than class indices (`labels=`, `pos_label`, and strings where `implicit_positive` is not
+    None) go through `_labels.encode_target` (`implicit_positive=True`: roc_auc_score's rule for two
+    string labels); binary {-1, 1} labels mean {0, 1}.
     """
     preds = _as_tensor(preds, "preds")
     source_dtype = preds.dtype
     preds = _upcast(preds)
-    target = _as_tensor(target, "target")
+    encode = (labels is not None or pos_label is not None
+              or (implicit_positive is not None and needs_encoding(target)))
+    if not encode:
+        target = _as_tensor(target, "target")
     if preds.ndim == 2 and preds.shape[1] == 1:
         preds = preds[:, 0]
     if preds.ndim not in (1, 2) or (preds.ndim == 2 and preds.shape[1] == 0):
         raise ValueError(f"`preds` must have shape (N,), (N, 1), (N, 2) or (N, K), got {tuple(preds.shape)}")
     n = preds.shape[0]
+    if encode:
+        if multilabel and np.ndim(target) == 2 and np.shape(target)[1] > 1:
+            raise ValueError("`labels` and `pos_label` apply to class labels, not to a multi-hot (N, L) `target`")
+        target = encode_target(target, num_columns=1 if preds.ndim == 1 else preds.shape[1],
+                               binary=preds.ndim == 1 or preds.shape[1] == 2, labels=labels, pos_label=pos_label,
+                               implicit_positive=bool(implicit_positive), device=preds.device)
     if target.ndim == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if target.ndim != 1:
@@ -222,7 +237,10 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
         # the range before the cast to long, which would turn inf and 1e20 into -2**63
-        _check_label_range(*_min_max(target), num_classes)
+        lo, hi = _min_max(target)
+        if num_classes == 2 and lo == -1 and hi == 1 and not bool((target == 0).any()):
+            return Inputs(preds, target == 1, num_classes, source_dtype)  # {-1, 1}, as scikit-learn reads it
+        _check_label_range(lo, hi, num_classes)
         return Inputs(preds, target.long(), num_classes, source_dtype, value_range)
     unsigned64 = target.dtype == getattr(torch, "uint64", None)
     # unsigned and bool labels too: they index class columns
@@ -233,6 +251,8 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
         if unsigned64 and lo < 0:  # uint64 labels from 2**63 on wrap round in the int64 view: show them as given
             values = target.view(torch.uint64).cpu().numpy()
             lo, hi = int(values.min()), int(values.max())
+        if num_classes == 2 and lo == -1 and hi == 1 and not bool((target == 0).any()):
+            return Inputs(preds, target == 1, num_classes, source_dtype)  # {-1, 1}, as scikit-learn reads it
         _check_label_range(lo, hi, num_classes)
     return Inputs(preds, target, num_classes, source_dtype, value_range)
 

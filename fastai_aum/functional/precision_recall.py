@@ -22,11 +22,12 @@ class PR(NamedTuple):
     thresholds: Tensor
 
 
-def _read(preds, target) -> tuple[Inputs, Tensor]:
+def _read(preds, target, labels=None, pos_label=None) -> tuple[Inputs, Tensor]:
     """Validated inputs (empty refused) and the scores they are ranked by, as `auroc` ranks them."""
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target)
+    inp = prepare(preds, target, labels=labels, pos_label=pos_label,
+                  implicit_positive=False)
     return inp, ranking_scores(inp)
 
 
@@ -92,7 +93,8 @@ def _average_precision_rows(scores: Tensor, positive: Tensor, weight: Tensor | N
     return torch.where(n_pos > 0, ap, 0.0)
 
 
-def average_precision(preds, target, average: str | None = "macro", *, sample_weight=None) -> Tensor:
+def average_precision(preds, target, average: str | None = "macro", *, sample_weight=None, pos_label=None,
+                      labels=None) -> Tensor:
     """Average precision, `sum_n (R_n - R_{n-1}) P_n` over the thresholds (step-wise, not interpolated),
     with scikit-learn's `average_precision_score` semantics.
 
@@ -103,10 +105,10 @@ def average_precision(preds, target, average: str | None = "macro", *, sample_we
     has AP 0, with an `AUROCUndefinedWarning`, as scikit-learn gives; it counts as 0 in the macro mean.
     Returns float64. Empty input, NaN/inf scores and labels out of range raise a ValueError.
     `sample_weight` (N non-negative numbers) weighs precision and recall, as scikit-learn does; then
-    'weighted' weighs classes by their positives' total weight.
+    'weighted' weighs classes by their positives' total weight. `pos_label` and `labels` as for `roc_curve`.
     """
     check_choice("average", average, ("macro", "weighted", "micro", None))
-    inp, s = _read(preds, target)
+    inp, s = _read(preds, target, labels, pos_label)
     w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
     if inp.binary:
         positive = positive_mask(inp.labels)

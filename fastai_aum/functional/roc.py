@@ -16,16 +16,19 @@ from .multilabel import auroc_columns, auroc_samples
 __all__ = ["ROC", "roc_curve", "auroc", "check_auroc_options"]
 
 
-def roc_curve(preds, target, *, sample_weight=None) -> ROC | list[ROC]:
+def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None) -> ROC | list[ROC]:
     """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
 
     `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
     classes; `target` holds the N labels. The constants are those of `aum`: added to the binary score
     (`z1 - z0` for two columns), or to each class's probability. A class with no examples makes its
     rate NaN, with one warning. `sample_weight` gives weighted rates; as scikit-learn, examples of
-    weight 0 are dropped first (their scores are no thresholds).
+    weight 0 are dropped first (their scores are no thresholds). `pos_label` names the positive label
+    of binary scores (needed unless the labels are {0, 1} or {-1, 1}, as in scikit-learn); `labels`
+    lists multiclass labels in sorted order, one per score column (default: the sorted labels).
     """
-    inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target)
+    inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target, labels=labels, pos_label=pos_label,
+                  implicit_positive=False)
     s = inp.scores
     w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
     if w is not None and not bool((w > 0).any()):
@@ -55,7 +58,7 @@ def check_auroc_options(average, multi_class, max_fpr) -> None:
 
 
 def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-          *, sample_weight=None, validate: bool = True) -> Tensor:
+          *, sample_weight=None, labels=None, pos_label=None, validate: bool = True) -> Tensor:
     """Exact area under the ROC curve, with scikit-learn's `roc_auc_score` semantics (ties get half credit).
 
     Binary `preds` are (N,), (N, 1) or (N, 2); multiclass `preds` are (N, K) logits or probabilities,
@@ -66,6 +69,9 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
     'macro', 'weighted', 'micro', 'samples' (per example, across labels) or None.
     `max_fpr` gives the McClish-corrected partial AUROC (binary and multi-label). `sample_weight`
     (N non-negative numbers) weighs each example's pairs, as scikit-learn does (not with 'ovo').
+    Class labels may be strings: two labels with binary scores make the greater (sorted) one positive,
+    as `roc_auc_score` does, unless `pos_label` names it; multiclass labels are sorted, or given in
+    sorted order by `labels` (one per score column). Binary labels {-1, 1} read as {0, 1}.
     Returns a float64 tensor, NaN with an `AUROCUndefinedWarning` where AUROC is undefined; a class
     or label with one class only is averaged out with that warning. `validate=False` skips the value
     checks (finiteness, label range), which cost host-device syncs.
@@ -73,7 +79,8 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
     check_auroc_options(None if average == "samples" else average, multi_class, max_fpr)
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target, validate=validate, allow_empty=True, multilabel=True)
+    inp = prepare(preds, target, validate=validate, allow_empty=True, multilabel=True, labels=labels,
+                  pos_label=pos_label, implicit_positive=True)
     n = len(inp.labels)
     w = None if sample_weight is None else check_sample_weight(sample_weight, n, inp.scores.device)
     if average == "samples" and not inp.multilabel:
