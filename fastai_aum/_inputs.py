@@ -14,12 +14,16 @@ from torch import Tensor
 
 from ._labels import encode_target, needs_encoding
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "check_sample_weight", "prepare",
+__all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice", "check_finite", "check_sample_weight", "prepare",
            "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
     """AUROC (or one of its classes) is undefined: a class is missing or the input is empty."""
+
+
+class ProbabilityRowsWarning(UserWarning):
+    """Scores in [0, 1] whose rows sum to 1 only roughly: read as probabilities, not as logits."""
 
 
 @dataclass
@@ -39,8 +43,9 @@ class Inputs:
 
     @cached_property
     def probabilities(self) -> bool:
-        """Whether 2-d scores are a probability matrix (one host-device sync)."""
-        return is_probability_matrix(self.scores, self.source_dtype, self.value_range)
+        """Whether 2-d scores are a probability matrix (one host-device sync); rows that sum to 1 only
+        roughly (rounded probabilities) count, with a warning."""
+        return is_probability_matrix(self.scores, self.source_dtype, self.value_range, near=True)
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -142,11 +147,15 @@ def _upcast(preds: Tensor) -> Tensor:
     return preds.double()
 
 
-def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None, value_range=None) -> bool:
+def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None, value_range=None,
+                          near: bool = False) -> bool:
     """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again).
 
     "Sums to 1" allows for the rounding of `source_dtype` (the dtype the model produced, before any
     upcast): a bf16 softmax row can be 4e-3 off. `value_range`, if given, is `preds`' (min, max).
+    With `near`, rows off by more but at most `near_probability_tolerance` (probabilities rounded to 2
+    decimals) are probabilities too, with a `ProbabilityRowsWarning` naming both tolerances: ranking
+    them by a softmax, as logits, would be silently wrong (scikit-learn raises there).
     """
     if preds.ndim != 2 or preds.numel() == 0:
         return False
@@ -155,7 +164,25 @@ def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None
         return False
     dtype = source_dtype if source_dtype is not None and source_dtype.is_floating_point else preds.dtype
     tol = max(1e-3, 2 * torch.finfo(dtype).eps)
-    return bool(((preds.detach().sum(1, dtype=torch.float64) - 1).abs() <= tol).all())
+    off = (preds.detach().sum(1, dtype=torch.float64) - 1).abs().max()
+    if not near:
+        return bool(off <= tol)
+    off = off.item()
+    if off <= tol:
+        return True
+    loose = near_probability_tolerance(preds.shape[1])
+    if off <= loose:
+        _warn(f"`preds` looks like a probability matrix (entries in [0, 1]) whose rows sum to 1 only within "
+              f"{off:.3g}, beyond the tolerance {tol:g} but within {loose:g} (e.g. rounded probabilities): it "
+              "is ranked as probabilities, not as logits; renormalise the rows (p / p.sum(1, keepdim=True)) "
+              "to silence this", ProbabilityRowsWarning)
+        return True
+    return False
+
+
+def near_probability_tolerance(num_classes: int) -> float:
+    """How far from 1 rows of rounded probabilities may sum: K entries rounded to 2 decimals, at least 0.05."""
+    return max(0.05, 0.005 * num_classes)
 
 
 def check_finite(preds: Tensor) -> None:
@@ -314,7 +341,13 @@ def _check_label_range(lo, hi, num_classes: int) -> None:
 
 def warn_undefined(msg: str) -> None:
     """Warn with an `AUROCUndefinedWarning` attributed to the first caller outside this package."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastai_aum."):
+    _warn(msg, AUROCUndefinedWarning)
+
+
+def _warn(msg: str, category: type[Warning]) -> None:
+    """Warn with `category`, attributed to the first caller outside this package."""
+    frame, level = sys._getframe(2), 3
+    while frame is not None and (frame.f_globals.get("__name__", "").startswith("fastai_aum.")
+                                 or frame.f_globals.get("__name__") == "functools"):  # cached_property
         frame, level = frame.f_back, level + 1
-    warnings.warn(msg, AUROCUndefinedWarning, stacklevel=level)
+    warnings.warn(msg, category, stacklevel=level)

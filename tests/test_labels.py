@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import auroc, average_precision, roc_curve
+from fastai_aum.functional import ProbabilityRowsWarning, aum, auroc, average_precision, roc_curve
 
 TOL = 1e-9
 
@@ -155,3 +155,32 @@ def test_numeric_tensor_labels_on_device_of_preds():
     y = torch.tensor([4, 8, 15])[torch.from_numpy(idx)]
     assert float(auroc(torch.from_numpy(p), y, labels=[4, 8, 15])) == pytest.approx(
         roc_auc_score(y.numpy(), p, multi_class="ovr", labels=[4, 8, 15]), abs=TOL)
+
+
+# ------------------------------------------------------------------- rows that almost sum to 1 ---
+
+def test_rounded_probability_rows_warn_and_rank_as_probabilities():
+    """Rows rounded to 2 decimals sum to 1 only within 0.01: ranked as the probabilities they are (the
+    softmax of probabilities would rank differently), with one warning naming both tolerances."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 300).round(2)
+    y = rng.integers(0, 3, 300)
+    assert np.abs(p.sum(1) - 1).max() > 1e-3
+    with pytest.warns(ProbabilityRowsWarning, match=r"sum to 1 only within 0\.01, beyond the tolerance 0\.001 but "
+                                                      r"within 0\.05") as rec:
+        got = auroc(torch.from_numpy(p), torch.from_numpy(y), average=None)
+    assert len(rec) == 1 and rec[0].filename == __file__
+    for k in range(3):  # the columns as given, not their softmax
+        assert float(got[k]) == pytest.approx(roc_auc_score(y == k, p[:, k]), abs=TOL)
+    with pytest.warns(ProbabilityRowsWarning):
+        aum(torch.from_numpy(p), torch.from_numpy(y))
+
+
+def test_exact_probabilities_and_logits_do_not_warn():
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), 100)
+    y = rng.integers(0, 4, 100)
+    _quiet(auroc, torch.from_numpy(p), torch.from_numpy(y))
+    _quiet(auroc, torch.from_numpy(p).to(torch.bfloat16), torch.from_numpy(y))  # bf16 rounding is within tolerance
+    _quiet(auroc, torch.from_numpy(rng.normal(size=(100, 4))), torch.from_numpy(y))
+    _quiet(auroc, torch.from_numpy(p * 0.5), torch.from_numpy(y))  # rows summing to 0.5: scores, not probabilities
