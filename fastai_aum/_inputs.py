@@ -14,8 +14,8 @@ from torch import Tensor
 
 from ._labels import encode_target, needs_encoding
 
-__all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice", "check_finite", "check_sample_weight", "prepare",
-           "is_probability_matrix", "warn_undefined"]
+__all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
+           "check_finite", "check_sample_weight", "prepare", "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):

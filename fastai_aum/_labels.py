@@ -59,7 +59,8 @@ def encode_target(target, *, num_columns: int, binary: bool, labels=None, pos_la
         values = _unique(arr, "target")
         if pos_label is not None:
             if len(values) == 2 and pos_label not in values.tolist():
-                raise ValueError(f"`pos_label`={pos_label!r} is not a label of `target`, whose labels are {_show(values)}")
+                raise ValueError(f"`pos_label`={pos_label!r} is not a label of `target`, whose labels are "
+                                 f"{_show(values)}")
             return torch.from_numpy((arr == pos_label).astype(np.int64)).to(device)
         if arr.dtype.kind not in "OUS" and set(values.tolist()) <= {-1, 1}:
             return torch.from_numpy((arr == 1).astype(np.int64)).to(device)

@@ -47,7 +47,8 @@ def test_binary_auroc_labels_follow_roc_auc_score(names, seed):
                                                                              abs=TOL)
     for pos in names:
         ref = roc_auc_score(y == pos, s, sample_weight=w)
-        assert float(_quiet(auroc, torch.from_numpy(s), y, pos_label=pos, sample_weight=w)) == pytest.approx(ref, abs=TOL)
+        got = _quiet(auroc, torch.from_numpy(s), y, pos_label=pos, sample_weight=w)
+        assert float(got) == pytest.approx(ref, abs=TOL)
 
 
 @pytest.mark.parametrize("names", NAMES + [[0, 1], [-1, 1]], ids=str)

@@ -18,7 +18,8 @@ from .statistics import AUROCInterval, AUROCTest, auroc_ci, auroc_test
 from .thresholds import BestThreshold, best_threshold
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
-           "check_auroc_options", "AUROCUndefinedWarning", "ProbabilityRowsWarning", "BestThreshold", "best_threshold", "PlattScaling",
+           "check_auroc_options", "AUROCUndefinedWarning",
+           "ProbabilityRowsWarning", "BestThreshold", "best_threshold", "PlattScaling",
            "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score", "log_loss",
            "AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "PR", "precision_recall_curve",
            "average_precision"]
