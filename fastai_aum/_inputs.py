@@ -12,31 +12,40 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["AUROCUndefinedWarning", "Inputs", "check_choice", "check_finite", "prepare", "is_probability_matrix",
-           "warn_undefined"]
+from ._labels import encode_target, needs_encoding
+
+__all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
+           "check_finite", "check_sample_weight", "prepare", "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
     """AUROC (or one of its classes) is undefined: a class is missing or the input is empty."""
 
 
+class ProbabilityRowsWarning(UserWarning):
+    """Scores in [0, 1] whose rows sum to 1 only roughly: read as probabilities, not as logits."""
+
+
 @dataclass
 class Inputs:
-    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is (N,) of class indices (any real dtype)."""
+    """Validated inputs: `scores` is (N,), (N, 2) or (N, K); `labels` is (N,) of class indices (any real dtype),
+    or, when `multilabel`, an (N, L) boolean multi-hot matrix the shape of `scores` (then `num_classes` is L)."""
     scores: Tensor
     labels: Tensor
     num_classes: int  # 2 for binary
     source_dtype: torch.dtype  # before upcasting
     value_range: tuple | None = None  # (min, max) of multiclass scores, when validation found it
+    multilabel: bool = False
 
     @property
     def binary(self) -> bool:
-        return self.num_classes == 2
+        return self.num_classes == 2 and not self.multilabel
 
     @cached_property
     def probabilities(self) -> bool:
-        """Whether 2-d scores are a probability matrix (one host-device sync)."""
-        return is_probability_matrix(self.scores, self.source_dtype, self.value_range)
+        """Whether 2-d scores are a probability matrix (one host-device sync); rows that sum to 1 only
+        roughly (rounded probabilities) count, with a warning."""
+        return is_probability_matrix(self.scores, self.source_dtype, self.value_range, near=True)
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -138,11 +147,15 @@ def _upcast(preds: Tensor) -> Tensor:
     return preds.double()
 
 
-def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None, value_range=None) -> bool:
+def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None, value_range=None,
+                          near: bool = False) -> bool:
     """True when every entry lies in [0, 1] and every row sums to 1 (so softmax must not be applied again).
 
     "Sums to 1" allows for the rounding of `source_dtype` (the dtype the model produced, before any
     upcast): a bf16 softmax row can be 4e-3 off. `value_range`, if given, is `preds`' (min, max).
+    With `near`, rows off by more but at most `near_probability_tolerance` (probabilities rounded to 2
+    decimals) are probabilities too, with a `ProbabilityRowsWarning` naming both tolerances: ranking
+    them by a softmax, as logits, would be silently wrong (scikit-learn raises there).
     """
     if preds.ndim != 2 or preds.numel() == 0:
         return False
@@ -151,7 +164,25 @@ def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None
         return False
     dtype = source_dtype if source_dtype is not None and source_dtype.is_floating_point else preds.dtype
     tol = max(1e-3, 2 * torch.finfo(dtype).eps)
-    return bool(((preds.detach().sum(1, dtype=torch.float64) - 1).abs() <= tol).all())
+    off = (preds.detach().sum(1, dtype=torch.float64) - 1).abs().max()
+    if not near:
+        return bool(off <= tol)
+    off = off.item()
+    if off <= tol:
+        return True
+    loose = near_probability_tolerance(preds.shape[1])
+    if off <= loose:
+        _warn(f"`preds` looks like a probability matrix (entries in [0, 1]) whose rows sum to 1 only within "
+              f"{off:.3g}, beyond the tolerance {tol:g} but within {loose:g} (e.g. rounded probabilities): it "
+              "is ranked as probabilities, not as logits; renormalise the rows (p / p.sum(1, keepdim=True)) "
+              "to silence this", ProbabilityRowsWarning)
+        return True
+    return False
+
+
+def near_probability_tolerance(num_classes: int) -> float:
+    """How far from 1 rows of rounded probabilities may sum: K entries rounded to 2 decimals, at least 0.05."""
+    return max(0.05, 0.005 * num_classes)
 
 
 def check_finite(preds: Tensor) -> None:
@@ -165,28 +196,46 @@ def check_finite(preds: Tensor) -> None:
 
 
 def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
-            binary_finite_check: bool = True) -> Inputs:
+            binary_finite_check: bool = True, multilabel: bool = False, labels=None, pos_label=None,
+            implicit_positive: bool | None = None) -> Inputs:
     """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
     (N, 2) here; callers pick the score), (N, K > 2) multiclass. `target` holds N integer labels.
     With `validate=False` the value checks that need a host-device sync (finiteness, label range) are
     skipped; shape checks always run. `binary_finite_check=False` leaves the finiteness of binary
-    scores to the caller (`check_finite`), who may have a cheaper way to tell.
+    scores to the caller (`check_finite`), who may have a cheaper way to tell. `multilabel=True` also
+    accepts a multi-hot (N, L) `target` of the shape of (N, L) `preds` (L >= 2), values in {0, 1}.
+    Labels other than class indices (`labels=`, `pos_label`, and strings where `implicit_positive` is not
+    None) go through `_labels.encode_target` (`implicit_positive=True`: roc_auc_score's rule for two
+    string labels); binary {-1, 1} labels mean {0, 1}.
     """
     preds = _as_tensor(preds, "preds")
     source_dtype = preds.dtype
     preds = _upcast(preds)
-    target = _as_tensor(target, "target")
+    encode = (labels is not None or pos_label is not None
+              or (implicit_positive is not None and needs_encoding(target)))
+    if not encode:
+        target = _as_tensor(target, "target")
     if preds.ndim == 2 and preds.shape[1] == 1:
         preds = preds[:, 0]
     if preds.ndim not in (1, 2) or (preds.ndim == 2 and preds.shape[1] == 0):
         raise ValueError(f"`preds` must have shape (N,), (N, 1), (N, 2) or (N, K), got {tuple(preds.shape)}")
     n = preds.shape[0]
+    if encode:
+        if multilabel and np.ndim(target) == 2 and np.shape(target)[1] > 1:
+            raise ValueError("`labels` and `pos_label` apply to class labels, not to a multi-hot (N, L) `target`")
+        target = encode_target(target, num_columns=1 if preds.ndim == 1 else preds.shape[1],
+                               binary=preds.ndim == 1 or preds.shape[1] == 2, labels=labels, pos_label=pos_label,
+                               implicit_positive=bool(implicit_positive), device=preds.device)
     if target.ndim == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if target.ndim != 1:
-        raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels, got {tuple(target.shape)}")
+        if multilabel and target.ndim == 2 and preds.ndim == 2:
+            return _prepare_multilabel(preds, target, source_dtype, validate, allow_empty)
+        also = " or a multi-hot (N, L) matrix of the shape of `preds`" if multilabel else ""
+        raise ValueError(f"`target` must have shape (N,) or (N, 1) with integer class labels{also}, "
+                         f"got {tuple(target.shape)}")
     if target.shape[0] != n:
         raise ValueError(f"`preds` and `target` must have the same length, got {n} predictions and {target.shape[0]} labels")
     if target.dtype not in _LABEL_DTYPES:
@@ -215,7 +264,10 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
             raise ValueError(f"`target` must hold integer class labels, got {nonint} non-integer value(s), "
                              f"e.g. {target[target != target.round()][0].item()}")
         # the range before the cast to long, which would turn inf and 1e20 into -2**63
-        _check_label_range(*_min_max(target), num_classes)
+        lo, hi = _min_max(target)
+        if num_classes == 2 and lo == -1 and hi == 1 and not bool((target == 0).any()):
+            return Inputs(preds, target == 1, num_classes, source_dtype)  # {-1, 1}, as scikit-learn reads it
+        _check_label_range(lo, hi, num_classes)
         return Inputs(preds, target.long(), num_classes, source_dtype, value_range)
     unsigned64 = target.dtype == getattr(torch, "uint64", None)
     # unsigned and bool labels too: they index class columns
@@ -226,8 +278,51 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
         if unsigned64 and lo < 0:  # uint64 labels from 2**63 on wrap round in the int64 view: show them as given
             values = target.view(torch.uint64).cpu().numpy()
             lo, hi = int(values.min()), int(values.max())
+        if num_classes == 2 and lo == -1 and hi == 1 and not bool((target == 0).any()):
+            return Inputs(preds, target == 1, num_classes, source_dtype)  # {-1, 1}, as scikit-learn reads it
         _check_label_range(lo, hi, num_classes)
     return Inputs(preds, target, num_classes, source_dtype, value_range)
+
+
+def _prepare_multilabel(preds: Tensor, target: Tensor, source_dtype, validate: bool, allow_empty: bool) -> Inputs:
+    """`prepare` for a 2-d `target`: a multi-hot (N, L) matrix of the shape of `preds`, read as booleans."""
+    if target.shape != preds.shape:
+        raise ValueError(f"a multi-hot `target` must have the shape of `preds`, got {tuple(target.shape)} for "
+                         f"`preds` of shape {tuple(preds.shape)}")
+    if target.dtype not in _LABEL_DTYPES:
+        raise TypeError(f"`target` must hold 0/1 (or boolean) multi-hot labels, got dtype {target.dtype}")
+    if target.device != preds.device:
+        raise ValueError(f"`preds` and `target` must be on the same device, got {preds.device} and {target.device}")
+    if preds.shape[0] == 0 and not allow_empty:
+        raise ValueError("`preds` and `target` are empty: there is nothing to rank")
+    if validate and preds.numel():
+        check_finite(preds)
+        if target.dtype != torch.bool:
+            bad = int(((target != 0) & (target != 1)).sum())
+            if bad:
+                lo, hi = _min_max(target.double())
+                raise ValueError(f"a multi-hot `target` must hold 0 and 1 only, got {bad} other value(s), "
+                                 f"from {lo:g} to {hi:g}")
+    return Inputs(preds, target if target.dtype == torch.bool else target != 0, preds.shape[1], source_dtype,
+                  multilabel=True)
+
+
+def check_sample_weight(sample_weight, n: int, device: torch.device) -> Tensor:
+    """`sample_weight` as a float64 (N,) tensor on `device`: N finite, non-negative numbers."""
+    w = _as_tensor(sample_weight, "sample_weight")
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"`sample_weight` must have shape ({n},), one weight per example, got {tuple(w.shape)}")
+    if w.dtype == torch.bool or w.is_complex() or not (w.is_floating_point() or w.dtype in _INTEGERS):
+        raise TypeError(f"`sample_weight` must hold real numbers, got dtype {w.dtype}")
+    w = w.to(device=device, dtype=torch.float64)
+    if n:
+        bad = int((~torch.isfinite(w) | (w < 0)).sum())
+        if bad:
+            raise ValueError(f"`sample_weight` must be finite and >= 0, got {bad} other value(s), e.g. "
+                             f"{w[~torch.isfinite(w) | (w < 0)][0].item()}")
+    return w
 
 
 def _min_max(x: Tensor) -> tuple:
@@ -246,7 +341,13 @@ def _check_label_range(lo, hi, num_classes: int) -> None:
 
 def warn_undefined(msg: str) -> None:
     """Warn with an `AUROCUndefinedWarning` attributed to the first caller outside this package."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastai_aum."):
+    _warn(msg, AUROCUndefinedWarning)
+
+
+def _warn(msg: str, category: type[Warning]) -> None:
+    """Warn with `category`, attributed to the first caller outside this package."""
+    frame, level = sys._getframe(2), 3
+    while frame is not None and (frame.f_globals.get("__name__", "").startswith("fastai_aum.")
+                                 or frame.f_globals.get("__name__") == "functools"):  # cached_property
         frame, level = frame.f_back, level + 1
-    warnings.warn(msg, AUROCUndefinedWarning, stacklevel=level)
+    warnings.warn(msg, category, stacklevel=level)

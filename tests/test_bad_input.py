@@ -125,11 +125,16 @@ def shape_re(shape):
 
 @pytest.mark.parametrize("fn", ALL, ids=_ids)
 def test_one_hot_target_rejected(fn):
+    """Where multi-hot (multi-label) targets are not supported; `auroc` and `aum` read a (4, 3) 0/1 target
+    of the shape of the scores as multi-label, as scikit-learn reads a multilabel-indicator."""
     y = torch.tensor([0, 1, 2, 1])
     one_hot = torch.nn.functional.one_hot(y, 3)
-    with pytest.raises(ValueError, match=r"`target` must have shape \(N,\) or \(N, 1\) with integer class labels, "
-                                         r"got \(4, 3\)"):
-        fn(torch.rand(4, 3) if fn is not aum_directional_derivatives else torch.rand(4), one_hot)
+    if fn in (auroc, aum):
+        fn(torch.rand(4, 3), one_hot)
+    else:
+        with pytest.raises(ValueError, match=r"`target` must have shape \(N,\) or \(N, 1\) with integer class labels, "
+                                             r"got \(4, 3\)"):
+            fn(torch.rand(4, 3) if fn is not aum_directional_derivatives else torch.rand(4), one_hot)
     with pytest.raises(ValueError, match=r"`target` must have shape .* got \(4, 2\)"):
         fn(torch.rand(4), torch.nn.functional.one_hot(BINARY_Y, 2))
     with pytest.raises(ValueError, match=r"`target` must have shape .* got \(4, 1, 1\)"):
@@ -230,10 +235,15 @@ def test_bad_aum_average(value):
         aum(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
 
 
-@pytest.mark.parametrize("value", ["samples", "binary", "MACRO"])
+@pytest.mark.parametrize("value", ["binary", "MACRO"])
 def test_bad_auroc_average_ovr(value):
     with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', None, got {value!r}"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
+
+
+def test_samples_average_needs_a_multilabel_target():
+    with pytest.raises(ValueError, match=r"`average='samples'` needs a multi-hot \(N, L\) `target`"):
+        auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average="samples")
 
 
 @pytest.mark.parametrize("value", [None, "micro"])
@@ -291,8 +301,16 @@ def test_preds_not_numbers(fn, preds, what):
 @pytest.mark.parametrize("target, what", [("0101", "str"), (["0", "1", "0", "1"], "list"),
                                           (np.array(["0", "1", "0", "1"]), "ndarray")])
 def test_target_not_numbers(fn, target, what):
-    with pytest.raises(TypeError, match=rf"`target` must be a tensor or array-like of numbers, got {what}"):
-        fn(torch.rand(4), target)
+    """String labels are class labels for `auroc` (as `roc_auc_score`: the greater one is positive) and,
+    with `pos_label`, for `roc_curve` (tests/test_labels.py); the AUM functions want numbers."""
+    if fn is auroc and what != "str":
+        assert float(fn(torch.tensor([0.1, 0.9, 0.2, 0.8]), target)) == 1.0
+    elif fn is roc_curve and what != "str":
+        with pytest.raises(ValueError, match=r"`target` takes labels \['0', '1'\] and `pos_label` is not given"):
+            fn(torch.rand(4), target)
+    else:
+        with pytest.raises(TypeError, match=rf"`target` must be a tensor or array-like of numbers, got {what}"):
+            fn(torch.rand(4), target)
 
 
 @pytest.mark.parametrize("fn", ALL, ids=_ids)

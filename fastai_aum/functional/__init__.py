@@ -7,7 +7,7 @@ best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss)
 (DeLong's interval and test), `precision_recall` (PR curves, average precision); `_scores` and
 `_sorting` are the shared machinery.
 """
-from .._inputs import AUROCUndefinedWarning
+from .._inputs import AUROCUndefinedWarning, ProbabilityRowsWarning
 from ._scores import binary_score
 from .aum_loss import aum, aum_directional_derivatives
 from .calibration import (IsotonicCalibration, PlattScaling, brier_score, isotonic_calibration, log_loss,
@@ -18,7 +18,8 @@ from .statistics import AUROCInterval, AUROCTest, auroc_ci, auroc_test
 from .thresholds import BestThreshold, best_threshold
 
 __all__ = ["ROC", "roc_curve", "auroc", "aum", "aum_directional_derivatives", "binary_score",
-           "check_auroc_options", "AUROCUndefinedWarning", "BestThreshold", "best_threshold", "PlattScaling",
+           "check_auroc_options", "AUROCUndefinedWarning",
+           "ProbabilityRowsWarning", "BestThreshold", "best_threshold", "PlattScaling",
            "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score", "log_loss",
            "AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "PR", "precision_recall_curve",
            "average_precision"]

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, check_finite, prepare
+from .._inputs import Inputs, check_choice, check_finite, check_sample_weight, prepare
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -187,8 +187,93 @@ def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
     return _EagerAUMFunction.apply(scores, positive, normalize)
 
 
-def aum(preds, target, normalize: str = "rate", average: str = "micro", *, validate: bool = True,
-        probabilities: bool | None = None) -> Tensor:
+def _weighted_rows(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str, need_derivatives: bool):
+    """`_aum_rows` with float64 sample weights ((N,) or the shape of `scores`): FP is the negative weight
+    predicted positive, FN the positive weight predicted negative ('rate': over their totals). Every
+    element's [left, right] derivative comes from its group of ties (an untied one is its own group)."""
+    v, perm = sort_rows_descending(scores)
+    y = positive.gather(-1, perm).double()
+    w = weight.expand_as(scores).gather(-1, perm)
+    b = y * w  # each element's share of the positive weight (FN falls by it as it crosses)
+    a = w - b  # ... and of the negative weight (FP rises by it)
+    fp, tp = a.cumsum(-1), b.cumsum(-1)
+    fn = tp[..., -1:] - tp
+    if normalize == "rate":  # a class without weight gets divisor 1, harmlessly: its weight is 0 everywhere
+        w_neg = 1 / torch.where(fp[..., -1:] > 0, fp[..., -1:], 1.0)
+        w_pos = 1 / torch.where(tp[..., -1:] > 0, tp[..., -1:], 1.0)
+        fp, fn, a, b = fp * w_neg, fn * w_pos, a * w_neg, b * w_pos
+    m = torch.minimum(fp, fn)
+    vd = v if v.dtype == torch.float64 else v.double()
+    value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
+    if not need_derivatives:
+        return value, None, perm
+    first, last = group_marks(v)
+    start, end = group_start(first), group_end(last)
+    fp_before = fp.gather(-1, start) - a.gather(-1, start)  # before the element's group crossed
+    fn_before = fn.gather(-1, start) + b.gather(-1, start)
+    fp_after, fn_after = fp.gather(-1, end), fn.gather(-1, end)
+    right = torch.minimum(fp_before + a, fn_before - b) - torch.minimum(fp_before, fn_before)
+    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - a, fn_after + b)
+    return value, (left, right), perm
+
+
+def _weighted_forward(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str, need_grad: bool):
+    """`_forward` with sample weights."""
+    value, lr, perm = _weighted_rows(scores, positive, weight, normalize, need_grad)
+    value = _cast(value, scores.dtype)
+    return value, None if lr is None else _unsort((lr[0] + lr[1]) / 2, perm, scores.dtype)
+
+
+class _WeightedAUMFunction(torch.autograd.Function):
+    """`_AUMFunction` with sample weights (for plain autograd and torch.func alike)."""
+
+    @staticmethod
+    def forward(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
+        return _weighted_forward(scores, positive, weight, normalize, True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        ctx.save_for_backward(grad)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor, _grad_of_grad):
+        (grad,) = ctx.saved_tensors
+        return grad_output.unsqueeze(-1) * grad, None, None, None
+
+
+def _weighted_apply(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str) -> Tensor:
+    if not (torch.is_grad_enabled() and scores.requires_grad):
+        return _weighted_forward(scores, positive, weight, normalize, False)[0]
+    return _WeightedAUMFunction.apply(scores, positive, weight, normalize)[0]
+
+
+def _columns(inp: Inputs) -> tuple[Tensor, Tensor]:
+    """(N, K) scores and (N, K) boolean membership of a multiclass (softmax, one-vs-rest) or multi-label problem."""
+    if inp.multilabel:
+        return inp.scores, inp.labels
+    p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
+    return p, one_hot(inp.labels, inp.num_classes)
+
+
+def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate: bool) -> Tensor:
+    """`aum` with (N,) float64 sample weights."""
+    if validate and not inp.multilabel:
+        check_finite(inp.scores)
+    if inp.binary:
+        return _weighted_apply(binary_score(inp.scores), positive_mask(inp.labels), w, normalize)
+    s, member = _columns(inp)
+    if average == "micro":
+        return _weighted_apply(s.reshape(-1), member.reshape(-1), w[:, None].expand_as(s).reshape(-1), normalize)
+    values = _weighted_apply(s.T, member.T, w, normalize)
+    pos_weight = (w[:, None] * member).sum(0)
+    defined = (pos_weight > 0) & ((w[:, None] * ~member).sum(0) > 0)
+    return values.sum() / defined.sum().clamp_min(1)
+
+
+def aum(preds, target, normalize: str = "rate", average: str = "micro", *, sample_weight=None,
+        validate: bool = True, probabilities: bool | None = None) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
     Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
@@ -199,10 +284,19 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
     class gives 0, still attached to the graph. `validate=False` skips the value checks. For K > 2,
     `probabilities` says whether `preds` are probabilities (rows summing to 1) or logits; None finds
     out, which costs a host-device sync off the CPU.
+
+    A multi-hot (N, L) `target` of the shape of `preds` is multi-label: column l of `preds` is label l's
+    binary score (a logit, used as it is); `'macro'` averages the per-label AUMs over the labels with both
+    classes, `'micro'` pools the N*L (score, label) pairs. `sample_weight` (N non-negative numbers)
+    weighs FP and FN (and, with 'rate', divides by the total negative and positive weight); each
+    score's gradient scales with its weight.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
-    inp = prepare(preds, target, validate=validate, binary_finite_check=False)
+    inp = prepare(preds, target, validate=validate, binary_finite_check=False, multilabel=True)
+    if sample_weight is not None:
+        w = check_sample_weight(sample_weight, len(inp.labels), inp.scores.device)
+        return _weighted_aum(inp, normalize, average, w, validate)
     if inp.binary:
         value = _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
         # Every score borders a gap, so a NaN or inf one makes the value NaN or inf: one look at the
@@ -210,34 +304,45 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, valid
         if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
             check_finite(inp.scores)
         return value
-    if probabilities is None:
-        probabilities = inp.probabilities
-    p = inp.scores if probabilities else torch.softmax(inp.scores, dim=1)
-    if average == "micro":
-        onehot = one_hot(inp.labels, inp.num_classes)
-        return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
+    if inp.multilabel:
+        p, member = inp.scores, inp.labels.T
+        if average == "micro":
+            return _aum_apply(p.reshape(-1), inp.labels.reshape(-1), normalize)
+    else:
+        if probabilities is None:
+            probabilities = inp.probabilities
+        p = inp.scores if probabilities else torch.softmax(inp.scores, dim=1)
+        if average == "micro":
+            onehot = one_hot(inp.labels, inp.num_classes)
+            return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
+        classes = torch.arange(inp.num_classes, device=p.device)[:, None]
+        member = classes == inp.labels
     # Macro: one row per class (a transposed view: sorting copies it anyway). A class without both
     # labels has AUM 0 and gradient 0, so the sum over all classes is the sum over those defined.
-    classes = torch.arange(inp.num_classes, device=p.device)[:, None]
-    member = classes == inp.labels
     values = _aum_apply(p.T, member, normalize)
-    n = len(inp.labels)
+    n = member.shape[1]
     support = member.sum(1)
     if p.device.type in _SPARSE_TIES_ON:  # free on the CPU: count the defined classes on the host
         return values.sum() / max(sum(0 < c < n for c in support.tolist()), 1)
     return values.sum() / ((support > 0) & (support < n)).sum().clamp_min(1)
 
 
-def aum_directional_derivatives(preds, target, normalize: str = "rate", *, validate: bool = True) -> Tensor:
+def aum_directional_derivatives(preds, target, normalize: str = "rate", *, sample_weight=None,
+                                validate: bool = True) -> Tensor:
     """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
     They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
+    `sample_weight` as for `aum`.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     inp = prepare(preds, target, validate=validate)
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
     score = binary_score(inp.scores).detach()
-    _, (left, right), perm = _aum_rows(score, positive_mask(inp.labels), normalize, need_derivatives=True)
+    if sample_weight is None:
+        _, (left, right), perm = _aum_rows(score, positive_mask(inp.labels), normalize, need_derivatives=True)
+    else:
+        w = check_sample_weight(sample_weight, len(score), score.device)
+        _, (left, right), perm = _weighted_rows(score, positive_mask(inp.labels), w, normalize, True)
     return torch.stack([_unsort(left, perm, score.dtype), _unsort(right, perm, score.dtype)], dim=1)

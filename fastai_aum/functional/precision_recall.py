@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._inputs import Inputs, check_choice, prepare, warn_undefined
+from .._inputs import Inputs, check_choice, check_sample_weight, prepare, warn_undefined
 from ._scores import one_hot, positive_mask, ranking_scores
 from ._sorting import group_end, group_marks, sort_rows_descending
 
@@ -22,11 +22,12 @@ class PR(NamedTuple):
     thresholds: Tensor
 
 
-def _read(preds, target) -> tuple[Inputs, Tensor]:
+def _read(preds, target, labels=None, pos_label=None) -> tuple[Inputs, Tensor]:
     """Validated inputs (empty refused) and the scores they are ranked by, as `auroc` ranks them."""
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target)
+    inp = prepare(preds, target, labels=labels, pos_label=pos_label,
+                  implicit_positive=False)
     return inp, ranking_scores(inp)
 
 
@@ -68,22 +69,32 @@ def precision_recall_curve(preds, target) -> PR | list[PR]:
     return curves[0] if inp.binary else curves
 
 
-def _average_precision_rows(scores: Tensor, positive: Tensor) -> Tensor:
+def _average_precision_rows(scores: Tensor, positive: Tensor, weight: Tensor | None = None) -> Tensor:
     """Average precision of each row of (B, N) scores against (B, N) boolean labels; 0 where a row has
-    no positive. It is the mean, over the positives, of the precision at the positive's group of ties."""
+    no positive. It is the mean, over the positives, of the precision at the positive's group of ties;
+    with `weight` ((N,) or (B, N)), the weighted mean of the weighted precision."""
     v, perm = sort_rows_descending(scores)
     pos = positive.gather(-1, perm).double()
-    tp = pos.cumsum(-1)
     end = torch.arange(v.shape[-1], device=v.device).expand_as(v)
     if bool((v[..., 1:] == v[..., :-1]).any()):
         end = group_end(group_marks(v)[1])  # precision is read where each element's group of tied scores ends
-    precision = tp.gather(-1, end) / (end + 1).double()
+    if weight is not None:
+        w = weight.expand_as(scores).gather(-1, perm)
+        pos = pos * w
+        predicted = w.cumsum(-1).gather(-1, end)
+    else:
+        predicted = (end + 1).double()
+    tp = pos.cumsum(-1)
+    precision = tp.gather(-1, end) / predicted
+    if weight is not None:  # leading examples of weight 0 predict nothing: 0/0, and count for nothing
+        precision = torch.where(pos > 0, precision, 0.0)
     n_pos = tp[:, -1]
     ap = (pos * precision).sum(-1) / n_pos
     return torch.where(n_pos > 0, ap, 0.0)
 
 
-def average_precision(preds, target, average: str | None = "macro") -> Tensor:
+def average_precision(preds, target, average: str | None = "macro", *, sample_weight=None, pos_label=None,
+                      labels=None) -> Tensor:
     """Average precision, `sum_n (R_n - R_{n-1}) P_n` over the thresholds (step-wise, not interpolated),
     with scikit-learn's `average_precision_score` semantics.
 
@@ -93,19 +104,23 @@ def average_precision(preds, target, average: str | None = "macro") -> Tensor:
     pairs pooled) or None (per class values, (K,)). A binary problem or class with no positive example
     has AP 0, with an `AUROCUndefinedWarning`, as scikit-learn gives; it counts as 0 in the macro mean.
     Returns float64. Empty input, NaN/inf scores and labels out of range raise a ValueError.
+    `sample_weight` (N non-negative numbers) weighs precision and recall, as scikit-learn does; then
+    'weighted' weighs classes by their positives' total weight. `pos_label` and `labels` as for `roc_curve`.
     """
     check_choice("average", average, ("macro", "weighted", "micro", None))
-    inp, s = _read(preds, target)
+    inp, s = _read(preds, target, labels, pos_label)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
     if inp.binary:
         positive = positive_mask(inp.labels)
-        if not bool(positive.any()):
+        if not bool(positive.any() if w is None else (w * positive).sum() > 0):
             warn_undefined("average_precision: no positive example in `target`; AP is 0, as scikit-learn gives")
-        return _average_precision_rows(s[None], positive[None])[0]
+        return _average_precision_rows(s[None], positive[None], None if w is None else w[None])[0]
     onehot = one_hot(inp.labels, inp.num_classes)
     if average == "micro":
-        return _average_precision_rows(s.reshape(1, -1), onehot.reshape(1, -1))[0]
-    values = _average_precision_rows(s.T.contiguous(), onehot.T)
-    support = onehot.sum(0)
+        ww = None if w is None else w[:, None].expand_as(s).reshape(1, -1)
+        return _average_precision_rows(s.reshape(1, -1), onehot.reshape(1, -1), ww)[0]
+    values = _average_precision_rows(s.T.contiguous(), onehot.T, w)
+    support = onehot.sum(0) if w is None else (w[:, None] * onehot).sum(0)
     missing = (support == 0).nonzero().flatten().tolist()
     if missing:
         warn_undefined(f"average_precision: class(es) {missing} have no positive example in `target`; "
@@ -115,4 +130,6 @@ def average_precision(preds, target, average: str | None = "macro") -> Tensor:
     if average == "macro":
         return values.mean()
     weights = support.double()  # N > 0 labels in [0, K): some class has positives
+    if w is not None and not bool(weights.sum() > 0):
+        return values.new_tensor(0.0)  # scikit-learn's 'weighted' gives 0 when no label has weight
     return (values * weights).sum() / weights.sum()

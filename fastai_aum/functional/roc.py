@@ -4,63 +4,41 @@ from __future__ import annotations
 import math
 import numbers
 from itertools import combinations
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, prepare, warn_undefined
+from .._inputs import check_choice, check_sample_weight, prepare, warn_undefined
+from ._auc import ROC, _auroc_rows, _binary_roc, _partial_auroc
 from ._scores import one_hot, positive_mask, ranking_scores
-from ._sorting import find_ties, sort_rows_descending
+from .multilabel import auroc_columns, auroc_samples
 
 __all__ = ["ROC", "roc_curve", "auroc", "check_auroc_options"]
 
 
-class ROC(NamedTuple):
-    """ROC points, ties grouped, in order of increasing constant `c` added to the scores.
-
-    Point j is what thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
-    """
-    fpr: Tensor
-    tpr: Tensor
-    fnr: Tensor
-    min_constant: Tensor
-    max_constant: Tensor
-
-
-def _binary_roc(score: Tensor, positive: Tensor) -> ROC:
-    v, perm = sort_rows_descending(score.unsqueeze(0))
-    v, perm = v[0], perm[0]
-    pos = positive[perm].double()
-    tp = pos.cumsum(0)
-    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
-    last = torch.ones_like(positive)
-    last[:-1] = v[1:] != v[:-1]
-    tp, fp, thr = tp[last], fp[last], -v[last].double()
-    n_pos, n_neg = tp[-1], fp[-1]
-    zero = tp.new_zeros(1)
-    inf = tp.new_full((1,), math.inf)
-    tp, fp = torch.cat([zero, tp]), torch.cat([zero, fp])
-    return ROC(fpr=fp / n_neg, tpr=tp / n_pos, fnr=(n_pos - tp) / n_pos,
-               min_constant=torch.cat([-inf, thr]), max_constant=torch.cat([thr, inf]))
-
-
-def roc_curve(preds, target) -> ROC | list[ROC]:
+def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None) -> ROC | list[ROC]:
     """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
 
     `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
     classes; `target` holds the N labels. The constants are those of `aum`: added to the binary score
     (`z1 - z0` for two columns), or to each class's probability. A class with no examples makes its
-    rate NaN, with one warning.
+    rate NaN, with one warning. `sample_weight` gives weighted rates; as scikit-learn, examples of
+    weight 0 are dropped first (their scores are no thresholds). `pos_label` names the positive label
+    of binary scores (needed unless the labels are {0, 1} or {-1, 1}, as in scikit-learn); `labels`
+    lists multiclass labels in sorted order, one per score column (default: the sorted labels).
     """
-    inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target)
+    inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target, labels=labels, pos_label=pos_label,
+                  implicit_positive=False)
     s = inp.scores
+    w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
+    if w is not None and not bool((w > 0).any()):
+        raise ValueError("`sample_weight` is 0 for every example: there is no ROC curve to draw")
     if inp.binary:
         score = s if s.ndim == 1 else s[:, 1].double() - s[:, 0].double()
-        curves = [_binary_roc(score, positive_mask(inp.labels))]
+        curves = [_binary_roc(score, positive_mask(inp.labels), w)]
     else:
         p = s.double() if inp.probabilities else torch.softmax(s.double(), dim=1)
-        curves = [_binary_roc(p[:, k], inp.labels == k) for k in range(inp.num_classes)]
+        curves = [_binary_roc(p[:, k], inp.labels == k, w) for k in range(inp.num_classes)]
     undefined = [k for k, c in enumerate(curves) if math.isnan(c.fpr[-1]) or math.isnan(c.tpr[-1])]
     if undefined:
         which = "" if inp.binary else f" for class(es) {undefined}"
@@ -69,38 +47,6 @@ def roc_curve(preds, target) -> ROC | list[ROC]:
 
 
 # --------------------------------------------------------------------------------------- AUROC ---
-
-def _auroc_rows(scores: Tensor, positive: Tensor) -> Tensor:
-    """Exact AUROC of each row of (B, N) scores against (B, N) boolean labels; NaN where a row has one class.
-
-    Mann-Whitney: each negative counts the positives ranked above it, plus half of those tied with it.
-    """
-    v, perm = sort_rows_descending(scores)
-    pos = positive.gather(-1, perm).double()
-    tp = pos.cumsum(-1)
-    pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
-    t = find_ties(v)
-    if t is not None:
-        tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
-        fix = (1 - pos[t.row, t.col]) * (tp_group - tp[t.row, t.col])
-        pairs = pairs.index_add(0, t.row, fix)
-    n_pos = tp[..., -1]
-    return pairs / (n_pos * (v.shape[-1] - n_pos))
-
-
-def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float) -> Tensor:
-    """McClish-corrected partial AUROC up to `max_fpr`, as scikit-learn computes it."""
-    roc = _binary_roc(score, positive)
-    fpr, tpr = roc.fpr, roc.tpr
-    stop = int(torch.searchsorted(fpr, torch.tensor([max_fpr], dtype=fpr.dtype, device=fpr.device), right=True))
-    x0, x1, y0, y1 = fpr[stop - 1], fpr[stop], tpr[stop - 1], tpr[stop]
-    y_max = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0)
-    fpr = torch.cat([fpr[:stop], fpr.new_tensor([max_fpr])])
-    tpr = torch.cat([tpr[:stop], y_max.reshape(1)])
-    partial = torch.trapezoid(tpr, fpr)
-    min_area, max_area = 0.5 * max_fpr ** 2, max_fpr
-    return 0.5 * (1 + (partial - min_area) / (max_area - min_area))
-
 
 def check_auroc_options(average, multi_class, max_fpr) -> None:
     """Raise a ValueError unless `auroc` accepts these options (for some problem)."""
@@ -112,59 +58,70 @@ def check_auroc_options(average, multi_class, max_fpr) -> None:
 
 
 def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-          *, validate: bool = True) -> Tensor:
+          *, sample_weight=None, labels=None, pos_label=None, validate: bool = True) -> Tensor:
     """Exact area under the ROC curve, with scikit-learn's `roc_auc_score` semantics (ties get half credit).
 
     Binary `preds` are (N,), (N, 1) or (N, 2); multiclass `preds` are (N, K) logits or probabilities,
     scored one-vs-rest (`multi_class='ovr'`, `average` in 'macro', 'weighted', 'micro' or None for
     per-class values) or one-vs-one (`'ovo'`, Hand and Till, `average` in 'macro', 'weighted').
-    `max_fpr` gives the McClish-corrected partial AUROC (binary only). Returns a float64 tensor, NaN
-    with an `AUROCUndefinedWarning` where AUROC is undefined. `validate=False` skips the value
+    A multi-hot (N, L) `target` of the shape of `preds` is multi-label: each label's column of scores
+    (logits or probabilities, ranked as they are) against its 0/1 column, averaged by `average` in
+    'macro', 'weighted', 'micro', 'samples' (per example, across labels) or None.
+    `max_fpr` gives the McClish-corrected partial AUROC (binary and multi-label). `sample_weight`
+    (N non-negative numbers) weighs each example's pairs, as scikit-learn does (not with 'ovo').
+    Class labels may be strings: two labels with binary scores make the greater (sorted) one positive,
+    as `roc_auc_score` does, unless `pos_label` names it; multiclass labels are sorted, or given in
+    sorted order by `labels` (one per score column). Binary labels {-1, 1} read as {0, 1}.
+    Returns a float64 tensor, NaN with an `AUROCUndefinedWarning` where AUROC is undefined; a class
+    or label with one class only is averaged out with that warning. `validate=False` skips the value
     checks (finiteness, label range), which cost host-device syncs.
     """
-    check_auroc_options(average, multi_class, max_fpr)
+    check_auroc_options(None if average == "samples" else average, multi_class, max_fpr)
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target, validate=validate, allow_empty=True)
+    inp = prepare(preds, target, validate=validate, allow_empty=True, multilabel=True, labels=labels,
+                  pos_label=pos_label, implicit_positive=True)
     n = len(inp.labels)
-    if max_fpr is not None and not inp.binary:
+    w = None if sample_weight is None else check_sample_weight(sample_weight, n, inp.scores.device)
+    if average == "samples" and not inp.multilabel:
+        raise ValueError("`average='samples'` needs a multi-hot (N, L) `target` (multi-label), got a target "
+                         f"of shape {tuple(inp.labels.shape)} with class labels")
+    if max_fpr is not None and not (inp.binary or inp.multilabel):
         raise ValueError(f"`max_fpr` (partial AUROC) is defined for binary problems only, got {inp.num_classes} classes")
-    per_class = not inp.binary and multi_class == "ovr" and average is None
+    per_class = not inp.binary and (multi_class == "ovr" or inp.multilabel) and average is None
     nan = torch.full((inp.num_classes,) if per_class else (), math.nan, dtype=torch.float64, device=inp.scores.device)
     if n == 0:
         warn_undefined("auroc: empty input, AUROC is undefined (NaN)")
         return nan
+    if inp.multilabel:
+        max_fpr = None if max_fpr is None else float(max_fpr)
+        if average == "samples":
+            return auroc_samples(inp.scores, inp.labels, w, max_fpr)
+        return auroc_columns(inp.scores, inp.labels, average, w, max_fpr, what="label")
     s = ranking_scores(inp)
     if inp.binary:
         positive = positive_mask(inp.labels)
-        n_pos = int(positive.sum())
-        if n_pos in (0, n):
-            warn_undefined(f"auroc: only one class present in `target` ({n_pos} positives of {n}); "
+        if w is None:
+            n_pos = int(positive.sum())
+            one_class = n_pos in (0, n)
+        else:
+            n_pos = float((w * positive).sum())
+            one_class = n_pos <= 0 or float((w * ~positive).sum()) <= 0
+        if one_class:
+            weighted = "" if w is None else " with non-zero weight"
+            warn_undefined(f"auroc: only one class present{weighted} in `target` ({n_pos:g} positives of {n}); "
                            "AUROC is undefined (NaN)")
             return nan
         if max_fpr is not None and max_fpr != 1:
-            return _partial_auroc(s, positive, float(max_fpr))
-        return _auroc_rows(s[None], positive[None])[0]
+            return _partial_auroc(s, positive, float(max_fpr), w)
+        return _auroc_rows(s[None], positive[None], None if w is None else w[None])[0]
     if multi_class == "ovo":
         check_choice("average", average, ("macro", "weighted"))  # as scikit-learn allows for ovo
+        if w is not None:
+            raise ValueError("`sample_weight` is not supported with multi_class='ovo' (nor by scikit-learn); "
+                             "use multi_class='ovr'")
         return _auroc_ovo(s, inp.labels, inp.num_classes, average)
-    onehot = one_hot(inp.labels, inp.num_classes)
-    if average == "micro":
-        return _auroc_rows(s.reshape(1, -1), onehot.reshape(1, -1))[0]
-    values = _auroc_rows(s.T.contiguous(), onehot.T)
-    support = onehot.sum(0)
-    defined = (support > 0) & (support < n)
-    if not bool(defined.all()):
-        missing = (~defined).nonzero().flatten().tolist()
-        what = "set to NaN" if average is None else f"{average} average over the {int(defined.sum())} others"
-        warn_undefined(f"auroc: class(es) {missing} have no positive or no negative example in `target`; {what}")
-    if average is None:
-        return values
-    if not bool(defined.any()):
-        return nan
-    weights = support.double() if average == "weighted" else torch.ones_like(values)
-    weights = weights * defined
-    return (values.nan_to_num() * weights).sum() / weights.sum()
+    return auroc_columns(s, one_hot(inp.labels, inp.num_classes), average, w)
 
 
 def _auroc_ovo(s: Tensor, labels: Tensor, num_classes: int, average: str) -> Tensor:

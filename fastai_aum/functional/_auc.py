@@ -1,0 +1,115 @@
+"""The AUROC machinery shared by `roc` and `multilabel`: ROC points and batched, weighted Mann-Whitney
+AUROC of sorted rows (pure torch)."""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._sorting import find_ties, sort_rows_descending
+
+__all__ = ["ROC", "auroc_rows"]
+
+
+class ROC(NamedTuple):
+    """ROC points, ties grouped, in order of increasing constant `c` added to the scores.
+
+    Point j is what thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
+    """
+    fpr: Tensor
+    tpr: Tensor
+    fnr: Tensor
+    min_constant: Tensor
+    max_constant: Tensor
+
+
+def _binary_roc(score: Tensor, positive: Tensor, weight: Tensor | None = None) -> ROC:
+    """The ROC of one binary problem; with `weight`, of the weighted counts (zero weights dropped first,
+    as scikit-learn drops them, so that their scores are no thresholds)."""
+    if weight is not None:
+        keep = weight > 0
+        score, positive, weight = score[keep], positive[keep], weight[keep]
+    v, perm = sort_rows_descending(score.unsqueeze(0))
+    v, perm = v[0], perm[0]
+    pos = positive[perm].double()
+    if weight is None:
+        tp = pos.cumsum(0)
+        fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
+    else:
+        w = weight[perm]
+        tp, fp = (pos * w).cumsum(0), ((1 - pos) * w).cumsum(0)
+    last = torch.ones_like(positive)
+    last[:-1] = v[1:] != v[:-1]
+    tp, fp, thr = tp[last], fp[last], -v[last].double()
+    n_pos, n_neg = tp[-1], fp[-1]
+    zero = tp.new_zeros(1)
+    inf = tp.new_full((1,), math.inf)
+    tp, fp = torch.cat([zero, tp]), torch.cat([zero, fp])
+    return ROC(fpr=fp / n_neg, tpr=tp / n_pos, fnr=(n_pos - tp) / n_pos,
+               min_constant=torch.cat([-inf, thr]), max_constant=torch.cat([thr, inf]))
+
+
+def _auroc_rows(scores: Tensor, positive: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Exact AUROC of each row of (B, N) scores against (B, N) boolean labels; NaN where a row has one class.
+
+    Mann-Whitney: each negative counts the positives ranked above it, plus half of those tied with it.
+    With `weight` ((N,) or (B, N)), each pair counts the product of its weights.
+    """
+    v, perm = sort_rows_descending(scores)
+    pos = positive.gather(-1, perm).double()
+    if weight is not None:
+        return _weighted_auroc_sorted(v, pos, weight.expand_as(scores).gather(-1, perm))
+    tp = pos.cumsum(-1)
+    pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
+    t = find_ties(v)
+    if t is not None:
+        tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
+        fix = (1 - pos[t.row, t.col]) * (tp_group - tp[t.row, t.col])
+        pairs = pairs.index_add(0, t.row, fix)
+    n_pos = tp[..., -1]
+    return pairs / (n_pos * (v.shape[-1] - n_pos))
+
+
+def _weighted_auroc_sorted(v: Tensor, pos: Tensor, w: Tensor) -> Tensor:
+    """`_auroc_rows` of sorted rows `v` with their float64 labels and weights."""
+    wp = pos * w
+    wn = w - wp
+    tp = wp.cumsum(-1)
+    pairs = (wn * tp).sum(-1)
+    t = find_ties(v)
+    if t is not None:
+        tp_group = (tp[t.row, t.start] - wp[t.row, t.start] + tp[t.row, t.end]) / 2
+        pairs = pairs.index_add(0, t.row, wn[t.row, t.col] * (tp_group - tp[t.row, t.col]))
+    return pairs / (tp[..., -1] * wn.sum(-1))
+
+
+def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float, weight: Tensor | None = None) -> Tensor:
+    """McClish-corrected partial AUROC up to `max_fpr`, as scikit-learn computes it."""
+    roc = _binary_roc(score, positive, weight)
+    fpr, tpr = roc.fpr, roc.tpr
+    stop = int(torch.searchsorted(fpr, torch.tensor([max_fpr], dtype=fpr.dtype, device=fpr.device), right=True))
+    x0, x1, y0, y1 = fpr[stop - 1], fpr[stop], tpr[stop - 1], tpr[stop]
+    y_max = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0)
+    fpr = torch.cat([fpr[:stop], fpr.new_tensor([max_fpr])])
+    tpr = torch.cat([tpr[:stop], y_max.reshape(1)])
+    partial = torch.trapezoid(tpr, fpr)
+    min_area, max_area = 0.5 * max_fpr ** 2, max_fpr
+    return 0.5 * (1 + (partial - min_area) / (max_area - min_area))
+
+
+def auroc_rows(rows: Tensor, positive: Tensor, weight: Tensor | None = None, max_fpr: float | None = None) -> Tensor:
+    """AUROC of each row of (B, N) scores against (B, N) booleans, weights (N,) or (B, N); NaN where a row
+    lacks a class. `max_fpr` gives McClish-corrected partial AUROCs (one row at a time)."""
+    if max_fpr is None or max_fpr == 1:
+        return _auroc_rows(rows, positive, weight)
+    w = None if weight is None else weight.expand_as(rows)
+    out = torch.full((len(rows),), math.nan, dtype=torch.float64, device=rows.device)
+    for b in range(len(rows)):
+        wb = None if w is None else w[b]
+        pos = positive[b] if wb is None else positive[b] & (wb > 0)
+        neg = ~positive[b] if wb is None else ~positive[b] & (wb > 0)
+        if bool(pos.any()) and bool(neg.any()):
+            out[b] = _partial_auroc(rows[b], positive[b], float(max_fpr), wb)
+    return out
