@@ -30,7 +30,8 @@ def data():
 @pytest.fixture(scope="module")
 def result(data):
     dls, test = data
-    return compare_losses(dls, test=test, seeds=[0, 1, 2], epochs=3, lr=1e-2, show_progress=False, layers=[16])
+    with pytest.warns(UserWarning, match="tied at its maximum"):
+        return compare_losses(dls, test=test, seeds=[0, 1, 2], epochs=3, lr=1e-2, show_progress=False, layers=[16])
 
 
 def test_results_are_tidy(result):
@@ -41,12 +42,14 @@ def test_results_are_tidy(result):
     assert r.groupby(["loss", "seed"])["selected"].sum().eq(1).all()
 
 
-def test_selection_is_the_first_best_validation_epoch(result):
+def test_selection_is_the_best_validation_epoch_ties_to_the_lowest_validation_loss(result):
     for (_, _), run in result.results.groupby(["loss", "seed"]):
         chosen = run[run["selected"]].iloc[0]
+        tied = run[run["valid_auroc"] == run["valid_auroc"].max()]
         assert chosen["valid_auroc"] == run["valid_auroc"].max()
-        assert chosen["epoch"] == run.loc[run["valid_auroc"].idxmax(), "epoch"]
-        assert 0 <= chosen["test_auroc"] <= 1
+        assert chosen["valid_loss"] == tied["valid_loss"].min()
+        assert chosen["best_ties"] == len(tied)
+        assert 0 <= chosen["test_auroc_low"] <= chosen["test_auroc"] <= chosen["test_auroc_high"] <= 1
         assert run[~run["selected"]]["test_auroc"].isna().all()
 
 
