@@ -71,13 +71,12 @@ def report_text(c) -> str:
         vs["wilcoxon p"] = others["wilcoxon_p"].map(lambda v: _fmt(v, ".3f"))
         if "pooled_p" in others:
             vs["seeds p<0.05"] = others["seeds_p_below_0.05"].fillna("-")
-            vs["pooled diff [95% CI]"] = [f"{_fmt(d, '+.4f')} [{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]"
-                                          for d, lo, hi in zip(others["pooled_diff"], others["pooled_low"],
-                                                               others["pooled_high"])]
+            vs["pooled 95% CI"] = [f"[{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]"
+                                   for lo, hi in zip(others["pooled_low"], others["pooled_high"])]
             vs["pooled p"] = others["pooled_p"].map(lambda v: _fmt(v, ".3f"))
-        rule = ("Stouffer's z over the per-seed DeLong tests (a new test set per seed)"
+        rule = ("the mean difference, its DeLong se combined over independent test sets (a new split per seed)"
                 if c.protocol.get("split") == "per_seed" else
-                "the mean of the per-seed DeLong z (the seeds share one test set; conservative)")
+                "the mean difference with the mean DeLong se (the seeds share one test set; conservative)")
         lines += ["", f"against {b}: seed level (wins, sign and Wilcoxon tests on the {k} paired differences) and "
                       f"per test set (paired DeLong on the same rows); pooled: {rule}", vs.to_string()]
     lines += ["", f"verdict (positives needed: a rough 1/sqrt(positives) scaling, 5% two-sided, 80% power, "
@@ -135,7 +134,11 @@ def plot_comparison(c, figsize=None, log_fpr: bool | None = None):
         if log_fpr:
             fprs = [f for roc in c.rocs.values() for f in _curves(roc)[k].fpr.numpy() if f > 0]
             ax.set_xscale("log", nonpositive="clip")
-            ax.set_xlim(min(fprs) / 2 if fprs else 1e-3, 1)
+            low = min(fprs) / 2 if fprs else 1e-3
+            ax.set_xlim(low, 1)
+            tprs = [t for roc in c.rocs.values() for curve in [_curves(roc)[k]]
+                    for f, t in zip(curve.fpr.numpy(), curve.tpr.numpy()) if f >= low]
+            ax.set_ylim(max(0.0, min(tprs, default=0.0) - 0.05), 1.01)
             ax.set_xlabel("false positive rate (log scale)")
     fig.tight_layout()
     return fig

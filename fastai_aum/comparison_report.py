@@ -4,11 +4,12 @@ The rules, stated once (the report repeats them):
 - Learning rate: per loss, the grid value with the highest mean (over seeds) of the run's best validation
   AUROC; ties go to the lower mean validation loss at those epochs, then to the first value of the grid.
 - Per seed: DeLong's paired test of each loss against the baseline on the same test rows (binary only).
-- Pooled over seeds: with a new split per seed the test sets are disjoint draws, so the per-seed z are
-  combined by Stouffer's method (sum z / sqrt(k)); with one shared split the per-seed tests reuse the
-  same rows and are positively correlated, so the pooled z is the mean z (conservative: it never
-  overstates the evidence of k correlated tests). Seed-level evidence: wins, a two-sided sign test
-  and the Wilcoxon signed-rank test over the paired differences.
+- Pooled over seeds: the mean of the per-seed differences, tested with z = mean / se. With a new split
+  per seed the test sets are disjoint draws, so se = sqrt(sum se_i^2) / k; with one shared split the
+  per-seed tests reuse the same rows and are positively correlated, so se = the mean se_i (as if they
+  were perfectly correlated: conservative, it never credits k seeds with k test sets). The 95% interval
+  is mean +- 1.96 se. Seed-level evidence: wins, a two-sided sign test and the Wilcoxon signed-rank
+  test over the paired differences of the test AUROCs.
 - Positives needed: the DeLong standard error of a difference scales like 1/sqrt(positives) at fixed
   prevalence, so detecting `DETECT` with a two-sided 5% test and 80% power needs about
   `positives * (1.96 + 0.84)^2 * se^2 / DETECT^2` test positives: a rough estimate.
@@ -187,9 +188,9 @@ class Comparison:
         if not k:
             return {}
         independent = self.protocol.get("split") == "per_seed"
-        z = t["z"].sum() / math.sqrt(k) if independent else t["z"].mean()
         se = math.sqrt((t["se_diff"] ** 2).sum()) / k if independent else t["se_diff"].mean()
         d = t["diff"].mean()
+        z = 0.0 if d == 0 and se == 0 else (d / se if se > 0 else math.copysign(math.inf, d))
         rms_se = math.sqrt((t["se_diff"] ** 2).mean())
         needed = t["positives"].mean() * _Z_POWER ** 2 * rms_se ** 2 / DETECT ** 2
         return {"seeds_p_below_0.05": f"{int((t['p'] < 0.05).sum())}/{k}", "pooled_diff": d,
