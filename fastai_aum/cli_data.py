@@ -22,8 +22,9 @@ def _cut(text, n: int = 40) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def _names(items, n: int = 8) -> str:
-    items = [_cut(i) for i in items]
+def _names(items, n: int = 6) -> str:
+    """A short list of names for a message: the first `n`, each cut to 24 characters, then how many in all."""
+    items = [_cut(i, 24) for i in items]
     return ", ".join(items[:n]) + (f", … ({len(items)} in all)" if len(items) > n else "")
 
 
