@@ -67,6 +67,7 @@ def report_text(c) -> str:
         vs = pd.DataFrame(index=others.index)
         vs["diff"] = others[f"mean_diff_vs_{b}"].map(lambda v: _fmt(v, "+.4f"))
         vs["wins"] = others[f"wins_vs_{b}"]
+        vs["ties"] = others[f"ties_vs_{b}"].map(lambda v: _fmt(v, ".0f"))
         vs["sign p"] = others["sign_p"].map(lambda v: _fmt(v, ".3f"))
         vs["wilcoxon p"] = others["wilcoxon_p"].map(lambda v: _fmt(v, ".3f"))
         if "pooled_p" in others:

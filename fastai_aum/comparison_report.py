@@ -170,6 +170,7 @@ class Comparison:
                 diff = (mine[common] - base[common]).to_numpy()
                 wins, lost = int((diff > 0).sum()), int((diff < 0).sum())
                 row[f"wins_vs_{self.baseline}"] = f"{wins}/{len(diff)}"
+                row[f"ties_vs_{self.baseline}"] = len(diff) - wins - lost
                 row[f"mean_diff_vs_{self.baseline}"] = diff.mean()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -204,7 +205,7 @@ class Comparison:
         wins = row.get(f"wins_vs_{b}")
         if pd.isna(row.get(f"mean_diff_vs_{b}", np.nan)):
             return f"no run of {b!r} to compare with"
-        seeds = f"higher in {wins} seeds, Wilcoxon p={row['wilcoxon_p']:.2g}"
+        seeds = f"higher in {wins} seeds, equal in {int(row[f'ties_vs_{b}'])}, Wilcoxon p={row['wilcoxon_p']:.2g}"
         if pd.isna(row.get("pooled_p", np.nan)):
             why = "DeLong tests are binary only" if not self.binary else "too few test positives for DeLong"
             return (f"seed-level evidence only ({why}): mean difference {row[f'mean_diff_vs_{b}']:+.4f}, {seeds}; "
@@ -214,8 +215,11 @@ class Comparison:
         if row["pooled_p"] < 0.05:
             word = "higher" if row["pooled_diff"] > 0 else "lower"
             n, k = (int(x) for x in wins.split("/"))
-            agree = n > k / 2 if word == "higher" else n < k / 2
-            caveat = "" if agree else "; but the seeds are split, so treat it as tentative"
+            lost = k - n - int(row[f"ties_vs_{b}"])
+            agree = n > lost if word == "higher" else n < lost
+            caveat = ("" if agree and row["wilcoxon_p"] < 0.05 else
+                      "; the seeds do not confirm it (more of them lost or tied)" if not agree else
+                      "; the seed-level test does not confirm it (Wilcoxon p >= 0.05), so treat it as tentative")
             return f"{word} than {b}{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}; {seeds}){caveat}"
         needed = row["positives_needed"]
         need = (f"about {needed:,.0f} test positives would be needed to detect {DETECT} (rough; now "
