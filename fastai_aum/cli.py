@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "rate on validation AUROC; report the test AUROC with DeLong intervals, "
                                      "paired DeLong tests against ce and a verdict per loss.")
     cmp.add_argument("--data", default="breast_cancer", metavar="NAME|PATH.csv",
-                     help="breast_cancer (default), digits (8 against the rest, 8x8 pixels), wine (3 classes), or a CSV file")
+                     help="breast_cancer (default), digits (8 against the rest, 8x8 pixels), wine (3 classes), "
+                          "or a CSV file")
     cmp.add_argument("--target", help="label column of a CSV file (required for a CSV)")
     cmp.add_argument("--drop", default="", metavar="COL,...", help="comma-separated columns to leave out (e.g. an id)")
     cmp.add_argument("--sep", default=None, help="delimiter of the CSV file (default: detected among , ; tab |)")
@@ -99,7 +100,8 @@ def _settings(args) -> dict:
     losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
     unknown = [loss for loss in losses if loss not in LOSSES]
     if unknown or not losses:
-        raise UsageError(f"--losses: unknown loss {', '.join(map(_cut, unknown)) or '(none)'}; choose from {', '.join(LOSSES)}")
+        raise UsageError(f"--losses: unknown loss {', '.join(map(_cut, unknown)) or '(none)'}; "
+                         f"choose from {', '.join(LOSSES)}")
     if len(set(losses)) != len(losses):
         raise UsageError(f"--losses must be distinct, got {_cut(args.losses)}")
     if args.quick and (args.seeds is not None or args.epochs is not None):
@@ -232,9 +234,10 @@ def _compare(args) -> int:
         print(f"positive class: {data['positive']}", flush=True)
     config = {"data": args.data, "target": target, "positive": data["positive"], "pos_frac": data["pos_frac"],
               "delimiter": data["delimiter"], "rows": len(df), "rows_dropped": data["rows_dropped"],
-              "columns": data["columns"], "protocol": {**settings, "split_sizes": sizes,
-                                                       "selection": "epoch by validation AUROC, ties to the lowest "
-                                                                    "validation loss; lr per loss by mean validation AUROC"},
+              "columns": data["columns"],
+              "protocol": {**settings, "split_sizes": sizes,
+                           "selection": "epoch by validation AUROC, ties to the lowest validation loss; "
+                                        "lr per loss by mean validation AUROC"},
               "versions": _versions(), "command": ["fastai-aum", *args.argv]}
     previous = None
     if args.resume:

@@ -35,7 +35,8 @@ def _subsample_positive(df, target: str, positive, pos_frac, error):
     classes = sorted(df[target].unique().tolist(), key=str)
     if len(classes) != 2:
         if positive is not None or pos_frac is not None:
-            raise error(f"--positive and --pos-frac are for a binary target; {_cut(target)!r} has {len(classes)} classes")
+            raise error(f"--positive and --pos-frac are for a binary target; {_cut(target)!r} has "
+                        f"{len(classes)} classes")
         return df, None
     try:
         cls = classes[positive_index(classes, positive)]
@@ -78,7 +79,8 @@ def load_data(args, error) -> dict:
               "digits": lambda: digits_df(positive_digit=8).reset_index(drop=True)}[args.data]()
         target = "label"
         if args.target not in (None, "label"):
-            raise error(f"--target: the bundled data set {args.data} has its label in 'label', got {_cut(args.target)!r}")
+            raise error(f"--target: the bundled data set {args.data} has its label in 'label', "
+                        f"got {_cut(args.target)!r}")
         pos_frac = args.pos_frac or (0.1 if args.data != "wine" else None)
     else:
         path = Path(args.data)

@@ -177,7 +177,8 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     old_rows, old_scores = previous if previous is not None else (pd.DataFrame(), pd.DataFrame())
     done = set()
     if len(old_rows):
-        done = {(str(l), int(s), float(r)) for l, s, r in old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(index=False)}
+        keys = old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(index=False)
+        done = {(str(name), int(seed), float(rate)) for name, seed, rate in keys}
     runs = [(seed, rate, name, loss) for seed in seeds for rate in grid for name, loss in zip(names, losses)]
     todo = [run for run in runs if not any(d[0] == run[2] and d[1] == run[0] and _same_lr(d[2], run[1]) for d in done)]
     rows, scores, init = [old_rows], [old_scores], {}

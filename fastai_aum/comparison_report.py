@@ -88,7 +88,8 @@ class Comparison:
     def chosen_lr(self) -> dict:
         """The learning rate chosen for each loss on validation data (see the module's rule)."""
         best = self.results[self.results["run_best"].astype(bool)]
-        table = best.groupby(["loss", "lr"], sort=False).agg(auroc=("valid_auroc", "mean"), vloss=("valid_loss", "mean"))
+        table = best.groupby(["loss", "lr"], sort=False).agg(auroc=("valid_auroc", "mean"),
+                                                              vloss=("valid_loss", "mean"))
         chosen = {}
         for loss, g in table.groupby(level="loss", sort=False):
             g = g.reset_index()
@@ -211,7 +212,8 @@ class Comparison:
             return (f"seed-level evidence only ({why}): mean difference {row[f'mean_diff_vs_{b}']:+.4f}, {seeds}; "
                     "no claim beyond these seeds")
         ci = f"{row['pooled_diff']:+.4f}, 95% CI {row['pooled_low']:+.4f} to {row['pooled_high']:+.4f}"
-        on = " on the validation data that chose the epoch (optimistic)" if self.protocol.get("evaluated") == "validation" else ""
+        on = (" on the validation data that chose the epoch (optimistic)"
+              if self.protocol.get("evaluated") == "validation" else "")
         if row["pooled_p"] < 0.05:
             word = "higher" if row["pooled_diff"] > 0 else "lower"
             n, k = (int(x) for x in wins.split("/"))

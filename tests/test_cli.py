@@ -201,7 +201,8 @@ def _messy_csv(path):
     n = 200
     y = rng.random(n) < 0.3
     df = pd.DataFrame({"id": [f"row{i:04d}" for i in range(n)], "row_no": np.arange(n),
-                       "size": rng.normal(size=n) + 1.5 * y, "weight": rng.normal(size=n), "outcome": np.where(y, "yes", "no")})
+                       "size": rng.normal(size=n) + 1.5 * y, "weight": rng.normal(size=n),
+                       "outcome": np.where(y, "yes", "no")})
     df.loc[3, "outcome"] = None
     df.loc[5, "size"] = np.inf
     df.to_csv(path, sep=";", index=False)
@@ -245,13 +246,15 @@ def test_an_interrupted_comparison_keeps_its_finished_run_and_resumes(tmp_path, 
     assert len(pd.read_csv(out / "scores.csv")) == 100  # the test rows of that run
 
     calls = []
-    monkeypatch.setattr(cli._Appender, "__call__", lambda self, rows, scores: (calls.append(1), original(self, rows, scores)))
+    monkeypatch.setattr(cli._Appender, "__call__",
+                        lambda self, rows, scores: (calls.append(1), original(self, rows, scores)))
     assert main([*argv, "--resume"]) == 0
     assert len(calls) == 3  # aum seed 0 was not trained again
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 2 * 2 * 2 and results["selected"].sum() == 4
     pd.testing.assert_frame_equal(results.iloc[:2].drop(columns="selected"), first.drop(columns="selected"))
     assert "resuming: 1 finished run(s)" in capsys.readouterr().out
-    other = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "3", "--lr", "0.01", "--out", str(out), "--resume"]
+    other = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "3", "--lr", "0.01", "--out", str(out),
+             "--resume"]
     err = _one_line_error(other, capsys)
     assert "used different protocol (epochs)" in err

@@ -157,7 +157,8 @@ def _synthetic(effect: float, seeds=range(6), n=400, n_classes=2, split="per_see
                 frame = {f"score_{k}": s[:, k] for k in range(n_classes)}
             else:
                 frame = {"score": noise[:, 0] + (1 + extra) * y}
-            scores.append(pd.DataFrame({"loss": loss, "seed": seed, "lr": 0.01, "row": np.arange(n), "target": y, **frame}))
+            scores.append(pd.DataFrame({"loss": loss, "seed": seed, "lr": 0.01, "row": np.arange(n), "target": y,
+                                        **frame}))
             for epoch in range(3):
                 rows.append({"loss": loss, "seed": seed, "epoch": epoch, "lr": 0.01, "valid_loss": 1.0 - epoch / 10,
                              "valid_auroc": 0.9, "run_best": epoch == 2, "selected": epoch == 2, "best_ties": 3,
@@ -254,7 +255,8 @@ def test_per_seed_splits_and_the_run_hook(tmp_path):
     run = full.selected.iloc[0]
     s = full.scores[(full.scores["loss"] == run["loss"]) & (full.scores["seed"] == run["seed"])]
     ci = auroc_ci(torch.tensor(s["score"].to_numpy()), torch.tensor(s["target"].to_numpy()))
-    assert run["test_auroc"] == pytest.approx(ci.auroc.item()) and run["test_auroc_se"] == pytest.approx(ci.std_err.item())
+    assert run["test_auroc"] == pytest.approx(ci.auroc.item())
+    assert run["test_auroc_se"] == pytest.approx(ci.std_err.item())
     assert run["test_ap"] == pytest.approx(average_precision_score(s["target"], s["score"]))
     assert run["test_positives"] == s["target"].sum()
 
