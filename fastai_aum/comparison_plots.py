@@ -78,8 +78,10 @@ def report_text(c) -> str:
         rule = ("the mean difference, its DeLong se combined over independent test sets (a new split per seed)"
                 if c.protocol.get("split") == "per_seed" else
                 "the mean difference with the mean DeLong se (the seeds share one test set; conservative)")
-        lines += ["", f"against {b}: seed level (wins, sign and Wilcoxon tests on the {k} paired differences) and "
-                      f"per test set (paired DeLong on the same rows); pooled: {rule}", vs.to_string()]
+        delong = (f" and per test set (paired DeLong on the same rows); pooled: {rule}" if "pooled_p" in others else
+                  "; no DeLong test (binary targets only)")
+        lines += ["", f"against {b}: seed level (wins, sign and Wilcoxon tests on the {k} paired differences){delong}",
+                  vs.to_string()]
     lines += ["", f"verdict (positives needed: a rough 1/sqrt(positives) scaling, 5% two-sided, 80% power, "
                   f"difference {DETECT}):"]
     lines += [f"  {loss}: {v}" for loss, v in s["verdict"].items() if loss != b]
