@@ -1,7 +1,15 @@
-"""The `fastai-aum` console command (also `python -m fastai_aum`)."""
+"""The `fastai-aum` console command (also `python -m fastai_aum`).
+
+`compare` never loses a finished run: `--out` is checked before training, every run is appended to
+`results.csv` and `scores.csv` as it ends, `--resume` continues an interrupted comparison, and earlier
+results are replaced only with `--force`. `config.json` records the data, columns and protocol.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -10,7 +18,11 @@ from . import __version__
 
 __all__ = ["main"]
 
-BUILTIN = ("breast_cancer", "digits", "wine")
+DEFAULT_SEEDS, DEFAULT_EPOCHS, DEFAULT_LR = 10, 10, "0.003,0.01,0.03"
+QUICK_SEEDS, QUICK_EPOCHS = 2, 3
+VALID_PCT = 0.25
+MAX_ERROR = 300  # characters of a one-line error
+OUTPUTS = ("results.csv", "scores.csv", "summary.csv", "config.json", "comparison.png", "report.txt")
 
 
 class UsageError(Exception):
@@ -27,16 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastai-aum {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     cmp = sub.add_parser("compare", help="compare AUM with cross-entropy over paired seeds",
-                         description="Train a tabular model with each loss over several seeds, select each run's "
-                                     "epoch by validation AUROC, and report the held-out test AUROC.")
+                         description="Train a tabular model with each loss, learning rate and seed on a new "
+                                     "stratified split per seed; choose each run's epoch and each loss's learning "
+                                     "rate on validation AUROC; report the test AUROC with DeLong intervals, "
+                                     "paired DeLong tests against ce and a verdict per loss.")
     cmp.add_argument("--data", default="breast_cancer", metavar="NAME|PATH.csv",
-                     help="breast_cancer (default), digits (8 against the rest, 8x8 pixels), wine (3 classes), or a CSV file")
-    cmp.add_argument("--target", help="label column of a CSV file (default: a column named label or target, "
-                                      "else the last column)")
+                     help="breast_cancer (default), digits (8 against the rest, 8x8 pixels), wine (3 classes), "
+                          "or a CSV file")
+    cmp.add_argument("--target", help="label column of a CSV file (required for a CSV)")
+    cmp.add_argument("--drop", default="", metavar="COL,...", help="comma-separated columns to leave out (e.g. an id)")
+    cmp.add_argument("--sep", default=None, help="delimiter of the CSV file (default: detected among , ; tab |)")
     cmp.add_argument("--losses", default="aum,ce,weighted_ce", help="comma-separated: aum, ce, weighted_ce")
-    cmp.add_argument("--seeds", type=int, default=5, help="number of paired seeds (default 5)")
-    cmp.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
-    cmp.add_argument("--lr", type=float, default=1e-2, help="maximum learning rate of fit_one_cycle (default 1e-2)")
+    cmp.add_argument("--seeds", type=int, default=None, help=f"number of paired seeds (default {DEFAULT_SEEDS})")
+    cmp.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DEFAULT_EPOCHS})")
+    cmp.add_argument("--lr", default=DEFAULT_LR, metavar="LR,...",
+                     help=f"maximum learning rate of fit_one_cycle, or a comma-separated grid from which each loss's "
+                          f"is chosen on validation AUROC (default {DEFAULT_LR})")
     cmp.add_argument("--bs", type=int, default=64, help="batch size (default 64)")
     cmp.add_argument("--positive", default=None, metavar="CLASS",
                      help="the positive class of a binary target, by its value (default: the second class in "
@@ -44,108 +62,223 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--pos-frac", type=float, default=None,
                      help="share of positives after subsampling the positive class, for a binary target "
                           "(default 0.1 for breast_cancer and digits, none for a CSV)")
-    cmp.add_argument("--test-pct", type=float, default=0.25, help="share of rows held out for testing (default 0.25)")
-    cmp.add_argument("--quick", action="store_true", help="2 seeds and 3 epochs: a smoke run")
-    cmp.add_argument("--out", default="fastai_aum_compare", help="folder for results.csv, summary.csv, comparison.png")
+    cmp.add_argument("--test-pct", type=float, default=0.25, help="share of rows held out for testing (default 0.25); "
+                                                                  f"{VALID_PCT:g} of the rest validates")
+    cmp.add_argument("--split", choices=("per_seed", "shared"), default="per_seed",
+                     help="per_seed (default): a new stratified split per seed; shared: one split for every seed")
+    cmp.add_argument("--quick", action="store_true", help=f"{QUICK_SEEDS} seeds and {QUICK_EPOCHS} epochs: a smoke run")
+    cmp.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small tabular models "
+                                                             "train fastest on one)")
+    cmp.add_argument("--out", default="fastai_aum_compare", help="folder for results.csv, scores.csv, summary.csv, "
+                                                                 "config.json, report.txt and comparison.png")
+    cmp.add_argument("--resume", action="store_true", help="continue the comparison in --out, skipping finished runs")
+    cmp.add_argument("--force", action="store_true", help="replace earlier results in --out")
     return parser
 
 
-def _subsample_positive(df, target: str, positive, pos_frac: float | None):
-    """`df` with the positive class subsampled to `pos_frac` of the rows, and that class's value."""
-    from .classes import positive_index
-    from .datasets import subsample_positives
-    classes = sorted(df[target].unique().tolist(), key=str)
-    if len(classes) != 2:
-        if positive is not None or pos_frac is not None:
-            raise UsageError(f"--positive and --pos-frac are for a binary target; {target!r} has {len(classes)} classes")
-        return df, None
+def _cut(text: str, n: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _lr_grid(text: str) -> list[float]:
     try:
-        cls = classes[positive_index(classes, positive)]
+        grid = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"--positive: no class {positive!r} in {target!r}; its classes are "
-                         f"{', '.join(map(str, classes))}") from None
-    if pos_frac is not None:
-        df = subsample_positives(df, lambda d: d[target] == cls, pos_frac, seed=0).reset_index(drop=True)
-    return df, cls
+        raise UsageError(f"--lr must be positive finite numbers, comma-separated, got {_cut(text)!r}") from None
+    bad = [v for v in grid if not math.isfinite(v) or v <= 0]
+    if bad or not grid:
+        raise UsageError(f"--lr must be positive finite numbers, got {bad[0] if bad else 'none'} in {_cut(text)!r}")
+    if len(set(grid)) != len(grid):
+        raise UsageError(f"--lr must hold distinct values, got {_cut(text)!r}")
+    return grid
 
 
-def _load_data(args):
-    """(DataFrame, label column, categorical columns, positive class or None) for `--data`."""
-    from .datasets import breast_cancer_df, digits_df, wine_df
+def _settings(args) -> dict:
+    """Arguments checked before anything is loaded: losses, seeds, epochs, learning rates, batch size, split shares."""
+    from .learner import LOSSES
+    losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
+    unknown = [loss for loss in losses if loss not in LOSSES]
+    if unknown or not losses:
+        raise UsageError(f"--losses: unknown loss {', '.join(map(_cut, unknown)) or '(none)'}; "
+                         f"choose from {', '.join(LOSSES)}")
+    if len(set(losses)) != len(losses):
+        raise UsageError(f"--losses must be distinct, got {_cut(args.losses)}")
+    if args.quick and (args.seeds is not None or args.epochs is not None):
+        raise UsageError("--quick sets 2 seeds and 3 epochs; give either --quick or --seeds/--epochs, not both")
+    seeds = QUICK_SEEDS if args.quick else args.seeds if args.seeds is not None else DEFAULT_SEEDS
+    epochs = QUICK_EPOCHS if args.quick else args.epochs if args.epochs is not None else DEFAULT_EPOCHS
+    if seeds < 1 or epochs < 1:
+        raise UsageError(f"--seeds and --epochs must be at least 1, got {seeds} and {epochs}")
+    if args.bs < 2:
+        raise UsageError(f"--bs must be at least 2, got {args.bs}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if not 0 < args.test_pct < 1:
+        raise UsageError(f"--test-pct must be between 0 and 1, got {args.test_pct}")
     if args.pos_frac is not None and not 0 < args.pos_frac < 1:
         raise UsageError(f"--pos-frac must be between 0 and 1, got {args.pos_frac}")
-    if args.data in BUILTIN:
-        df = {"breast_cancer": lambda: breast_cancer_df(pos_frac=None), "wine": wine_df,
-              "digits": lambda: digits_df(positive_digit=8).reset_index(drop=True)}[args.data]()
-        pos_frac = args.pos_frac or (0.1 if args.data != "wine" else None)
-        df, positive = _subsample_positive(df, "label", args.positive, pos_frac)
-        return df, "label", [], positive
-    path = Path(args.data)
-    if path.suffix.lower() != ".csv":
-        raise UsageError(f"--data must be one of {', '.join(BUILTIN)} or a .csv file, got {args.data!r}")
-    if not path.is_file():
-        raise UsageError(f"--data: no such file: {path}")
-    import pandas as pd
+    if args.resume and args.force:
+        raise UsageError("--resume keeps the earlier results and --force replaces them; give one of them")
+    return {"losses": losses, "seeds": list(range(seeds)), "epochs": epochs, "lr": _lr_grid(args.lr), "bs": args.bs,
+            "split": args.split, "test_pct": args.test_pct, "valid_pct": VALID_PCT}
+
+
+def _prepare_out(args) -> Path:
+    """The output folder, checked before training: a folder we can write, without earlier results unless
+    `--resume` (kept) or `--force` (removed)."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {_cut(out, 120)} is a file; give a folder")
+    earlier = out.is_dir() and (out / "results.csv").exists()
+    if args.resume and not earlier:
+        raise UsageError(f"--resume: no results.csv in {_cut(out, 120)} to continue")
+    if earlier and not args.resume and not args.force:
+        raise UsageError(f"--out: {_cut(out, 120)} holds the results of an earlier comparison; add --resume to "
+                         "continue it, --force to replace it, or give another --out")
     try:
-        df = pd.read_csv(path)
-    except Exception as e:
-        raise UsageError(f"--data: cannot read {path} as CSV: {e}") from e
-    target = args.target or next((c for c in ("label", "target") if c in df.columns), df.columns[-1])
-    if target not in df.columns:
-        raise UsageError(f"--target: no column {target!r} in {path.name}; columns are {', '.join(map(str, df.columns))}")
-    df = df.dropna(subset=[target]).reset_index(drop=True)
-    df[target] = df[target].astype(str)
-    if df[target].nunique() < 2:
-        raise UsageError(f"--target: column {target!r} has {df[target].nunique()} class(es); it needs at least two")
-    df, positive = _subsample_positive(df, target, args.positive, args.pos_frac)
-    features = [c for c in df.columns if c != target]
-    cats = [c for c in features if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
-            or (pd.api.types.is_integer_dtype(df[c]) and df[c].nunique() <= 10)]
-    return df, target, cats, positive
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".fastai_aum_write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out: cannot write to {_cut(out, 120)}: {e.strerror or e}") from None
+    if args.force:
+        for name in OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+    return out
+
+
+def _versions() -> dict:
+    import fastai
+    import numpy
+    import pandas
+    import sklearn
+    import torch
+    return {"fastai_aum": __version__, "fastai": fastai.__version__, "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__, "scikit-learn": sklearn.__version__,
+            "python": sys.version.split()[0]}
+
+
+def _check_config(out: Path, config: dict) -> None:
+    """With --resume, the earlier comparison must have used the same data, columns and protocol."""
+    try:
+        old = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"--resume: {_cut(out, 120)} has no readable config.json; cannot check that the settings "
+                         "match, so use --force or another --out") from None
+    for key in ("data", "target", "positive", "pos_frac", "rows", "columns", "protocol"):
+        if old.get(key) != config.get(key):
+            if key == "protocol":
+                diff = [k for k in config[key] if old[key].get(k) != config[key][k] and k != "seeds"]
+                if not diff:
+                    continue
+                key = f"protocol ({', '.join(diff)})"
+            raise UsageError(f"--resume: the earlier comparison in {_cut(out, 120)} used different {key}; "
+                             "repeat its settings, or use --force or another --out")
+
+
+def _previous(out: Path):
+    """The finished runs in `out` (results and scores), for --resume."""
+    import pandas as pd
+    results = pd.read_csv(out / "results.csv")
+    scores = pd.read_csv(out / "scores.csv") if (out / "scores.csv").exists() else pd.DataFrame()
+    if len(scores):  # a run is finished when its rows are in results.csv (written after its scores)
+        keys = results[["loss", "seed", "lr"]].drop_duplicates()
+        scores = scores.merge(keys, on=["loss", "seed", "lr"])
+    return results, scores
+
+
+class _Appender:
+    """`on_run` for `compare_losses`: appends each finished run's scores, then its rows, to the output folder."""
+
+    def __init__(self, out: Path):
+        self.out, self.runs = out, 0
+
+    def __call__(self, rows, scores):
+        for name, frame in (("scores.csv", scores), ("results.csv", rows)):
+            if frame is None:
+                continue
+            path = self.out / name
+            frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+        self.runs += 1
+
+
+def _write(out: Path, name: str, write) -> None:
+    """Write `out/name` through a temporary file, so that an interruption leaves the earlier version."""
+    tmp = out / f".{name}.tmp"
+    write(tmp)
+    os.replace(tmp, out / name)
 
 
 def _compare(args) -> int:
-    losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
-    from .learner import LOSSES
-    unknown = [loss for loss in losses if loss not in LOSSES]
-    if unknown or not losses:
-        raise UsageError(f"--losses: unknown loss {', '.join(unknown) or '(none)'}; choose from {', '.join(LOSSES)}")
-    seeds, epochs = (2, 3) if args.quick else (args.seeds, args.epochs)
-    if seeds < 1 or epochs < 1 or args.bs < 2:
-        raise UsageError(f"--seeds and --epochs must be at least 1 and --bs at least 2, got {seeds}, {epochs}, {args.bs}")
-    if not 0 < args.test_pct < 1:
-        raise UsageError(f"--test-pct must be between 0 and 1, got {args.test_pct}")
-    df, target, cats, positive = _load_data(args)
+    settings = _settings(args)
+    from .cli_data import load_data, split_sizes
+    out = _prepare_out(args)
+    data = load_data(args, UsageError)
+    df, target = data["df"], data["target"]
+    sizes = split_sizes(df[target], settings["test_pct"], settings["valid_pct"], UsageError)
+    if settings["bs"] > sizes["train"]:
+        raise UsageError(f"--bs {settings['bs']} is larger than the {sizes['train']} training rows of each split; "
+                         f"give at most {sizes['train']}")
+    for line in data["notes"]:
+        print(line, flush=True)
+    counts = df[target].value_counts()
+    n_lr = len(settings["lr"])
+    print(f"{args.data}: {len(df)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}); per seed "
+          f"{sizes['train']} train, {sizes['valid']} validation, {sizes['test']} test "
+          f"({'a new stratified split per seed' if settings['split'] == 'per_seed' else 'one split for every seed'}); "
+          f"{len(settings['seeds'])} seeds x {len(settings['losses'])} losses x {n_lr} learning rate{'s' * (n_lr > 1)} "
+          f"x {settings['epochs']} epochs", flush=True)
+    if data["positive"] is not None:
+        print(f"positive class: {data['positive']}", flush=True)
+    config = {"data": args.data, "target": target, "positive": data["positive"], "pos_frac": data["pos_frac"],
+              "delimiter": data["delimiter"], "rows": len(df), "rows_dropped": data["rows_dropped"],
+              "columns": data["columns"],
+              "protocol": {**settings, "split_sizes": sizes,
+                           "selection": "epoch by validation AUROC, ties to the lowest validation loss; "
+                                        "lr per loss by mean validation AUROC"},
+              "versions": _versions(), "command": ["fastai-aum", *args.argv]}
+    previous = None
+    if args.resume:
+        _check_config(out, config)
+        previous = _previous(out)
+        print(f"resuming: {len(previous[0][['loss', 'seed', 'lr']].drop_duplicates())} finished run(s) in {out}")
+    _write(out, "config.json", lambda p: p.write_text(json.dumps(config, indent=2, default=str)))
 
     import matplotlib
     matplotlib.use("Agg")
-
-    from .compare import compare_losses
-    from .datasets import stratified_split, tabular_dls
-    counts = df[target].value_counts()
-    if counts.min() < 4:
-        raise UsageError(f"--target: class {counts.idxmin()!r} has {counts.min()} row(s); each class needs at least 4 "
-                         "to appear in the training, validation and test splits")
-    dev, test = stratified_split(df[target], args.test_pct, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dls = tabular_dls(df.iloc[dev].reset_index(drop=True), label=target, bs=args.bs, cat_names=cats)
-    print(f"{args.data}: {len(df)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
-          f"{len(dls.train_ds)} train, {len(dls.valid_ds)} validation, {len(test)} test; "
-          f"{seeds} seeds x {len(losses)} losses x {epochs} epochs", flush=True)
-    if positive is not None:
-        print(f"positive class: {positive}", flush=True)
-    result = compare_losses(dls, test=df.iloc[test], losses=losses, seeds=range(seeds), epochs=epochs, lr=args.lr,
-                            positive=positive)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.results.to_csv(out / "results.csv", index=False)
-    result.summary().to_csv(out / "summary.csv")
-    result.plot().savefig(out / "comparison.png", dpi=110, bbox_inches="tight")
-    print(f"\nAUROC of the epoch selected by validation AUROC, mean ± sd over {seeds} seeds; "
-          f"wins and Wilcoxon p against ce on test AUROC:")
-    print(result.report())
-    print(f"wrote {out / 'results.csv'}, {out / 'summary.csv'} and {out / 'comparison.png'}")
+    import torch
+    from .compare import compare_losses_on_df
+    torch.set_num_threads(args.threads)
+    appender = _Appender(out)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = compare_losses_on_df(df, target, losses=settings["losses"], seeds=settings["seeds"],
+                                          epochs=settings["epochs"], lr=settings["lr"], test_pct=settings["test_pct"],
+                                          valid_pct=settings["valid_pct"], split=settings["split"], bs=settings["bs"],
+                                          cat_names=data["columns"]["categorical"],
+                                          cont_names=data["columns"]["continuous"], positive=data["positive"],
+                                          on_run=appender, previous=previous)
+    except KeyboardInterrupt:
+        print(f"fastai-aum: interrupted; {appender.runs} run(s) finished in this session are kept in "
+              f"{out / 'results.csv'}; add --resume to continue", file=sys.stderr)
+        return 130
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for w in caught:
+        if str(w.message).startswith("compare_losses:"):
+            print(f"note: {w.message}", flush=True)
+    _write(out, "results.csv", lambda p: result.results.to_csv(p, index=False))
+    _write(out, "summary.csv", lambda p: result.summary().to_csv(p))
+    report = result.report()
+    _write(out, "report.txt", lambda p: p.write_text(report + "\n"))
+    fig = result.plot()
+    _write(out, "comparison.png", lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    print()
+    print(report)
+    print(f"wrote {', '.join(str(out / n) for n in OUTPUTS)}")
     return 0
 
 
@@ -164,12 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command == "compare":
             return _compare(args)
         parser.print_help()
         return 0
     except UsageError as e:
-        print(f"fastai-aum: error: {e}", file=sys.stderr)
+        print(f"fastai-aum: error: {_cut(e, MAX_ERROR)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fastai-aum: interrupted", file=sys.stderr)

@@ -1,4 +1,14 @@
-"""`compare_losses`: AUM against cross-entropy on the same data, paired by seed, selected by validation AUROC."""
+"""`compare_losses`: AUM against cross-entropy on the same data, paired by seed, selected on validation data.
+
+Two entry points, two protocols:
+- `compare_losses(dls, test=...)` trains every seed on the data it is given: with DataLoaders (and a
+  `test` DataFrame or DataLoader) every seed shares one split, so seeds vary only the initial weights
+  and the batch order. A function of the seed returning `(dls, test)` gives each seed its own data;
+  say `split='per_seed'` when those are independent splits (it changes how the evidence is pooled).
+- `compare_losses_on_df(df, label, ...)` makes a new stratified train/validation/test split per seed
+  (`split='per_seed'`, the default; `split='shared'` keeps the split of seed 0). The CLI uses it.
+The statistics and the verdict are in `Comparison` (`comparison_report`).
+"""
 from __future__ import annotations
 
 import copy
@@ -6,131 +16,70 @@ import math
 import numbers
 import random
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from .callback import AUROCCallback, format_roc_axes
-from .functional import ROC, auroc, roc_curve
-from .classes import class_names, positive_index
+from .callback import AUROCCallback
+from .classes import class_names, dataset_labels, positive_index
+from .comparison_report import Comparison
+from .functional import auroc, auroc_ci
+from .functional.precision_recall import average_precision
 from .learner import LOSSES, aum_learner
 
-__all__ = ["compare_losses", "Comparison"]
+__all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "Comparison", "SPLITS"]
+
+SPLITS = ("shared", "per_seed")
+_STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "test_ap", "test_positives")
 
 
 class _KeepBest(Callback):
-    """Keeps, in memory, the weights of the epoch with the best validation AUROC."""
-    order = AUROCCallback.order + 2  # after the Recorder has computed the epoch's metrics
+    """Keeps, in memory, the weights of the epoch with the best validation AUROC; among epochs tied at that
+    maximum, the one with the lowest validation loss (the first of those if they tie too)."""
+    order = AUROCCallback.order + 2  # after the Recorder (order 50) has logged the epoch's losses and metrics
 
     def before_fit(self):
-        self.best, self.best_epoch, self.state = -np.inf, None, None
+        self.best, self.best_loss, self.best_epoch, self.state, self.ties = -np.inf, np.inf, None, None, 0
 
     def after_epoch(self):
         value = self.auroc.metric.value
-        if value is not None and not np.isnan(value) and value > self.best:
-            self.best, self.best_epoch = value, self.epoch
-            self.state = copy.deepcopy(self.learn.model.state_dict())
+        if value is None or np.isnan(value):
+            return
+        names = self.learn.recorder.metric_names[1:-1]
+        record = dict(zip(names, self.learn.recorder.values[-1])) if self.learn.recorder.values else {}
+        loss = record.get("valid_loss", np.inf)
+        loss = np.inf if loss is None or np.isnan(loss) else loss
+        if value > self.best:
+            self.best, self.ties = value, 1
+        elif value == self.best:
+            self.ties += 1
+            if not loss < self.best_loss:
+                return
+        else:
+            return
+        self.best_loss, self.best_epoch = loss, self.epoch
+        self.state = copy.deepcopy(self.learn.model.state_dict())
 
 
 def _loss_name(loss) -> str:
     return loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
 
 
-@dataclass
-class Comparison:
-    """What `compare_losses` measured: `results`, a tidy DataFrame with one row per loss, seed and
-    epoch, and the ROC curves of the selected models (on the test data, else on the validation data)."""
-    results: pd.DataFrame
-    rocs: dict = field(default_factory=dict)  # (loss, seed) -> ROC or list of ROC
-    baseline: str = "ce"
-    positive: object = None  # the positive class of a binary problem
-
-    @property
-    def selected(self) -> pd.DataFrame:
-        """One row per loss and seed: the epoch chosen by validation AUROC."""
-        return self.results[self.results["selected"]].reset_index(drop=True)
-
-    def summary(self) -> pd.DataFrame:
-        """Per loss: mean and standard deviation across seeds of the best validation AUROC and of
-        the test AUROC of the selected model, the mean selected epoch, and, against the baseline
-        (`ce`), paired wins on test AUROC and the Wilcoxon signed-rank p-value."""
-        from scipy.stats import wilcoxon
-        sel = self.selected
-        metric = "test_auroc" if sel["test_auroc"].notna().any() else "valid_auroc"
-        base = sel[sel["loss"] == self.baseline].set_index("seed")[metric]
-        rows = []
-        for loss, g in sel.groupby("loss", sort=False):
-            row = {"loss": loss, "runs": len(g),
-                   "valid_auroc_mean": g["valid_auroc"].mean(), "valid_auroc_std": g["valid_auroc"].std(),
-                   "test_auroc_mean": g["test_auroc"].mean(), "test_auroc_std": g["test_auroc"].std(),
-                   "selected_epoch_mean": g["epoch"].mean()}
-            mine = g.set_index("seed")[metric]
-            common = mine.index.intersection(base.index)
-            if loss != self.baseline and len(common):
-                diff = (mine[common] - base[common]).to_numpy()
-                row[f"wins_vs_{self.baseline}"] = f"{int((diff > 0).sum())}/{len(diff)}"
-                row[f"mean_diff_vs_{self.baseline}"] = diff.mean()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    row["wilcoxon_p"] = wilcoxon(diff).pvalue if np.any(diff != 0) else 1.0
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("loss")
-
-    def report(self) -> str:
-        """`summary()` as a compact text table: mean ± standard deviation across seeds."""
-        summary = self.summary()
-        table = pd.DataFrame(index=summary.index)
-        for column in ("valid_auroc", "test_auroc"):
-            if summary[f"{column}_mean"].notna().any():
-                table[column.replace("_", " ")] = [f"{m:.4f} ± {s:.4f}" for m, s in
-                                                   zip(summary[f"{column}_mean"], summary[f"{column}_std"])]
-        table["epoch"] = summary["selected_epoch_mean"].map("{:.1f}".format)
-        for column, fmt in ((f"wins_vs_{self.baseline}", "{}"), (f"mean_diff_vs_{self.baseline}", "{:+.4f}"),
-                            ("wilcoxon_p", "{:.3f}")):
-            if column in summary:
-                table[column.replace("_", " ")] = [fmt.format(v) if isinstance(v, str) or not pd.isna(v) else "-"
-                                                   for v in summary[column]]
-        return table.to_string()
-
-    def plot(self, figsize=(11, 4.2)):
-        """Validation AUROC by epoch (mean across seeds, band from min to max), and the ROC curves
-        of the selected models. Returns the figure."""
-        import matplotlib.pyplot as plt
-        fig, (ax_epochs, ax_roc) = plt.subplots(1, 2, figsize=figsize)
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, (loss, g) in enumerate(self.results.groupby("loss", sort=False)):
-            color = colors[i % len(colors)]
-            by_epoch = g.groupby("epoch")["valid_auroc"]
-            mean, lo, hi = by_epoch.mean(), by_epoch.min(), by_epoch.max()
-            ax_epochs.plot(mean.index, mean.to_numpy(), color=color, label=loss)
-            ax_epochs.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=color, alpha=0.2)
-            first = True
-            for (run_loss, _seed), roc in self.rocs.items():
-                if run_loss != loss:
-                    continue
-                for curve in [roc] if isinstance(roc, ROC) else roc:
-                    ax_roc.plot(curve.fpr.numpy(), curve.tpr.numpy(), color=color, alpha=0.5, linewidth=1,
-                                label=loss if first else None)
-                    first = False
-        ax_epochs.set(xlabel="epoch", ylabel="validation AUROC", title="validation AUROC (band: min to max over seeds)")
-        ax_epochs.legend()
-        test = self.results["test_auroc"].notna().any()
-        which = f", positive class {self.positive!r}" if self.positive is not None else ""
-        format_roc_axes(ax_roc, title=f"ROC of the selected models ({'test' if test else 'validation'} data{which})")
-        fig.tight_layout()
-        return fig
-
-
 def _test_dl(learn, test):
     if test is None:
-        return None
+        return learn.dls.valid
     return learn.dls.test_dl(test, with_labels=True) if isinstance(test, pd.DataFrame) else test
+
+
+def _bad_lr(value) -> bool:
+    return isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0
 
 
 def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
@@ -147,36 +96,101 @@ def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
         raise ValueError(f"`seeds` must be distinct (runs are paired by seed), got {seeds}")
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ValueError(f"`epochs` must be an integer >= 1, got {epochs!r}")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+    _lr_grid(lr)
     return losses, seeds
 
 
-def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs: int = 10, lr: float = 1e-2,
-                   arch=None, baseline: str = "ce", show_progress: bool = True, positive=None,
-                   **learner_kwargs) -> Comparison:
-    """Train one model per loss and seed, select each run's epoch by validation AUROC, and report the
-    held-out test AUROC of the selected weights.
+def _lr_grid(lr) -> list[float]:
+    """`lr` as a list of distinct positive finite learning rates (one number, or a grid)."""
+    if isinstance(lr, (str, bytes)) or not isinstance(lr, Iterable):
+        if _bad_lr(lr):
+            raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+        return [float(lr)]
+    grid = list(lr)
+    bad = [v for v in grid if _bad_lr(v)]
+    if bad or not grid:
+        raise ValueError(f"`lr` must be a positive finite number, got {bad[0] if bad else 'none'!r} in {grid}")
+    if len(set(map(float, grid))) != len(grid):
+        raise ValueError(f"`lr` must hold distinct learning rates, got {grid}")
+    return [float(v) for v in grid]
 
-    `dls` is fastai DataLoaders, or a function of the seed that makes them; `test` is a DataFrame of
-    labelled rows for `dls.test_dl`, or a DataLoader. `losses` are names (`'aum'`, `'ce'`,
-    `'weighted_ce'`) or loss objects. Runs are paired: for a seed, every loss starts from the same
-    initial weights (all models get one output per class, so that they can) and sees the batches in
-    the same order. `positive` names the positive class of a binary problem by its vocabulary value
-    (default: the second class). `arch` and `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs,
-    lr)` trains.
+
+def _evaluate(learn, dl, pos: int | None) -> tuple[dict, pd.DataFrame]:
+    """Test AUROC (with DeLong's interval when binary), average precision and the scores of `dl`'s rows."""
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        preds, targs = learn.get_preds(dl=dl, act=lambda x: x)
+    preds, targs = preds.float(), targs.reshape(-1).long()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if pos is not None:
+            score = preds[:, 0] if preds.shape[1] == 1 else preds[:, pos] - preds[:, 1 - pos]
+            target = (targs == pos).long()
+            ci = auroc_ci(score, target)
+            stats = {"test_auroc": ci.auroc.item(), "test_auroc_low": ci.low.item(), "test_auroc_high": ci.high.item(),
+                     "test_auroc_se": ci.std_err.item(), "test_ap": average_precision(score, target).item(),
+                     "test_positives": int(target.sum())}
+            scores = pd.DataFrame({"row": np.arange(len(target)), "target": target.numpy(), "score": score.numpy()})
+        else:
+            stats = {"test_auroc": auroc(preds, targs).item(), "test_auroc_low": np.nan, "test_auroc_high": np.nan,
+                     "test_auroc_se": np.nan, "test_ap": average_precision(preds, targs).item(),
+                     "test_positives": int(torch.bincount(targs, minlength=preds.shape[1]).min())}
+            scores = pd.DataFrame({"row": np.arange(len(targs)), "target": targs.numpy(),
+                                   **{f"score_{k}": preds[:, k].numpy() for k in range(preds.shape[1])}})
+    return stats, scores
+
+
+def _same_lr(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs: int = 10, lr=1e-2, arch=None,
+                   baseline: str = "ce", show_progress: bool = True, positive=None, split: str = "shared",
+                   on_run=None, previous=None, **learner_kwargs) -> Comparison:
+    """Train one model per loss, learning rate and seed; select each run's epoch by validation AUROC and each
+    loss's learning rate by mean validation AUROC; report the held-out test AUROC of the selected weights
+    with DeLong's interval, the test average precision, and paired DeLong tests against `baseline`.
+
+    `dls` is fastai DataLoaders, or a function of the seed returning DataLoaders or `(DataLoaders, test)`;
+    `test` is a DataFrame of labelled rows for `dls.test_dl`, or a DataLoader (without it, the validation
+    data are evaluated, which is optimistic). `split` says whether the seeds share one split ('shared')
+    or each has an independent one ('per_seed'); it decides how the per-seed tests are pooled. `losses`
+    are names ('aum', 'ce', 'weighted_ce') or loss objects. `lr` is one learning rate or a grid. Runs are
+    paired: for a seed, every loss and learning rate starts from the same initial weights (all models get
+    one output per class, so that they can) and sees the batches in the same order. When validation AUROC
+    ties at its maximum, the tied epoch with the lowest validation loss is kept, with one warning.
+    `positive` names the positive class of a binary problem by its vocabulary value (default: the second
+    class). `on_run(rows, scores)` is called with each finished run's result rows and scores;
+    `previous=(results, scores)` holds finished runs that are kept, not trained again. `arch` and
+    `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs, lr)` trains.
     """
     losses, seeds = _check_arguments(losses, seeds, epochs, lr)
-    losses = list(losses)
+    grid = _lr_grid(lr)
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     names = [_loss_name(loss) for loss in losses]
     if len(set(names)) != len(names):
         raise ValueError(f"`losses` must have distinct names, got {names}")
-    runs = [(seed, loss) for seed in seeds for loss in losses]
-    rows, rocs, init = [], {}, {}
-    classes, pos = None, None
-    for seed, loss in progress_bar(runs, display=show_progress):
-        run_dls = dls(seed) if callable(dls) else dls
-        name = _loss_name(loss)
+    if baseline not in names and len(names) > 1:
+        warnings.warn(f"compare_losses: `baseline` {baseline!r} is not among the losses {names}; "
+                      "nothing is tested against it", UserWarning, stacklevel=2)
+    old_rows, old_scores = previous if previous is not None else (pd.DataFrame(), pd.DataFrame())
+    done = set()
+    if len(old_rows):
+        keys = old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(index=False)
+        done = {(str(name), int(seed), float(rate)) for name, seed, rate in keys}
+    runs = [(seed, rate, name, loss) for seed in seeds for rate in grid for name, loss in zip(names, losses)]
+    todo = [run for run in runs if not any(d[0] == run[2] and d[1] == run[0] and _same_lr(d[2], run[1]) for d in done)]
+    rows, scores, init = [old_rows], [old_scores], {}
+    classes, pos, evaluated = None, None, "test" if test is not None else None
+    for seed, rate, name, loss in progress_bar(todo, display=show_progress and len(todo) > 0):
+        data = dls(seed) if callable(dls) else dls
+        run_dls, run_test = data if isinstance(data, tuple) else (data, test)
+        evaluated = "test" if run_test is not None else "validation"
+        n_train, bs = len(run_dls.train_ds), run_dls.train.bs
+        if getattr(run_dls.train, "drop_last", False) and bs > n_train:
+            raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
+                             "trains on no batch at all")
         set_seed(seed, reproducible=True)
         learn = aum_learner(run_dls, arch=arch, loss=loss, n_out=run_dls.c, positive=positive, **learner_kwargs)
         classes = class_names(run_dls)
@@ -189,33 +203,80 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=(0, 1, 2, 3, 4), epochs:
         run_dls.train.rng = random.Random(seed)
         with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            learn.fit_one_cycle(epochs, lr, cbs=keep)
+            learn.fit_one_cycle(epochs, rate, cbs=keep)
         record_names = learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
         records = [dict(zip(record_names, values)) for values in learn.recorder.values]  # before get_preds resets them
-        test_auroc = np.nan
+        valid_labels = dataset_labels(run_dls, 1)
+        counts = torch.bincount(valid_labels, minlength=len(classes))
+        stats, run_scores = dict.fromkeys(_STATS, np.nan), None
         if keep.state is not None:
             learn.model.load_state_dict(keep.state)
-            dl = _test_dl(learn, test)
-            with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                preds, targs = learn.get_preds(dl=dl, act=lambda x: x) if dl is not None else (None, None)
-                if dl is not None:
-                    preds, targs = _positive_last(preds, targs.reshape(-1), pos)
-                    test_auroc = auroc(preds, targs).item()
-                    rocs[(name, seed)] = roc_curve(preds, targs)
-                else:
-                    rocs[(name, seed)] = learn.auroc.roc
-        for epoch, record in enumerate(records):
-            rows.append({"loss": name, "seed": seed, "epoch": epoch, "train_loss": record.get("train_loss"),
-                         "valid_loss": record.get("valid_loss"), "valid_auroc": record.get("auroc"),
-                         "selected": epoch == keep.best_epoch,
-                         "test_auroc": test_auroc if epoch == keep.best_epoch else np.nan})
+            stats, run_scores = _evaluate(learn, _test_dl(learn, run_test), pos)
+        if evaluated == "validation":
+            stats["test_auroc"] = np.nan  # the validation data chose the epoch: kept in `scores`, not reported as test
+        run_rows = pd.DataFrame([
+            {"loss": name, "seed": seed, "epoch": epoch, "lr": rate, "train_loss": record.get("train_loss"),
+             "valid_loss": record.get("valid_loss"), "valid_auroc": record.get("auroc"),
+             "selected": epoch == keep.best_epoch, "run_best": epoch == keep.best_epoch, "best_ties": keep.ties,
+             "valid_positives": int(counts[pos]) if pos is not None else int(counts.min()),
+             **{k: (v if epoch == keep.best_epoch else np.nan) for k, v in stats.items()}}
+            for epoch, record in enumerate(records)])
+        if run_scores is not None:
+            run_scores = pd.concat([pd.DataFrame({"loss": name, "seed": seed, "lr": rate}, index=run_scores.index),
+                                    run_scores], axis=1)
+            scores.append(run_scores)
+        rows.append(run_rows)
+        if on_run is not None:
+            on_run(run_rows, run_scores)
+    results = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else pd.DataFrame()
+    all_scores = pd.concat([s for s in scores if len(s)], ignore_index=True) if any(len(s) for s in scores) else None
+    if not len(results):
+        raise ValueError("compare_losses: no run finished")
+    tied = results[results["run_best"].astype(bool)]
+    n_tied = int((tied["best_ties"] > 1).sum())
+    if n_tied:
+        warnings.warn(f"compare_losses: validation AUROC tied at its maximum in {n_tied} of {len(tied)} runs; "
+                      "each tie went to the tied epoch with the lowest validation loss", UserWarning, stacklevel=2)
     positive_class = classes[pos] if pos is not None else None
-    return Comparison(pd.DataFrame(rows), rocs, baseline, positive_class)
+    protocol = {"split": split, "evaluated": evaluated or ("test" if "test_positives" in results else "validation"),
+                "lr": grid, "epochs": epochs, "seeds": seeds, "classes": [str(c) for c in classes or []],
+                "tie_break": "lowest validation loss among epochs tied at the best validation AUROC"}
+    if classes is None and "test_positives" in results:  # everything came from `previous`
+        protocol["classes"] = None
+    return Comparison(results, {}, baseline, positive_class, all_scores, protocol)
 
 
-def _positive_last(preds, targs, pos: int | None):
-    """Binary outputs (one column per class) and labels with the positive class as the second column and label 1."""
-    if pos != 0:
-        return preds, targs
-    return preds.flip(-1), 1 - targs
+def tabular_splits(df: pd.DataFrame, label: str = "label", test_pct: float = 0.25, valid_pct: float = 0.25,
+                   split: str = "per_seed", bs: int = 64, cat_names=None, cont_names=None):
+    """A function of the seed returning `(TabularDataLoaders, test rows)`: a stratified test split of `df`,
+    then a stratified validation split of the rest, drawn with the seed (`split='per_seed'`) or with seed 0
+    for every seed (`split='shared'`). The last split made is cached, so the losses of a seed share it."""
+    from .datasets import stratified_split, tabular_dls
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
+    cache = {}
+
+    def data(seed: int):
+        key = int(seed) if split == "per_seed" else 0
+        if key not in cache:
+            dev, test = stratified_split(df[label], test_pct, seed=key)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dls = tabular_dls(df.iloc[dev].reset_index(drop=True), label=label, valid_pct=valid_pct, bs=bs,
+                                  seed=key, cat_names=cat_names, cont_names=cont_names)
+            cache.clear()
+            cache[key] = (dls, df.iloc[test])
+        return cache[key]
+    return data
+
+
+def compare_losses_on_df(df: pd.DataFrame, label: str = "label", losses=LOSSES, seeds=tuple(range(10)),
+                         epochs: int = 10, lr=1e-2, test_pct: float = 0.25, valid_pct: float = 0.25,
+                         split: str = "per_seed", bs: int = 64, cat_names=None, cont_names=None,
+                         **kwargs) -> Comparison:
+    """`compare_losses` on a DataFrame with a new stratified train/validation/test split per seed
+    (`split='per_seed'`, default) or one split for every seed (`split='shared'`); see `tabular_splits`.
+    Other keyword arguments (`positive`, `on_run`, `previous`, `show_progress`, learner arguments) go to
+    `compare_losses`."""
+    data = tabular_splits(df, label, test_pct, valid_pct, split, bs, cat_names, cont_names)
+    return compare_losses(data, losses=losses, seeds=seeds, epochs=epochs, lr=lr, split=split, **kwargs)

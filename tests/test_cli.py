@@ -1,6 +1,7 @@
 """The fastai-aum command: the bundled demo, a user's CSV, and one-line errors for bad arguments."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -21,11 +22,18 @@ def test_quick_compare_writes_results(tmp_path, capsys):
     assert main(["compare", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     results = pd.read_csv(tmp_path / "results.csv")
-    assert len(results) == 2 * 3 * 3  # seeds x losses x epochs
+    assert len(results) == 2 * 3 * 3 * 3  # seeds x losses x learning rates x epochs
+    assert results["selected"].sum() == 2 * 3  # one epoch per loss and seed, at the loss's chosen learning rate
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     summary = pd.read_csv(tmp_path / "summary.csv", index_col="loss")
     assert list(summary.index) == ["aum", "ce", "weighted_ce"]
-    assert "wins vs ce" in out and "breast_cancer: 397 rows (benign 357, malignant 40)" in out
+    assert "breast_cancer: 397 rows (benign 357, malignant 40); per seed 222 train, 75 validation, 100 test" in out
+    assert "positives per seed: validation 8, test 10" in out
+    assert "pooled 95% CI" in out and "verdict" in out and "  aum: " in out
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["target"] == "label" and config["positive"] == "malignant"
+    assert config["protocol"]["seeds"] == [0, 1] and config["protocol"]["split"] == "per_seed"
+    assert "torch" in config["versions"] and len(config["columns"]["continuous"]) == 30
 
 
 def _user_csv(path, n_classes=2, seed=0):
@@ -42,7 +50,7 @@ def _user_csv(path, n_classes=2, seed=0):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_a_users_csv(tmp_path, capsys, n_classes):
     csv = _user_csv(tmp_path / "mine.csv", n_classes)
-    code = main(["compare", "--data", str(csv), "--target", "outcome", "--quick", "--losses", "aum,ce",
+    code = main(["compare", "--data", str(csv), "--target", "outcome", "--quick", "--losses", "aum,ce", "--lr", "0.01",
                  "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
@@ -57,11 +65,76 @@ def test_a_users_csv(tmp_path, capsys, n_classes):
     (["--pos-frac", "1.5"], "--pos-frac must be between 0 and 1"),
     (["--seeds", "0"], "at least 1"),
     (["--epochs", "three"], "invalid int value"),
+    (["--quick", "--seeds", "4", "--epochs", "1"], "give either --quick or --seeds/--epochs"),
+    (["--quick", "--seeds", "4"], "give either --quick or --seeds/--epochs"),
+    (["--lr", "0"], "--lr must be positive finite numbers, got 0.0"),
+    (["--lr", "-1"], "--lr must be positive finite numbers, got -1.0"),
+    (["--lr", "nan"], "--lr must be positive finite numbers, got nan"),
+    (["--lr", "0.01,inf"], "--lr must be positive finite numbers, got inf"),
+    (["--lr", "fast"], "--lr must be positive finite numbers"),
+    (["--bs", "100000"], "--bs 100000 is larger than the 222 training rows of each split"),
+    (["--test-pct", "0.95"], "training rows"),
+    (["--test-pct", "0.99"], "leaves class 'malignant' with no row in the training split"),
+    (["--test-pct", "1"], "--test-pct must be between 0 and 1"),
+    (["--resume", "--force"], "give one of them"),
 ])
-def test_bad_arguments_fail_in_one_line(args, message, capsys):
-    assert main(["compare", *args]) == 2
+def test_bad_arguments_fail_in_one_line(args, message, capsys, tmp_path):
+    """Each of these used to train nonsense, train nothing, or end in a traceback."""
+    assert main(["compare", *args, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fastai-aum: error: ") and "Traceback" not in err, err
+    assert len(err) <= 320
+    return err
+
+
+def test_out_is_checked_before_training(tmp_path, capsys):
+    """An --out that is a file, or cannot be written, or holds earlier results, is refused before any training."""
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    assert "is a file; give a folder" in _one_line_error(["compare", "--out", str(file)], capsys)
+    assert "cannot write to" in _one_line_error(["compare", "--out", str(file / "sub")], capsys)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.csv").write_text("loss,seed\n")
+    err = _one_line_error(["compare", "--out", str(earlier)], capsys)
+    assert "holds the results of an earlier comparison" in err and "--resume" in err and "--force" in err
+    assert (earlier / "results.csv").read_text() == "loss,seed\n"  # not overwritten
+    assert "no results.csv" in _one_line_error(["compare", "--resume", "--out", str(tmp_path / "new")], capsys)
+
+
+def test_csv_needs_a_target_and_says_so_in_one_short_line(tmp_path, capsys):
+    long = ["x" * 5000 + str(i) for i in range(20)]
+    pd.DataFrame({name: [1.0, 2.0] for name in long}).to_csv(tmp_path / "wide.csv", index=False)
+    err = _one_line_error(["compare", "--data", str(tmp_path / "wide.csv"), "--out", str(tmp_path / "o")], capsys)
+    assert "--target is required for a CSV file" in err and "(20 in all)" in err
+    csv = _user_csv(tmp_path / "mine.csv")
+    assert "--target is required" in _one_line_error(["compare", "--data", str(csv), "--out", str(tmp_path / "o")],
+                                                      capsys)
+
+
+def test_csv_delimiter_and_unusable_columns(tmp_path, capsys):
+    csv = _user_csv(tmp_path / "mine.csv")
+    pd.read_csv(csv).to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    out = ["--out", str(tmp_path / "o")]
+    err = _one_line_error(["compare", "--data", str(tmp_path / "semi.csv"), "--sep", ",", "--target", "outcome", *out],
+                          capsys)
+    assert "reads as 1 column with delimiter ','" in err and "--sep" in err
+    err = _one_line_error(["compare", "--data", str(csv), "--target", "outcome", "--drop", "colour,size,count", *out],
+                          capsys)
+    assert "no usable feature column" in err
+    assert "--drop: no column nope" in _one_line_error(["compare", "--data", str(csv), "--target", "outcome",
+                                                       "--drop", "nope", *out], capsys)
+    pd.DataFrame({"x": [1.0] * 8, "y": ["a", "b"] * 4}).to_csv(tmp_path / "flat.csv", index=False)
+    assert "no usable feature column" in _one_line_error(["compare", "--data", str(tmp_path / "flat.csv"),
+                                                         "--target", "y", *out], capsys)
 
 
 def test_csv_errors(tmp_path, capsys):
@@ -84,8 +157,8 @@ def test_module_entry_point_exits_non_zero_without_traceback():
 @pytest.mark.slow
 def test_positive_class_by_name_is_subsampled_and_announced(tmp_path, capsys):
     """`--pos-frac` subsamples the class `--positive` names, and the header says which class is positive."""
-    assert main(["compare", "--quick", "--losses", "aum,ce", "--positive", "benign", "--pos-frac", "0.2",
-                 "--out", str(tmp_path)]) == 0
+    assert main(["compare", "--quick", "--losses", "aum,ce", "--lr", "0.01", "--positive", "benign", "--pos-frac",
+                 "0.2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     # 212 malignant rows kept; benign subsampled to 20% of the rows: 53 of 265
     assert "breast_cancer: 265 rows (malignant 212, benign 53)" in out, out
@@ -120,3 +193,68 @@ def test_importing_the_package_filters_no_warning():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "False", run.stdout + run.stderr
     assert "torch.jit.script" in run.stderr  # fastai's own notice still reaches a library user
+
+
+def _messy_csv(path):
+    """Semicolon-separated, with an id column, a row-number column, a missing target and an inf feature."""
+    rng = np.random.default_rng(1)
+    n = 200
+    y = rng.random(n) < 0.3
+    df = pd.DataFrame({"id": [f"row{i:04d}" for i in range(n)], "row_no": np.arange(n),
+                       "size": rng.normal(size=n) + 1.5 * y, "weight": rng.normal(size=n),
+                       "outcome": np.where(y, "yes", "no")})
+    df.loc[3, "outcome"] = None
+    df.loc[5, "size"] = np.inf
+    df.to_csv(path, sep=";", index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_a_messy_csv_is_read_without_guessing(tmp_path, capsys):
+    csv = _messy_csv(tmp_path / "messy.csv")
+    out = tmp_path / "out"
+    assert main(["compare", "--data", str(csv), "--target", "outcome", "--positive", "yes", "--drop", "id",
+                 "--quick", "--losses", "aum,ce", "--lr", "0.01", "--out", str(out)]) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "delimiter: ';'" in text
+    assert "rows dropped: 1 (missing target), 1 (inf in size)" in text
+    assert "columns used: 3 continuous (row_no, size, weight); left out: id" in text
+    assert "warning: column 'row_no' has a different value in every row" in text and "--drop row_no" in text
+    config = json.loads((out / "config.json").read_text())
+    assert config["columns"]["dropped"] == ["id"] and config["delimiter"] == ";" and config["rows"] == 198
+    assert config["rows_dropped"] == {"missing target": 1, "inf in size": 1}
+
+
+@pytest.mark.slow
+def test_an_interrupted_comparison_keeps_its_finished_run_and_resumes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the first run: exit 130, that run is on disk; --resume trains only the rest."""
+    from fastai_aum import cli
+    out = tmp_path / "out"
+    argv = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "2", "--lr", "0.01", "--out", str(out)]
+    original = cli._Appender.__call__
+
+    def interrupt_after_first(self, rows, scores):
+        original(self, rows, scores)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._Appender, "__call__", interrupt_after_first)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1 run(s) finished" in err and "--resume" in err
+    first = pd.read_csv(out / "results.csv")
+    assert len(first) == 2 and set(first["loss"]) == {"aum"} and set(first["seed"]) == {0}
+    assert len(pd.read_csv(out / "scores.csv")) == 100  # the test rows of that run
+
+    calls = []
+    monkeypatch.setattr(cli._Appender, "__call__",
+                        lambda self, rows, scores: (calls.append(1), original(self, rows, scores)))
+    assert main([*argv, "--resume"]) == 0
+    assert len(calls) == 3  # aum seed 0 was not trained again
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 2 * 2 * 2 and results["selected"].sum() == 4
+    pd.testing.assert_frame_equal(results.iloc[:2].drop(columns="selected"), first.drop(columns="selected"))
+    assert "resuming: 1 finished run(s)" in capsys.readouterr().out
+    other = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "3", "--lr", "0.01", "--out", str(out),
+             "--resume"]
+    err = _one_line_error(other, capsys)
+    assert "used different protocol (epochs)" in err
