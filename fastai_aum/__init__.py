@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {  # public name -> the module that defines it
     "AUROC": "callback", "AUROCCallback": "callback", "plot_roc": "plotting",
-    "Comparison": "compare", "compare_losses": "compare",
+    "Comparison": "compare", "compare_losses": "compare", "compare_losses_on_df": "compare",
     "Calibration": "decisions", "DecisionThresholdCallback": "decisions", "TunedThreshold": "decisions",
     "calibrate": "decisions", "tune_threshold": "decisions",
     "DecisionLoss": "decoding",
