@@ -1,5 +1,8 @@
+"""`python -m fastai_aum`: the `fastai-aum` command."""
 import sys
 
 from .cli import main
+
+__all__: list[str] = []
 
 sys.exit(main())
