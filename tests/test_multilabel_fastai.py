@@ -261,3 +261,32 @@ def test_export_load_learner_round_trip(ml_dls, tmp_path):
     with loaded.no_bar():
         _, decoded_one, probs_one = loaded.predict(row.iloc[0])
     assert torch.equal(decoded_one, probs_one > torch.tensor([0.3, 0.4, 0.5, 0.6, 0.7]))
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+def test_multilabel_loss_never_reads_back_off_the_cpu(monkeypatch, average):
+    """Where a read-back costs a sync (a GPU), the multi-label loss does none per batch, forward and
+    backward (forced on the CPU by treating it like such a device); NaN and bad labels as in the binary path."""
+    import fastai_aum.functional.aum_loss as aum_loss
+    import fastai_aum.losses as losses
+    monkeypatch.setattr(losses, "_SYNC_IS_FREE_ON", ())
+    monkeypatch.setattr(aum_loss, "_SPARSE_TIES_ON", ())
+    z, y = _batch(n=64, k=5, seed=2)
+    loss = AUMLossFlat(average=average)
+    calls = []
+    for method in ("item", "tolist", "__bool__", "__int__", "__float__", "numpy"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *a, _o=original, _m=method, **k: calls.append(_m) or _o(self, *a, **k))
+    preds = z.clone().requires_grad_()
+    value = loss(preds, y)
+    value.backward()
+    nan_value = loss(preds.detach() * math.nan, y)
+    loss(preds, torch.zeros_like(y))  # a batch where no label has both classes
+    assert calls == []
+    monkeypatch.undo()
+    assert value.item() == pytest.approx(aum(z, y, average=average).item(), abs=1e-6)
+    assert math.isnan(nan_value.item()) and loss.one_class_batches == 1
+    monkeypatch.setattr(losses, "_SYNC_IS_FREE_ON", ())
+    with pytest.raises(RuntimeError, match="other than 0 and 1"):  # the asynchronous assert
+        loss(z, y * 2)
