@@ -118,8 +118,7 @@ class AUROC(Metric):
 
     def _multi_hot(self, preds: Tensor, targs: Tensor) -> bool:
         """Whether `targs` is a multi-hot (N, L) matrix of the shape of `preds` (L > 1)."""
-        return (self.multilabel or targs.ndim == 2) and targs.shape == preds.shape and targs.ndim == 2 \
-            and targs.shape[1] > 1
+        return targs.ndim == 2 and targs.shape == preds.shape and targs.shape[1] > 1
 
     def accumulate(self, learn) -> None:
         if not self._ready:
