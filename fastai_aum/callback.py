@@ -13,8 +13,9 @@ from fastai.torch_core import to_detach
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 from torch import Tensor
 
+from ._auroc_columns import ClassAUROC, class_column_names, multilabel_roc, reads_own_data, valid_labels
 from ._inputs import AUROCUndefinedWarning
-from .classes import class_names, dataset_labels, describe_positive, format_classes, positive_index
+from .classes import class_names, describe_positive, format_classes, is_multilabel, positive_index
 from .functional import ROC, auroc, check_auroc_options, roc_curve
 from .losses import AUMLossFlat
 from .plotting import format_roc_axes, plot_roc
@@ -38,13 +39,17 @@ class AUROC(Metric):
     loss's positive class (`AUMLossFlat(positive=...)`), of the second class for other losses.
     `average=None` on multiclass data gives the per-class values in `per_class`; `value` is then
     their mean over the classes present (a number that trackers can monitor).
+
+    Multi-label data (a `MultiCategoryBlock`, multi-hot targets) are ranked label by label on the raw
+    outputs, averaged as `average` says ('macro' by default; None: per label in `per_class`); a label
+    with one class in the pass is averaged out with a warning. `positive` does not apply there.
     """
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
                  name: str = "auroc", positive=None):
         check_auroc_options(average, multi_class, max_fpr)
         self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
-        self.positive, self.classes = positive, None
+        self.positive, self.classes, self.multilabel = positive, None, False
         self._pos, self._output_pos = 1, 1  # the positive class, and the class a single output stands for
         self._ready = False  # set up for the Learner of this pass
         self._passed = False  # a pass has begun (so no outputs means: it had no labels)
@@ -71,14 +76,19 @@ class AUROC(Metric):
                 "_per_class": None}
 
     def __setstate__(self, state: dict) -> None:  # metrics pickled before these attributes existed load too
-        self.__dict__.update({"_passed": False, "_own_data": True, "_per_class": None, **state})
+        self.__dict__.update({"_passed": False, "_own_data": True, "_per_class": None, "multilabel": False, **state})
 
     def setup(self, learn) -> None:
         """Find the positive class in `learn.dls`'s vocabulary, and which class a single output means;
         check the options against the number of classes."""
         self.classes = class_names(getattr(learn, "dls", None))
-        self._check_options()
         loss = getattr(learn, "loss_func", None)
+        self.multilabel = bool(getattr(loss, "multilabel", False)) or is_multilabel(getattr(learn, "dls", None))
+        if self.multilabel and self.positive is not None:
+            raise ValueError(f"{self.name}: `positive`={self.positive!r} names the positive class of a binary problem, "
+                             f"but the DataLoaders are multi-label ({len(self.classes or [])} labels, each its own "
+                             "binary problem): leave `positive` out")
+        self._check_options()
         if isinstance(loss, AUMLossFlat) and loss.vocab is None and self.classes is not None:
             loss.bind(self.classes)
         self._output_pos = loss.positive_index if isinstance(loss, AUMLossFlat) else 1
@@ -89,7 +99,7 @@ class AUROC(Metric):
 
     def _check_options(self) -> None:
         k = len(self.classes) if self.classes is not None else 0
-        if k <= 2:
+        if k <= 2 or self.multilabel:
             return
         if self.max_fpr is not None:
             raise ValueError(f"{self.name}: `max_fpr`={self.max_fpr!r} (partial AUROC) is defined for binary problems "
@@ -101,12 +111,19 @@ class AUROC(Metric):
     @property
     def positive_class(self):
         """The positive class of a binary problem (its vocabulary value once the vocabulary is known)."""
-        return self.classes[self._pos] if self.classes is not None and len(self.classes) == 2 else self._pos
+        return self.classes[self._pos] if self._binary() else self._pos
+
+    def _binary(self) -> bool:
+        return self.classes is not None and len(self.classes) == 2 and not self.multilabel
+
+    def _multi_hot(self, preds: Tensor, targs: Tensor) -> bool:
+        """Whether `targs` is a multi-hot (N, L) matrix of the shape of `preds` (L > 1)."""
+        return targs.ndim == 2 and targs.shape == preds.shape and targs.shape[1] > 1
 
     def accumulate(self, learn) -> None:
         if not self._ready:
             self.setup(learn)
-            self._own_data = _reads_own_data(learn)
+            self._own_data = reads_own_data(learn)
         self.add(learn.pred, learn.y, learn)
 
     def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
@@ -131,7 +148,8 @@ class AUROC(Metric):
 
     @property
     def per_class(self) -> list[float] | None:
-        """Per-class AUROC of the last pass (vocabulary order) with `average=None` on multiclass data, else None."""
+        """Per-class (per-label) AUROC of the last pass (vocabulary order) with `average=None` on multiclass
+        or multi-label data, else None."""
         _ = self.value
         return self._per_class
 
@@ -148,8 +166,7 @@ class AUROC(Metric):
         return preds, (1 - targs if self._pos == 0 else targs)
 
     def _label(self) -> str:
-        binary = self.classes is not None and len(self.classes) == 2
-        return f"{self.name} ({describe_positive(self.classes, self._pos)})" if binary else self.name
+        return f"{self.name} ({describe_positive(self.classes, self._pos)})" if self._binary() else self.name
 
     def _warn(self, message: str, key: str | None = None) -> None:
         key = message if key is None else key
@@ -158,7 +175,9 @@ class AUROC(Metric):
             warnings.warn(f"{self._label()}: {message}", AUROCUndefinedWarning, stacklevel=3)
 
     def _compute(self, preds: Tensor, targs: Tensor) -> float:
-        per_class = self.average is None and self.multi_class == "ovr" and preds.ndim == 2 and preds.shape[-1] > 2
+        multi_hot = self._multi_hot(preds, targs)
+        per_class = self.average is None and preds.ndim == 2 and (
+            multi_hot or (self.multi_class == "ovr" and preds.shape[-1] > 2))
         self._per_class = [math.nan] * preds.shape[-1] if per_class else None
         bad = int((~torch.isfinite(preds)).sum()) if preds.is_floating_point() else 0
         if bad:
@@ -166,7 +185,8 @@ class AUROC(Metric):
             return math.nan
         if len(targs) < 2 and not self._own_data:  # `learn.predict`'s single item: nothing to rank or warn about
             return math.nan
-        present = torch.unique(targs.reshape(-1)).tolist()
+        # multi-hot: a label with one class is the functional `auroc`'s warning (its values are always {0, 1})
+        present = [0, 1] if multi_hot else torch.unique(targs.reshape(-1)).tolist()
         if len(present) < 2:  # one class, or a single example
             names = [self.classes[int(c)] if self.classes is not None and 0 <= c < len(self.classes) else c
                      for c in present]
@@ -175,7 +195,8 @@ class AUROC(Metric):
             return math.nan
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AUROCUndefinedWarning)
-            value = auroc(*self._oriented(preds, targs), self.average, self.multi_class, self.max_fpr)
+            args = (preds, targs) if multi_hot else self._oriented(preds, targs)
+            value = auroc(*args, self.average, self.multi_class, self.max_fpr)
         for w in caught:
             self._warn(str(w.message))
         if value.ndim == 0:
@@ -186,11 +207,13 @@ class AUROC(Metric):
 
     @property
     def roc(self) -> ROC | list[ROC] | None:
-        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class) otherwise;
-        None before any pass and after a pass without labels."""
+        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class or label)
+        otherwise; None before any pass and after a pass without labels."""
         self._gather()
         if self.preds is None:
             return None
+        if self._multi_hot(self.preds, self.targs):
+            return multilabel_roc(self.preds, self.targs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AUROCUndefinedWarning)
             return roc_curve(*self._oriented(self.preds, self.targs))
@@ -217,43 +240,14 @@ class _TrainAUROC(AUROC):
         pass
 
 
-class _ClassAUROC(Metric):
-    """One class's AUROC from an `AUROC(average=None)` metric, for a column of its own."""
-
-    def __init__(self, parent: AUROC, index: int, name: str):
-        self.parent, self.index, self._name = parent, index, name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def value(self) -> float | None:
-        per_class = self.parent.per_class
-        return per_class[self.index] if per_class is not None and self.index < len(per_class) else None
-
-
-def _reads_own_data(learn) -> bool:
-    """Whether the pass reads one of the DataLoaders' datasets (not a test set, such as `predict`'s item)."""
-    ds = getattr(getattr(learn, "dl", None), "dataset", None)
-    loaders = getattr(getattr(learn, "dls", None), "loaders", None)
-    if ds is None or loaders is None:
-        return True
-    return any(ds is getattr(dl, "dataset", None) for dl in loaders)
-
-
-def _valid_labels(dls) -> list | None:
-    """The class index of every validation example, without loading the inputs; None if they cannot be read."""
-    try:
-        return dataset_labels(dls, 1).tolist()
-    except Exception:  # DataLoaders of another kind: the check is skipped, the NaN still warns
-        return None
+_ClassAUROC = ClassAUROC  # Learners exported before it moved to `_auroc_columns` load too
 
 
 class AUROCCallback(Callback):
     """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
     `name` (and, with `train=True`, `train_<name>` over the epoch's training batches; with
-    `average=None` on multiclass data, a column `<name>_<class>` per class and their mean as `name`),
+    `average=None` on multiclass or multi-label data, a column `<name>_<class>` per class or label and
+    their mean as `name`),
     keeps the ROC curve of the last validation pass (`plot()`) and a per-epoch `history` DataFrame.
 
     `SaveModelCallback(monitor='auroc')` and `EarlyStoppingCallback(monitor='auroc')` work with it
@@ -269,7 +263,7 @@ class AUROCCallback(Callback):
                  name: str = "auroc", train: bool = False, positive=None):
         self.metric = AUROC(average, multi_class, max_fpr, name, positive)
         self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", positive) if train else None
-        self.class_metrics: list[_ClassAUROC] = []
+        self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []
         self._training = self._new_fit = self._announced = False
 
@@ -295,13 +289,12 @@ class AUROCCallback(Callback):
         super().__setattr__(name, value)
 
     def _set_class_metrics(self) -> None:
-        classes, m = self.metric.classes, self.metric
-        per_class = m.average is None and m.multi_class == "ovr" and classes is not None and len(classes) > 2
-        names = [f"{m.name}_{c}" for c in classes] if per_class else []
+        m = self.metric
+        names = class_column_names(m)
         if [c.name for c in self.class_metrics] != names:
             if self.learn is not None:
                 self._detach(self.learn)  # the old columns go; `_attach` puts the new ones in
-            self.class_metrics = [_ClassAUROC(m, k, n) for k, n in enumerate(names)]
+            self.class_metrics = [ClassAUROC(m, k, n) for k, n in enumerate(names)]
 
     def _training_fit(self) -> bool:
         """A real training fit: not `validate`/`get_preds` (which hold the Learner's lock), not `lr_find`."""
@@ -312,7 +305,9 @@ class AUROCCallback(Callback):
     def _check_validation_classes(self) -> None:
         """Warn, or raise when a tracker monitors this AUROC, if the validation set has fewer than two classes."""
         classes = self.metric.classes
-        labels = _valid_labels(self.dls) if classes is not None else None
+        if self.metric.multilabel:  # each label's one-class case is the functional `auroc`'s warning
+            return
+        labels = valid_labels(self.dls) if classes is not None else None
         if not labels:
             return
         present = sorted(set(labels))
@@ -343,7 +338,7 @@ class AUROCCallback(Callback):
         self._attach()
         if self._training_fit():
             self._check_validation_classes()
-        if not self._announced and self.metric.classes is not None and len(self.metric.classes) == 2 \
+        if not self._announced and self.metric._binary() \
                 and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
             print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric._pos)}")
             self._announced = True
@@ -403,7 +398,8 @@ class AUROCCallback(Callback):
         return self.metric.positive_class
 
     def plot(self, ax=None, title: str | None = None):
-        """Draw the last validation pass's ROC curve(s), one per class for multiclass; returns the axes."""
+        """Draw the last validation pass's ROC curve(s), one per class (multiclass) or label (multi-label),
+        named from the vocabulary; returns the axes."""
         vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_names", "dataset_labels", "positive_index", "describe_positive", "format_classes"]
+__all__ = ["class_names", "dataset_labels", "multi_hot_labels", "is_multilabel", "positive_index", "describe_positive",
+           "format_classes"]
+
+_MULTI_LABEL_TFMS = ("MultiCategorize", "EncodedMultiCategorize", "OneHotEncode")
 
 
 def class_names(vocab) -> list | None:
@@ -25,6 +28,34 @@ def dataset_labels(dls, ds_idx: int = 0) -> torch.Tensor:
     if hasattr(ds, "ys"):  # TabularPandas: the label column holds the category codes
         return torch.as_tensor(ds.ys.to_numpy().reshape(-1).astype("int64"))
     return torch.stack([torch.as_tensor(y) for y in ds.tls[dls.n_inp]]).reshape(-1).long()
+
+
+def is_multilabel(dls) -> bool:
+    """Whether fastai DataLoaders `dls` hold multi-label (multi-hot) targets: a `MultiCategoryBlock`
+    (its transforms on the target, for tabular data its procs), else a 2-d target in `one_batch()`."""
+    ds = getattr(dls, "train_ds", None)
+    if ds is None:
+        return False
+    tfms = getattr(ds, "procs", None)
+    if tfms is None:
+        tls = getattr(ds, "tls", None)
+        n_inp = getattr(dls, "n_inp", 1)
+        tfms = getattr(tls[n_inp], "tfms", None) if tls is not None and len(tls) > n_inp else None
+    if tfms is not None:
+        return any(type(t).__name__ in _MULTI_LABEL_TFMS for t in getattr(tfms, "fs", tfms))
+    try:
+        y = dls.one_batch()[-1]
+    except Exception:  # not DataLoaders we can read: single-label, as before
+        return False
+    return getattr(y, "ndim", 1) == 2 and y.shape[1] > 1
+
+
+def multi_hot_labels(dls, ds_idx: int = 0) -> torch.Tensor:
+    """The (N, L) multi-hot targets of `dls`'s dataset `ds_idx` (0: training, 1: validation), as floats."""
+    ds = dls[ds_idx].dataset
+    if hasattr(ds, "ys"):  # TabularPandas: one 0/1 column per label
+        return torch.as_tensor(ds.ys.to_numpy().astype("float32"))
+    return torch.stack([torch.as_tensor(y).float() for y in ds.tls[dls.n_inp]])
 
 
 def positive_index(classes, positive=None) -> int:

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "fraud_df", "stratified_split", "subsample_positives",
-           "tabular_dls", "digits_dls", "text_dls"]
+__all__ = ["breast_cancer_df", "wine_df", "digits_df", "text_df", "fraud_df", "multilabel_df", "stratified_split",
+           "subsample_positives", "tabular_dls", "digits_dls", "text_dls"]
+
+TOPICS = ("sports", "politics", "science", "health", "arts", "travel")
 
 
 def stratified_split(labels, valid_pct: float = 0.25, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -88,6 +90,37 @@ def fraud_df(n: int = 4000, pos_frac: float = 0.03, noise: float = 0.02, seed: i
     return df
 
 
+def multilabel_df(n: int = 400, labels=TOPICS[:5], rare: dict | None = None, n_features: int = 8,
+                  seed: int = 0) -> pd.DataFrame:
+    """A generated multi-label table (scikit-learn's `make_multilabel_classification`): `n` rows, numeric
+    columns `x0`.. and one 0/1 column per label in `labels`. `rare` maps labels to the share of rows
+    they should mark (default: the last two labels, 6% and 3%); rows with a rare label are dropped
+    (not relabelled) until it is that rare, so the labels stay noise-free."""
+    from sklearn.datasets import make_multilabel_classification
+    labels = list(labels)
+    rare = {labels[-2]: 0.06, labels[-1]: 0.03} if rare is None else dict(rare)
+    unknown = [k for k in rare if k not in labels]
+    if unknown or not all(0 < f < 1 for f in rare.values()):
+        raise ValueError(f"`rare` must map labels of {labels} to shares in (0, 1), got {rare!r}")
+    x, y = make_multilabel_classification(n_samples=4 * n, n_features=n_features, n_classes=len(labels), n_labels=2,
+                                          random_state=seed)
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(n_features)])
+    for i, label in enumerate(labels):
+        df[label] = y[:, i].astype("int64")
+    rng = np.random.default_rng(seed)
+    keep = np.ones(len(df), dtype=bool)
+    for label, share in rare.items():  # keep `share * n` of its rows
+        pos = np.flatnonzero(keep & (df[label].to_numpy() == 1))
+        n_pos = max(2, round(n * share))
+        if len(pos) > n_pos:
+            keep[rng.choice(pos, size=len(pos) - n_pos, replace=False)] = False
+    has_rare = df[list(rare)].to_numpy().any(axis=1) if rare else np.zeros(len(df), dtype=bool)
+    others = np.flatnonzero(keep & ~has_rare)
+    rows = np.concatenate([np.flatnonzero(keep & has_rare),
+                           rng.choice(others, size=min(len(others), n - int((keep & has_rare).sum())), replace=False)])
+    return df.iloc[np.sort(rows)].reset_index(drop=True)
+
+
 _NEUTRAL = ("the a this that it was is film story movie plot scene actor time people one very really "
             "just some much more also quite rather thing way part end make see").split()
 _SIGNAL = {
@@ -123,21 +156,31 @@ def text_df(n: int = 600, n_classes: int = 2, pos_frac: float | None = 0.2, nois
     return pd.DataFrame({"text": docs, "label": labels})
 
 
-def tabular_dls(df: pd.DataFrame, label: str = "label", valid_pct: float = 0.25, bs: int = 64, seed: int = 0,
-                cat_names: list[str] | None = None, cont_names: list[str] | None = None):
+def tabular_dls(df: pd.DataFrame, label: str | list[str] = "label", valid_pct: float = 0.25, bs: int = 64,
+                seed: int = 0, cat_names: list[str] | None = None, cont_names: list[str] | None = None):
     """TabularDataLoaders for `df` with a stratified validation split; every other column is continuous
     unless `cat_names` says otherwise. Continuous columns constant over the training rows are left
-    out: normalising them would divide by a zero standard deviation."""
-    from fastai.data.block import CategoryBlock
+    out: normalising them would divide by a zero standard deviation.
+
+    A list of label columns (0/1 each) makes a multi-label problem (`MultiCategoryBlock(encoded=True)`,
+    the vocabulary in that order), split stratified on its rarest label."""
+    from fastai.data.block import CategoryBlock, MultiCategoryBlock
     from fastai.tabular.core import Categorify, FillMissing, Normalize
     from fastai.tabular.data import TabularDataLoaders
     cat_names = list(cat_names or [])
-    cont_names = list(cont_names) if cont_names is not None else [c for c in df.columns if c != label and c not in cat_names]
-    train, valid = stratified_split(df[label], valid_pct, seed)
+    multi = not isinstance(label, str)
+    labels = list(label) if multi else [label]
+    if multi and not all(set(pd.unique(df[c])) <= {0, 1} for c in labels):
+        raise ValueError(f"multi-label columns {labels} must hold 0 and 1 only")
+    if cont_names is None:
+        cont_names = [c for c in df.columns if c not in labels and c not in cat_names]
+    rarest = min(labels, key=lambda c: df[c].sum()) if multi else label
+    train, valid = stratified_split(df[rarest], valid_pct, seed)
     cont_names = [c for c in cont_names if df[c].iloc[train].nunique() > 1]
+    y_block = MultiCategoryBlock(encoded=True, vocab=labels) if multi else CategoryBlock()
     return TabularDataLoaders.from_df(df, procs=[Categorify, FillMissing, Normalize], cat_names=cat_names,
-                                      cont_names=cont_names, y_names=label, y_block=CategoryBlock(),
-                                      valid_idx=valid, bs=bs)
+                                      cont_names=list(cont_names), y_names=label if not multi else labels,
+                                      y_block=y_block, valid_idx=valid, bs=bs)
 
 
 def digits_dls(path, positive_digit: int | None = None, pos_frac: float | None = None, valid_pct: float = 0.25,

@@ -20,11 +20,18 @@ class BinaryDecisions:
     finds it in the vocabulary. `thresh` is the probability of the positive class above which it is
     predicted; `calibration`, once fitted (`learn.calibrate()`), maps the binary score to that probability.
     A subclass sets `axis` and may override `multiclass_activation`.
+
+    With `multilabel` set, the outputs are one logit per label: `activation` is the sigmoid of each,
+    `decodes` predicts each label whose probability exceeds `thresh` (a number, or one per label).
     """
     axis: int = -1
+    multilabel: bool = False
 
-    def _init_decisions(self, thresh: float, positive, vocab) -> None:
-        self.thresh, self.positive = thresh, positive
+    def _init_decisions(self, thresh, positive, vocab, multilabel: bool = False) -> None:
+        if multilabel and positive is not None:
+            raise ValueError(f"{type(self).__name__}: `positive`={positive!r} names the positive class of a binary "
+                             "problem; a multi-label problem has none (each label is its own binary problem)")
+        self.thresh, self.positive, self.multilabel = thresh, positive, bool(multilabel)
         self.vocab, self._pos = None, 1
         self.calibration = None  # binary score -> probability of the positive class
         self.tuning = None  # how `thresh` was tuned (`learn.tune_threshold`), so that calibrating can re-tune it
@@ -71,6 +78,8 @@ class BinaryDecisions:
         """Probabilities: for a binary model, both classes' (vocabulary order) from the sigmoid of its
         score, or from `calibration` once fitted; softmax of several outputs (unless they already are
         probabilities)."""
+        if self.multilabel:
+            return torch.sigmoid(x)
         k = self._n_outputs(x)
         if k > 2 or (k == 2 and self.calibration is None):
             return self.multiclass_activation(x)
@@ -81,7 +90,10 @@ class BinaryDecisions:
 
     def decodes(self, x: Tensor) -> Tensor:
         """Class indices from `activation`'s output: binary models predict the positive class where
-        its probability exceeds `thresh`; multiclass models take the most probable class."""
+        its probability exceeds `thresh`; multiclass models take the most probable class; multi-label
+        models predict each label whose probability exceeds `thresh` (per label if a sequence)."""
+        if self.multilabel:
+            return x > _label_thresholds(self.thresh, x, self.axis)
         k = self._n_outputs(x)
         if k > 2:
             return x.argmax(dim=self.axis)
@@ -90,7 +102,21 @@ class BinaryDecisions:
         return torch.where(p > self.thresh, pos, 1 - pos)
 
     def __setstate__(self, state: dict) -> None:  # objects pickled before these attributes existed load too
-        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "calibration": None, "tuning": None, **state})
+        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "multilabel": False, "calibration": None,
+                              "tuning": None, **state})
+
+
+def _label_thresholds(thresh, x: Tensor, axis: int):
+    """`thresh` as a number, or as a tensor of one threshold per label broadcasting along `axis` of `x`."""
+    if isinstance(thresh, (int, float)):
+        return thresh
+    t = torch.as_tensor(thresh, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
+    if t.ndim == 0:
+        return t
+    n = x.shape[axis]
+    if t.shape != (n,):
+        raise ValueError(f"`thresh` must be a number or one threshold per label ({n}), got shape {tuple(t.shape)}")
+    return t.reshape([n if d == axis % x.ndim else 1 for d in range(x.ndim)])
 
 
 def _probability_rows(x: Tensor, axis: int) -> bool:

@@ -6,12 +6,12 @@ import warnings
 import torch
 from fastai.data.transforms import get_c
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat
+from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
 from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
-from .classes import class_names, positive_index
+from .classes import class_names, is_multilabel, multi_hot_labels, positive_index
 from .losses import AUMLossFlat
 from .metrics import decided, is_decision_metric
 from .sampling import stratify_batches, train_labels
@@ -43,9 +43,14 @@ def data_kind(dls) -> str:
 def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positive=None):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
     inverse to the class frequencies of the training set), or a loss object, returned as it is.
-    `positive` names AUM's positive class (the class a single output is the logit of)."""
+    `positive` names AUM's positive class (the class a single output is the logit of).
+
+    Multi-label DataLoaders (`is_multilabel`) get `AUMLossFlat(multilabel=True)`, fastai's
+    `BCEWithLogitsLossFlat`, or that with `pos_weight` n_neg/n_pos per label (training set)."""
     if not isinstance(loss, str):
         return loss
+    if loss in LOSSES and is_multilabel(dls):
+        return _multilabel_loss(loss, dls, normalize, average, positive)
     if loss == "aum":
         return AUMLossFlat(normalize=normalize, average=average, positive=positive, vocab=class_names(dls))
     if loss == "ce":
@@ -56,11 +61,24 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positi
     raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
 
+def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive):
+    if positive is not None:
+        raise ValueError(f"`positive`={positive!r} names the positive class of a binary problem, but the DataLoaders "
+                         f"are multi-label ({len(class_names(dls) or [])} labels, each its own binary problem)")
+    if loss == "aum":
+        return AUMLossFlat(normalize=normalize, average=average, vocab=class_names(dls), multilabel=True)
+    if loss == "ce":
+        return BCEWithLogitsLossFlat()
+    y = multi_hot_labels(dls, 0)
+    n_pos = y.sum(0)
+    return BCEWithLogitsLossFlat(pos_weight=(len(y) - n_pos) / n_pos.clamp_min(1))
+
+
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
                 positive=None, metrics=None, **kwargs) -> Learner:
-    """A fastai Learner for `dls` (tabular, text or vision, binary or multiclass) trained with `loss`
+    """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label) trained with `loss`
     and measured by `AUROCCallback`.
 
     `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
@@ -73,22 +91,30 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     output. All other keyword arguments go to `tabular_learner`, `text_classifier_learner` or
     `vision_learner` (`pretrained`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
     `stratify=True` gives every training batch every class (`stratify_batches`; tabular and vision).
+    Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `positive` and
+    `stratify` do not apply to them.
     """
     kind = data_kind(dls)
     classes = class_names(dls)
-    pos = positive_index(classes, positive)  # a clear error now, before any model is built
+    multilabel = is_multilabel(dls)
+    if multilabel and (positive is not None or stratify):
+        what = f"`positive`={positive!r}" if positive is not None else "`stratify=True`"
+        raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
+                         f"({len(classes or [])} labels)")
+    pos = None if multilabel else positive_index(classes, positive)  # a clear error now, before any model is built
     if stratify:
         dls = stratify_batches(dls)
-    n_classes = get_c(dls)
+    n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
     loss_func = make_loss(loss, dls, normalize, average, positive)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)
     if n_out is None:
-        n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) else n_classes
+        n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) and not multilabel else n_classes
     cbs = list(L(cbs))  # one callback or several, as fastai's Learner takes them
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
         cbs.append(AUROCCallback(**{"positive": positive, **(auroc_kwargs or {})}))
-    kwargs["metrics"] = _decision_metrics(metrics, n_out, pos if n_classes == 2 else None)
+    binary_pos = pos if n_classes == 2 else None
+    kwargs["metrics"] = list(L(metrics)) if multilabel else _decision_metrics(metrics, n_out, binary_pos)
     if kind == "tabular":
         from fastai.tabular.learner import tabular_learner
         return tabular_learner(dls, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)

@@ -65,20 +65,27 @@ class AUMLossFlat(BinaryDecisions):
     by an asynchronous assert (a bad one stops the run at a later kernel launch, as fastai's
     cross-entropy does), and a NaN loss is selected on the device. `validate=False` skips the label
     checks; the NaN still comes out.
+
+    Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
+    or `multilabel=True`, makes each output a label's logit: AUM is `aum(preds, target, average)` on
+    the multi-hot target, `activation` the sigmoid per label, `decodes` `p > thresh` per label
+    (`thresh` a number or one per label); `one_class_batches` then counts the batches where no label
+    has both classes.
     """
     y_int = True
 
-    def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh: float = 0.5,
-                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None):
+    def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh=0.5,
+                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None, multilabel: bool = False):
         self.func = AUMLoss(normalize, average, reduction, validate)
         self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
-        self._init_decisions(thresh, positive, vocab)
+        self._init_decisions(thresh, positive, vocab, multilabel)
 
     def __repr__(self) -> str:
         positive = f", positive={self.positive!r}" if self.positive is not None else ""
-        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive})"
+        multilabel = ", multilabel=True" if self.multilabel else ""
+        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive}{multilabel})"
 
     @property
     def reduction(self) -> str:
@@ -91,12 +98,18 @@ class AUMLossFlat(BinaryDecisions):
     @property
     def one_class_batches(self) -> int:
         """Training batches so far whose AUM was 0 for want of a class: binary batches without a
-        positive or a negative, macro batches without a class that has both."""
+        positive or a negative, macro batches without a class that has both, multi-label batches
+        where no label has both classes."""
         return int(self._one_class)
 
     def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
         preds = preds if type(preds) is Tensor else preds.as_subclass(Tensor)  # fastai's subclasses slow every op
-        target = (target if type(target) is Tensor else target.as_subclass(Tensor)).reshape(-1)
+        target = target if type(target) is Tensor else target.as_subclass(Tensor)
+        if self.multilabel or (target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1):
+            self.multilabel = True  # `activation` and `decodes` need to know, from the first batch on
+            return self._multilabel(preds.movedim(self.axis, -1) if preds.ndim > 1 else preds,
+                                    target.movedim(self.axis, -1) if target.ndim > 1 else target, kwargs)
+        target = target.reshape(-1)
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
         binary = self._is_binary(preds)
@@ -135,6 +148,29 @@ class AUMLossFlat(BinaryDecisions):
                 self._one_class = self._one_class + (not any(0 < c < n for c in counts))
         return value
 
+    def _multilabel(self, preds: Tensor, target: Tensor, kwargs: dict) -> Tensor:
+        """The loss of (N, L) logits against a multi-hot (N, L) target, checked as the binary path is."""
+        if preds.shape != target.shape or preds.ndim != 2:
+            raise ValueError(f"AUMLossFlat(multilabel=True): `target` must be multi-hot of the shape of the outputs "
+                             f"(N, L), got {tuple(target.shape)} for outputs of shape {tuple(preds.shape)}")
+        n = len(target)
+        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON and n:
+            if bool(((target != 0) & (target != 1)).any()):
+                self.func(torch.zeros_like(preds.detach()), target, **kwargs)  # raises the functional API's message
+            if not bool(torch.isfinite(preds).all()):
+                return self.func.reduce(_nan_loss(preds), n)
+            value = self.func(preds, target, validate=False, **kwargs)
+        else:
+            if self.func.validate:
+                torch._assert_async(((target == 0) | (target == 1)).all(), _BAD_MULTI_HOT)
+            finite = torch.isfinite(preds)
+            value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)
+            value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
+        if preds.requires_grad and n:  # a training batch: count it if no label had both classes
+            support = (target != 0).sum(0)
+            self._one_class = self._one_class + (~((support > 0) & (support < n)).any()).long()
+        return value
+
     def _probabilities(self, preds: Tensor) -> bool:
         """Whether the model outputs probabilities rather than logits: found on the first multiclass
         batch (one host-device sync) and kept, since a model's kind of output does not change."""
@@ -160,6 +196,7 @@ class AUMLossFlat(BinaryDecisions):
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and
 # raises at once; elsewhere it checks on the device and never waits for it.
 _SYNC_IS_FREE_ON = ("cpu",)
+_BAD_MULTI_HOT = "AUMLossFlat: the multi-hot `target` holds values other than 0 and 1"
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
 
 
