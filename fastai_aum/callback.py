@@ -13,12 +13,13 @@ from fastai.torch_core import to_detach
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 from torch import Tensor
 
-from ._auroc_columns import ClassAUROC, class_column_names, multilabel_roc, reads_own_data, valid_labels
-from ._inputs import AUROCUndefinedWarning
+from ._auroc_columns import (AveragePrecisionColumn, ClassAUROC, class_column_names, multilabel_pr, multilabel_roc,
+                             reads_own_data, valid_labels)
+from ._inputs import AUROCUndefinedWarning, check_choice
 from .classes import class_names, describe_positive, format_classes, is_multilabel, positive_index
-from .functional import ROC, auroc, check_auroc_options, roc_curve
+from .functional import PR, ROC, auroc, check_auroc_options, precision_recall_curve, roc_curve
 from .losses import AUMLossFlat
-from .plotting import format_roc_axes, plot_roc
+from .plotting import format_roc_axes, plot_pr, plot_roc
 
 __all__ = ["AUROC", "AUROCCallback", "plot_roc", "format_roc_axes"]
 
@@ -218,15 +219,29 @@ class AUROC(Metric):
             warnings.simplefilter("ignore", AUROCUndefinedWarning)
             return roc_curve(*self._oriented(self.preds, self.targs))
 
-    def plot(self, ax=None, labels=None, title: str | None = None):
-        """Draw the last pass's ROC curve(s) with matplotlib and return the axes."""
-        curve = self.roc
+    @property
+    def pr(self) -> PR | list[PR] | None:
+        """Precision-recall curve(s) of the last pass, like `roc`."""
+        self._gather()
+        if self.preds is None:
+            return None
+        if self._multi_hot(self.preds, self.targs):
+            return multilabel_pr(self.preds, self.targs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AUROCUndefinedWarning)
+            return precision_recall_curve(*self._oriented(self.preds, self.targs))
+
+    def plot(self, ax=None, labels=None, title: str | None = None, kind: str = "roc"):
+        """Draw the last pass's ROC (`kind='roc'`) or precision-recall (`'pr'`) curve(s); returns the axes."""
+        check_choice("kind", kind, ("roc", "pr"))
+        curve = self.roc if kind == "roc" else self.pr
         if curve is None and self._passed:
             raise RuntimeError(f"{self.name}: the last pass had no labels (e.g. `get_preds` on an unlabelled test set), "
-                               "so there is no ROC curve to plot; run `learn.validate()` for the validation set's")
+                               "so there is no curve to plot; run `learn.validate()` for the validation set's")
         if curve is None:
             raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
-        return plot_roc(curve, ax=ax, labels=labels, title=title or f"ROC curve, last pass ({self._label()})")
+        what, draw = ("ROC curve", plot_roc) if kind == "roc" else ("precision-recall curve", plot_pr)
+        return draw(curve, ax=ax, labels=labels, title=title or f"{what}, last pass ({self._label()})")
 
 
 class _TrainAUROC(AUROC):
@@ -247,8 +262,9 @@ class AUROCCallback(Callback):
     """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
     `name` (and, with `train=True`, `train_<name>` over the epoch's training batches; with
     `average=None` on multiclass or multi-label data, a column `<name>_<class>` per class or label and
-    their mean as `name`),
-    keeps the ROC curve of the last validation pass (`plot()`) and a per-epoch `history` DataFrame.
+    their mean as `name`; with `average_precision=True`, an `average_precision` column computed from
+    the same kept outputs), keeps the ROC and precision-recall curves of the last validation pass
+    (`plot()`, `plot(kind='pr')`) and a per-epoch `history` DataFrame.
 
     `SaveModelCallback(monitor='auroc')` and `EarlyStoppingCallback(monitor='auroc')` work with it
     (higher is better). It also measures in `learn.validate()` and `learn.get_preds()`. Options are
@@ -260,15 +276,16 @@ class AUROCCallback(Callback):
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", train: bool = False, positive=None):
+                 name: str = "auroc", train: bool = False, positive=None, average_precision: bool = False):
         self.metric = AUROC(average, multi_class, max_fpr, name, positive)
         self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", positive) if train else None
+        self.ap_metric = AveragePrecisionColumn(self.metric) if average_precision else None
         self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []
         self._training = self._new_fit = self._announced = False
 
     def _own_metrics(self) -> list[Metric]:
-        return [m for m in (self.metric, *self.class_metrics, self.train_metric) if m is not None]
+        return [m for m in (self.metric, *self.class_metrics, self.ap_metric, self.train_metric) if m is not None]
 
     def _attach(self) -> None:
         for metric in self._own_metrics():
@@ -364,6 +381,8 @@ class AUROCCallback(Callback):
             return
         row = {"epoch": self.epoch, self.metric.name: self.metric.value}
         row.update({c.name: c.value for c in self.class_metrics})
+        if self.ap_metric is not None:
+            row[self.ap_metric.name] = self.ap_metric.value
         if self.train_metric is not None:
             row[self.train_metric.name] = self.train_metric.value
         self._history.append(row)
@@ -389,6 +408,7 @@ class AUROCCallback(Callback):
         """One row per epoch of the last training run: the epoch and its AUROC (per class, and training
         AUROC, where asked for). `validate()` and `get_preds()` leave it alone."""
         columns = ["epoch", self.metric.name] + [c.name for c in self.class_metrics] \
+            + ([self.ap_metric.name] if self.ap_metric is not None else []) \
             + ([self.train_metric.name] if self.train_metric is not None else [])
         return pd.DataFrame(self._history, columns=columns)
 
@@ -397,9 +417,9 @@ class AUROCCallback(Callback):
         """The positive class of a binary problem."""
         return self.metric.positive_class
 
-    def plot(self, ax=None, title: str | None = None):
-        """Draw the last validation pass's ROC curve(s), one per class (multiclass) or label (multi-label),
-        named from the vocabulary; returns the axes."""
+    def plot(self, ax=None, title: str | None = None, kind: str = "roc"):
+        """Draw the last validation pass's ROC (`kind='roc'`) or precision-recall (`'pr'`) curve(s), one
+        per class (multiclass) or label (multi-label), named from the vocabulary; returns the axes."""
         vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
-        return self.metric.plot(ax=ax, labels=labels, title=title)
+        return self.metric.plot(ax=ax, labels=labels, title=title, kind=kind)

@@ -485,3 +485,31 @@ def test_multiclass_text_plot_has_one_labelled_curve_per_class():
             learn.fit(1)
     labels = [line.get_label() for line in learn.auroc.plot().get_lines() if not line.get_label().startswith("_")]
     assert [label.split(":")[0] for label in labels] == ["negative", "neutral", "positive"]
+
+
+# ------------------------------------------------------------------------- average precision ---
+
+def test_average_precision_column_is_sklearn_from_the_same_kept_outputs(breast_dls, wine_dls):
+    from sklearn.metrics import average_precision_score
+    from sklearn.preprocessing import label_binarize
+    for dls, n_out in ((breast_dls, 1), (breast_dls, 2), (wine_dls, 3)):
+        set_seed(0)
+        cb = AUROCCallback(average_precision=True)
+        learn = tabular_learner(dls, n_out=n_out, loss_func=AUMLossFlat(), cbs=cb)
+        _fit(learn, 2)
+        assert "average_precision" in learn.recorder.metric_names
+        recorded = column(learn, "average_precision")[-1]
+        raw, y = raw_preds(learn)
+        y = y.reshape(-1).numpy()
+        if n_out == 3:
+            expected = average_precision_score(label_binarize(y, classes=[0, 1, 2]), softmax64(raw.numpy()))
+        else:
+            expected = average_precision_score(y, sk_scores(raw))
+        assert recorded == pytest.approx(expected, abs=1e-9)
+        assert list(cb.history.columns) == ["epoch", "auroc", "average_precision"]
+        assert cb.ap_metric.parent is cb.metric  # read from the AUROC metric's outputs: no second copy
+        ax = cb.plot(kind="pr")
+        assert ax.get_xlabel() == "recall" and len(ax.get_lines()) == (1 if n_out < 3 else 3)
+        plt.close("all")
+    with pytest.raises(ValueError, match="`kind` must be one of 'roc', 'pr', got 'det'"):
+        cb.plot(kind="det")
