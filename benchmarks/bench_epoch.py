@@ -38,9 +38,11 @@ def make_dls(n_train: int, n_valid: int, bs: int, seed: int = 0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int, default=None, help="epochs per configuration (default 9; 3 with --quick)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # fastai's, harmless
-    n_train, reps = (5_000, 3) if args.quick else (20_000, 5)
+    n_train, reps = (5_000, 3) if args.quick else (20_000, 9)
+    reps = args.reps or reps
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n_train} training rows; "
           f"median of {reps} epochs, configurations round-robin\n")
     print("| batch size | batches | cross-entropy epoch (s) | AUM epoch (s) | AUM / CE |")

@@ -128,3 +128,24 @@ def test_binary_non_finite_scores_found_from_the_value(preds, count):
         with pytest.raises(ValueError, match=rf"`preds` contains {count} non-finite value\(s\)"):
             aum(torch.tensor(preds, dtype=torch.float64), labels)
     assert math.isnan(aum(torch.tensor(preds, dtype=torch.float64), y, validate=False).item()) or len(preds) == 1
+
+
+@pytest.mark.parametrize("compact_from", [2, 10**9])
+@pytest.mark.parametrize("normalize", ["rate", "count"])
+def test_both_cpu_tie_paths_match_the_oracle(monkeypatch, compact_from, normalize):
+    """Short rows do the group bookkeeping for every element; long ones compact their tied elements
+    first. Forced both ways, each gives the oracle's derivatives at ties."""
+    monkeypatch.setattr(aum_module, "_COMPACT_TIES_FROM", compact_from)
+    rng = np.random.default_rng(5)
+    for n in (2, 5, 17, 64, 300):
+        for _ in range(10):
+            s, y = _scores(rng, n, tied=True), rng.integers(0, 2, n)
+            got = aum_directional_derivatives(torch.tensor(s), torch.tensor(y), normalize).numpy()
+            np.testing.assert_allclose(got, brute_directional_derivatives(s, y, normalize), atol=1e-9)
+    z = torch.randint(-2, 3, (300, 4)).double().requires_grad_()  # macro: several rows at once
+    labels = torch.arange(300) % 4
+    aum(z, labels, normalize, average="macro").backward()
+    monkeypatch.setattr(aum_module, "_SPARSE_TIES_ON", ())  # the sync-free path as the reference
+    reference = z.detach().clone().requires_grad_()
+    aum(reference, labels, normalize, average="macro").backward()
+    torch.testing.assert_close(z.grad, reference.grad)

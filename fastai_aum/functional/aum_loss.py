@@ -49,10 +49,7 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     if not need_derivatives:
         return value, None, perm
     if not sparse:  # no host-device sync: group bookkeeping for every element
-        first, last = group_marks(v)
-        start, end = group_start(first), group_end(last)
-        at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
-        return value, _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end), perm
+        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
     if m.ndim == 1:
         grad = torch.diff(m, prepend=_ZERO)
@@ -63,8 +60,18 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
     if n == 1 or gaps.min().item() > 0:
         return value, (grad, grad), perm
+    if n < _COMPACT_TIES_FROM:  # a short row: bookkeeping for every element costs fewer operations than compacting
+        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm
     left, right = _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad)
     return value, (left, right), perm
+
+
+def _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos):
+    """Left and right derivatives with the group bookkeeping done for every element (no host-device sync)."""
+    first, last = group_marks(v)
+    start, end = group_start(first), group_end(last)
+    at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
+    return _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end)
 
 
 def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
@@ -84,6 +91,7 @@ def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
 
 
 _SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
+_COMPACT_TIES_FROM = 8192  # on those, rows at least this long compact their tied elements (measured on the CPU)
 _ZERO = torch.zeros(1, dtype=torch.float64)
 _ONE_TO = torch.arange(1, 2**14 + 1, dtype=torch.float64)  # read only
 
