@@ -16,6 +16,8 @@ import statistics
 import time
 import warnings
 
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")  # fastai's import-time notice
+
 import numpy as np
 import pandas as pd
 import torch
