@@ -2,7 +2,7 @@
 
 The public names below are imported on first use, so that `import fastai_aum` (and the `fastai-aum`
 command's `--help`) does not import fastai and torch until something needs them. Using any of them
-also adds `Learner.tune_threshold` and `Learner.calibrate` (`fastai_aum.decisions`).
+loads them all, which also adds `Learner.tune_threshold` and `Learner.calibrate` (`fastai_aum.decisions`).
 """
 from __future__ import annotations
 
@@ -30,10 +30,13 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    importlib.import_module(".decisions", __name__)  # Learner.tune_threshold and Learner.calibrate
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+    # The first use loads every module, as an eager import would: what they add to fastai
+    # (`Learner.tune_threshold`, `Learner.calibrate`, and fastai's own `fit_one_cycle` and `no_bar`,
+    # which the comparison imports) is then there whichever name came first.
+    for module in sorted(set(_EXPORTS.values())):
+        importlib.import_module(f".{module}", __name__)
+    globals().update({n: getattr(importlib.import_module(f".{m}", __name__), n) for n, m in _EXPORTS.items()})
+    return globals()[name]
 
 
 def __dir__() -> list[str]:

@@ -214,3 +214,15 @@ def test_vision_and_text_kwargs_pass_through(digits10_dls, text2_dls):
     learn = aum_learner(text2_dls, config=text_kw()["config"], drop_mult=0.1, pretrained=False, wd=0.3)
     assert learn.wd == 0.3
     assert learn.model[0].module.n_hid == 64
+
+
+def test_any_public_name_brings_the_whole_package_and_what_it_adds_to_fastai():
+    """The package loads its names on first use; whichever comes first, the Learner it builds has
+    fastai's `fit_one_cycle` and `no_bar` and the package's `tune_threshold` and `calibrate`."""
+    import subprocess
+    import sys
+    code = ("import sys, fastai_aum; assert 'fastai' not in sys.modules; "
+            "from fastai_aum import aum_learner; from fastai.learner import Learner; "
+            "print(all(hasattr(Learner, a) for a in ('fit_one_cycle', 'no_bar', 'tune_threshold', 'calibrate')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.stdout.strip() == "True", run.stdout + run.stderr
