@@ -18,23 +18,11 @@ import warnings
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")  # fastai's import-time notice
 
-import numpy as np
-import pandas as pd
 import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 
+from bench_callback import make_dls  # the same generated problem (this folder is on sys.path for a script)
 from fastai_aum import aum_learner
-from fastai_aum.datasets import tabular_dls
-
-
-def make_dls(n_train: int, n_valid: int, bs: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    n = n_train + n_valid
-    y = rng.random(n) < 0.1
-    x = rng.normal(size=(n, 10)) + 0.5 * y[:, None]
-    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(10)])
-    df["label"] = np.where(y, "yes", "no")
-    return tabular_dls(df, valid_pct=n_valid / n, bs=bs, seed=seed)
 
 
 def main(argv=None):
