@@ -210,26 +210,22 @@ class AUROC(Metric):
     def roc(self) -> ROC | list[ROC] | None:
         """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class or label)
         otherwise; None before any pass and after a pass without labels."""
-        self._gather()
-        if self.preds is None:
-            return None
-        if self._multi_hot(self.preds, self.targs):
-            return multilabel_roc(self.preds, self.targs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AUROCUndefinedWarning)
-            return roc_curve(*self._oriented(self.preds, self.targs))
+        return self._curves(roc_curve, multilabel_roc)
 
     @property
     def pr(self) -> PR | list[PR] | None:
         """Precision-recall curve(s) of the last pass, like `roc`."""
+        return self._curves(precision_recall_curve, multilabel_pr)
+
+    def _curves(self, curve, multilabel_curve):
         self._gather()
         if self.preds is None:
             return None
         if self._multi_hot(self.preds, self.targs):
-            return multilabel_pr(self.preds, self.targs)
+            return multilabel_curve(self.preds, self.targs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AUROCUndefinedWarning)
-            return precision_recall_curve(*self._oriented(self.preds, self.targs))
+            return curve(*self._oriented(self.preds, self.targs))
 
     def plot(self, ax=None, labels=None, title: str | None = None, kind: str = "roc"):
         """Draw the last pass's ROC (`kind='roc'`) or precision-recall (`'pr'`) curve(s); returns the axes."""

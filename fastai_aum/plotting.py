@@ -12,12 +12,8 @@ __all__ = ["plot_roc", "plot_pr", "format_roc_axes"]
 
 def plot_roc(roc: ROC | list[ROC], ax=None, labels=None, title: str | None = None):
     """Plot one ROC curve, or one per class, with the chance diagonal; returns the axes."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    curves = [roc] if isinstance(roc, ROC) else list(roc)
-    names = [None] if isinstance(roc, ROC) else (list(labels) if labels is not None else [str(k) for k in range(len(curves))])
-    for curve, name in zip(curves, names):
+    ax, named = _axes_and_curves(roc, ROC, ax, labels)
+    for curve, name in named:
         fpr, tpr = curve.fpr.cpu().numpy(), curve.tpr.cpu().numpy()
         area = float(torch.trapezoid(curve.tpr, curve.fpr)) if not math.isnan(fpr[-1] + tpr[-1]) else math.nan
         ax.plot(fpr, tpr, label=f"{name + ': ' if name else ''}AUROC {area:.3f}")
@@ -35,12 +31,8 @@ def format_roc_axes(ax, title: str | None = None):
 def plot_pr(pr: PR | list[PR], ax=None, labels=None, title: str | None = None):
     """Plot one precision-recall curve, or one per class or label, as steps (average precision is their
     step-wise area, as scikit-learn computes it, not an interpolation); returns the axes."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    curves = [pr] if isinstance(pr, PR) else list(pr)
-    names = [None] if isinstance(pr, PR) else (list(labels) if labels is not None else [str(k) for k in range(len(curves))])
-    for curve, name in zip(curves, names):
+    ax, named = _axes_and_curves(pr, PR, ax, labels)
+    for curve, name in named:
         precision, recall = curve.precision.double().cpu(), curve.recall.double().cpu()
         ap = float(-(torch.diff(recall) * precision[:-1]).sum())
         ax.plot(recall.numpy(), precision.numpy(), drawstyle="steps-post",
@@ -48,3 +40,16 @@ def plot_pr(pr: PR | list[PR], ax=None, labels=None, title: str | None = None):
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title=title)
     ax.legend(loc="lower left", fontsize="small")
     return ax
+
+
+def _axes_and_curves(curves, single: type, ax, labels):
+    """The axes to draw on (new ones if None) and (curve, name) pairs: one unnamed curve, or one per
+    class or label, named by `labels` or numbered."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    if isinstance(curves, single):
+        return ax, [(curves, None)]
+    curves = list(curves)
+    names = list(labels) if labels is not None else [str(k) for k in range(len(curves))]
+    return ax, list(zip(curves, names))
