@@ -241,3 +241,14 @@ def text3_df():
 def text3_dls(text3_df):
     set_seed(0)
     return text_dls(text3_df)
+
+
+def count_host_reads(monkeypatch) -> list[str]:
+    """Record every read of a tensor's value back to the host (what costs a sync on a GPU) until the
+    monkeypatch is undone; returns the list the reads are appended to."""
+    calls = []
+    for method in ("item", "tolist", "__bool__", "__int__", "__float__", "numpy"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *a, _o=original, _m=method, **k: calls.append(_m) or _o(self, *a, **k))
+    return calls

@@ -21,8 +21,8 @@ from fastai.torch_core import set_seed
 
 from fastai_aum import AUROC, AUMLossFlat, AUROCCallback, AUROCUndefinedWarning
 from fastai_aum.functional import aum, auroc
-from fastai_fixtures import (breast_df, breast_dls, column, quiet, single_torch_thread, wine_data,  # noqa: F401
-                             wine_dls)
+from fastai_fixtures import (breast_df, breast_dls, column, count_host_reads, quiet,  # noqa: F401
+                             single_torch_thread, wine_data, wine_dls)
 
 
 @pytest.fixture(autouse=True)
@@ -146,20 +146,10 @@ def test_loss_still_raises_on_bad_labels_and_functional_api_on_nan():
         auroc(nan, torch.tensor([0, 1, 0, 1]))
 
 
-def _count_host_reads(monkeypatch) -> list[str]:
-    """Record every read of a tensor's value back to the host (what costs a sync on a GPU)."""
-    calls = []
-    for method in ("item", "tolist", "__bool__", "__int__", "__float__", "numpy"):
-        original = getattr(torch.Tensor, method)
-        monkeypatch.setattr(torch.Tensor, method,
-                            lambda self, *a, _o=original, _m=method, **k: calls.append(_m) or _o(self, *a, **k))
-    return calls
-
-
 def test_checks_on_the_cpu_read_back_a_few_scalars_whatever_the_batch_size(monkeypatch):
     """On the CPU, where reading back is free, the checked loss reads the label range and the value
     (a few scalars, never one per example) and raises at once on bad labels."""
-    calls = _count_host_reads(monkeypatch)
+    calls = count_host_reads(monkeypatch)
     counts = {}
     for n in (32, 4096):
         for k, average in ((2, "micro"), (3, "micro"), (3, "macro")):
@@ -188,7 +178,7 @@ def test_default_loss_never_reads_back_off_the_cpu(monkeypatch, shape, average):
     target = torch.arange(shape[0]) % k
     loss = AUMLossFlat(average=average)
     loss(torch.randn(*shape, generator=g), target)  # a multiclass loss learns its outputs' kind once
-    calls = _count_host_reads(monkeypatch)
+    calls = count_host_reads(monkeypatch)
     for _ in range(3):
         preds = torch.randn(*shape, generator=g).round(decimals=1).requires_grad_()  # ties too
         value = loss(preds, target)

@@ -25,8 +25,8 @@ from fastai_aum import AUMLossFlat, AUROCCallback, aum_learner
 from fastai_aum.classes import is_multilabel, multi_hot_labels
 from fastai_aum.datasets import multilabel_df, tabular_dls
 from fastai_aum.functional import aum
-from fastai_fixtures import (CollectTrainBatches, breast_dls, breast_df, column, quiet, raw_preds,  # noqa: F401
-                             single_torch_thread)
+from fastai_fixtures import (CollectTrainBatches, breast_dls, breast_df, column, count_host_reads,  # noqa: F401
+                             quiet, raw_preds, single_torch_thread)
 
 
 @pytest.fixture(autouse=True)
@@ -273,11 +273,7 @@ def test_multilabel_loss_never_reads_back_off_the_cpu(monkeypatch, average):
     monkeypatch.setattr(aum_loss, "_SPARSE_TIES_ON", ())
     z, y = _batch(n=64, k=5, seed=2)
     loss = AUMLossFlat(average=average)
-    calls = []
-    for method in ("item", "tolist", "__bool__", "__int__", "__float__", "numpy"):
-        original = getattr(torch.Tensor, method)
-        monkeypatch.setattr(torch.Tensor, method,
-                            lambda self, *a, _o=original, _m=method, **k: calls.append(_m) or _o(self, *a, **k))
+    calls = count_host_reads(monkeypatch)
     preds = z.clone().requires_grad_()
     value = loss(preds, y)
     value.backward()
