@@ -120,7 +120,7 @@ def _evaluate(learn, dl, pos: int | None) -> tuple[dict, pd.DataFrame]:
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         preds, targs = learn.get_preds(dl=dl, act=lambda x: x)
-    preds, targs = preds.float(), targs.reshape(-1).long()
+    preds, targs = preds.double(), targs.reshape(-1).long()  # z_pos - z_other without float32 rounding: no false ties
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if pos is not None:
