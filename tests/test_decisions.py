@@ -310,3 +310,18 @@ def test_a_metric_that_cannot_read_one_output_is_named_in_a_warning(fraud):
     _, dls = fraud
     with pytest.warns(UserWarning, match=r"one output.*roc_auc_score"):
         aum_learner(dls, layers=[8], metrics=[RocAucBinary()])
+
+
+def test_tuning_on_bad_outputs_is_a_clear_error_and_changes_nothing(fraud_learner):
+    """NaN outputs or a validation set of one class cannot choose a threshold: a ValueError, and the
+    loss keeps the threshold it had."""
+    learn = fraud_learner
+    raw, targs = raw_preds(learn)
+    learn.loss_func.thresh = 0.5
+    with pytest.raises(ValueError, match="non-finite"):
+        learn.tune_threshold(outputs=(raw * float("nan"), targs))
+    with pytest.raises(ValueError, match="both classes|one class"):
+        learn.tune_threshold(outputs=(raw, torch.zeros_like(targs)))
+    with pytest.raises(ValueError, match="both classes|one class"):
+        learn.calibrate(outputs=(raw, torch.zeros_like(targs)))
+    assert learn.loss_func.thresh == 0.5 and learn.loss_func.calibration is None
