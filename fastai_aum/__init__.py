@@ -22,6 +22,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "aum_learner": "learner",
     "AUMLoss": "losses", "AUMLossFlat": "losses",
     "DecisionMetric": "metrics", "decided": "metrics",
+    "LastLayerScaleCallback": "recipes", "WarmStartCallback": "recipes",
     "StratifiedShuffle": "sampling", "stratify_batches": "sampling",
 }
 __all__ = sorted(_EXPORTS)

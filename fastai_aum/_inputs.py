@@ -15,7 +15,8 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "check_finite", "check_sample_weight", "prepare", "is_probability_matrix", "warn_undefined"]
+           "check_finite", "check_non_negative", "check_sample_weight", "prepare", "is_probability_matrix",
+           "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -183,6 +184,15 @@ def is_probability_matrix(preds: Tensor, source_dtype: torch.dtype | None = None
 def near_probability_tolerance(num_classes: int) -> float:
     """How far from 1 rows of rounded probabilities may sum: K entries rounded to 2 decimals, at least 0.05."""
     return max(0.05, 0.005 * num_classes)
+
+
+def check_non_negative(name: str, value) -> float:
+    """`value` as a float, or a ValueError naming the argument unless it is a finite real number >= 0."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_finite(preds: Tensor) -> None:

@@ -32,7 +32,9 @@ from .classes import class_names, dataset_labels, positive_index
 from .comparison_report import Comparison
 from .functional import auroc, auroc_ci
 from .functional.precision_recall import average_precision
+from ._inputs import check_non_negative
 from .learner import LOSSES, aum_learner
+from .recipes import WarmStartCallback
 
 __all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "Comparison", "SPLITS"]
 
@@ -69,7 +71,33 @@ class _KeepBest(Callback):
 
 
 def _loss_name(loss) -> str:
+    if isinstance(loss, dict):
+        options = ", ".join(f"{k}={v!r}" for k, v in loss.items() if k != "loss")
+        return f"{_loss_name(loss.get('loss', 'aum'))}({options})"
     return loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+
+
+_CONTROLLED = ("n_out", "positive", "arch", "dls", "cbs")  # compare_losses sets these for every run alike
+
+
+def _learner_args(spec) -> dict:
+    """`aum_learner` arguments of one entry of `losses`: a loss name or object, or a dict of `aum_learner`
+    arguments (`loss`, default 'aum', and recipes such as `margin`, `ce_weight`, `warm_start`), checked now."""
+    if not isinstance(spec, dict):
+        return {"loss": spec}
+    bad = [k for k in spec if not isinstance(k, str) or k in _CONTROLLED]
+    if bad:
+        raise ValueError(f"`losses`: a recipe is a dict of aum_learner arguments other than {', '.join(_CONTROLLED)}, "
+                         f"got {bad[0]!r} in {spec}")
+    args = {"loss": "aum", **spec}
+    for name in ("margin", "ce_weight"):
+        if name in args:
+            check_non_negative(name, args[name])
+    if "last_layer_scale" in args and args["last_layer_scale"] is not None:
+        check_non_negative("last_layer_scale", args["last_layer_scale"])
+    if args.get("warm_start"):
+        WarmStartCallback(args["warm_start"])
+    return args
 
 
 def _test_dl(learn, test):
@@ -83,8 +111,10 @@ def _bad_lr(value) -> bool:
 
 
 def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
-    """Raise a ValueError naming the argument unless `compare_losses` can run; `losses` and `seeds` as lists."""
-    losses, seeds = list(losses), list(seeds)
+    """Raise a ValueError naming the argument unless `compare_losses` can run; `losses` as a list of (name,
+    aum_learner arguments), `seeds` as a list."""
+    losses = list(losses.items()) if isinstance(losses, dict) else [(_loss_name(loss), loss) for loss in losses]
+    losses, seeds = [(name, _learner_args(spec)) for name, spec in losses], list(seeds)
     if not losses:
         raise ValueError("`losses` must name at least one loss (e.g. ['aum', 'ce']), got none")
     if not seeds:
@@ -155,7 +185,9 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     `test` is a DataFrame of labelled rows for `dls.test_dl`, or a DataLoader (without it, the validation
     data are evaluated, which is optimistic). `split` says whether the seeds share one split ('shared')
     or each has an independent one ('per_seed'); it decides how the per-seed tests are pooled. `losses`
-    are names ('aum', 'ce', 'weighted_ce') or loss objects. `lr` is one learning rate or a grid. Runs are
+    are names ('aum', 'ce', 'weighted_ce') or loss objects, or a dict from a name to one of those or to a
+    recipe, a dict of `aum_learner` arguments (e.g. `{'aum_m1': {'loss': 'aum', 'margin': 1.0},
+    'aum_warm3': {'warm_start': 3}}`; `loss` defaults to 'aum'). `lr` is one learning rate or a grid. Runs are
     paired: for a seed, every loss and learning rate starts from the same initial weights (all models get
     one output per class, so that they can) and sees the batches in the same order. When validation AUROC
     ties at its maximum, the tied epoch with the lowest validation loss is kept, with one warning.
@@ -168,7 +200,9 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     grid = _lr_grid(lr)
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
-    names = [_loss_name(loss) for loss in losses]
+    names = [name for name, _ in losses]
+    if any(not isinstance(name, str) for name in names):
+        raise ValueError(f"`losses`: names must be strings, got {names}")
     if len(set(names)) != len(names):
         raise ValueError(f"`losses` must have distinct names, got {names}")
     if baseline not in names and len(names) > 1:
@@ -179,11 +213,11 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     if len(old_rows):
         keys = old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(index=False)
         done = {(str(name), int(seed), float(rate)) for name, seed, rate in keys}
-    runs = [(seed, rate, name, loss) for seed in seeds for rate in grid for name, loss in zip(names, losses)]
+    runs = [(seed, rate, name, args) for seed in seeds for rate in grid for name, args in losses]
     todo = [run for run in runs if not any(d[0] == run[2] and d[1] == run[0] and _same_lr(d[2], run[1]) for d in done)]
     rows, scores, init = [old_rows], [old_scores], {}
     classes, pos, evaluated = None, None, "test" if test is not None else None
-    for seed, rate, name, loss in progress_bar(todo, display=show_progress and len(todo) > 0):
+    for seed, rate, name, args in progress_bar(todo, display=show_progress and len(todo) > 0):
         data = dls(seed) if callable(dls) else dls
         run_dls, run_test = data if isinstance(data, tuple) else (data, test)
         evaluated = "test" if run_test is not None else "validation"
@@ -192,7 +226,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
                              "trains on no batch at all")
         set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, loss=loss, n_out=run_dls.c, positive=positive, **learner_kwargs)
+        learn = aum_learner(run_dls, arch=arch, n_out=run_dls.c, positive=positive, **{**learner_kwargs, **args})
         classes = class_names(run_dls)
         pos = positive_index(classes, positive) if len(classes) == 2 else None
         if seed not in init:

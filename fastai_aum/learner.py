@@ -14,6 +14,7 @@ from .callback import AUROCCallback
 from .classes import class_names, is_multilabel, multi_hot_labels, positive_index
 from .losses import AUMLossFlat
 from .metrics import decided, is_decision_metric
+from .recipes import LastLayerScaleCallback, WarmStartCallback
 from .sampling import stratify_batches, train_labels
 
 __all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
@@ -40,19 +41,26 @@ def data_kind(dls) -> str:
                     f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
 
 
-def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positive=None):
+def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positive=None, margin: float = 0.0,
+              ce_weight: float = 0.0):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
     inverse to the class frequencies of the training set), or a loss object, returned as it is.
-    `positive` names AUM's positive class (the class a single output is the logit of).
+    `positive` names AUM's positive class (the class a single output is the logit of); `margin` and
+    `ce_weight` are `AUMLossFlat`'s recipes, for `loss='aum'` only.
 
     Multi-label DataLoaders (`is_multilabel`) get `AUMLossFlat(multilabel=True)`, fastai's
     `BCEWithLogitsLossFlat`, or that with `pos_weight` n_neg/n_pos per label (training set)."""
+    for name, value in (("margin", margin), ("ce_weight", ce_weight)):
+        if value and loss != "aum":
+            where = "set it on the loss object" if not isinstance(loss, str) else "use loss='aum'"
+            raise ValueError(f"`{name}`={value!r} is an option of the AUM loss, but `loss` is {_loss_repr(loss)}; {where}")
     if not isinstance(loss, str):
         return loss
     if loss in LOSSES and is_multilabel(dls):
-        return _multilabel_loss(loss, dls, normalize, average, positive)
+        return _multilabel_loss(loss, dls, normalize, average, positive, margin, ce_weight)
     if loss == "aum":
-        return AUMLossFlat(normalize=normalize, average=average, positive=positive, vocab=class_names(dls))
+        return AUMLossFlat(normalize=normalize, average=average, positive=positive, vocab=class_names(dls),
+                          margin=margin, ce_weight=ce_weight)
     if loss == "ce":
         return CrossEntropyLossFlat()
     if loss == "weighted_ce":
@@ -61,12 +69,17 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positi
     raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
 
-def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive):
+def _loss_repr(loss) -> str:
+    return repr(loss) if isinstance(loss, str) else type(loss).__name__
+
+
+def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive, margin: float, ce_weight: float):
     if positive is not None:
         raise ValueError(f"`positive`={positive!r} names the positive class of a binary problem, but the DataLoaders "
                          f"are multi-label ({len(class_names(dls) or [])} labels, each its own binary problem)")
     if loss == "aum":
-        return AUMLossFlat(normalize=normalize, average=average, vocab=class_names(dls), multilabel=True)
+        return AUMLossFlat(normalize=normalize, average=average, vocab=class_names(dls), multilabel=True,
+                           margin=margin, ce_weight=ce_weight)
     if loss == "ce":
         return BCEWithLogitsLossFlat()
     y = multi_hot_labels(dls, 0)
@@ -77,7 +90,8 @@ def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive):
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
-                positive=None, metrics=None, **kwargs) -> Learner:
+                positive=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0, warm_start: int = 0,
+                last_layer_scale: float | None = None, **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label) trained with `loss`
     and measured by `AUROCCallback`.
 
@@ -91,6 +105,10 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     output. All other keyword arguments go to `tabular_learner`, `text_classifier_learner` or
     `vision_learner` (`pretrained`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
     `stratify=True` gives every training batch every class (`stratify_batches`; tabular and vision).
+    Recipes for AUM (`fastai_aum.recipes`; README, "AUM recipes", for what they measured): `margin` and
+    `ce_weight` (AUM + ce_weight * cross-entropy) configure `AUMLossFlat`; `warm_start=k` trains the first
+    k epochs of each fit with cross-entropy (`WarmStartCallback`); `last_layer_scale` multiplies the last
+    layer's initial weights (0: all outputs start tied; `LastLayerScaleCallback`).
     Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `positive` and
     `stratify` do not apply to them.
     """
@@ -105,12 +123,18 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     if stratify:
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
-    loss_func = make_loss(loss, dls, normalize, average, positive)
+    loss_func = make_loss(loss, dls, normalize, average, positive, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)
+    recipes = [WarmStartCallback(warm_start)] if warm_start else []  # checks `warm_start` before the model is built
+    if recipes and not isinstance(loss_func, AUMLossFlat):
+        raise ValueError(f"`warm_start`={warm_start!r} trains with cross-entropy, then AUM: it needs loss='aum' "
+                         f"(or an AUMLossFlat), got {_loss_repr(loss)}")
+    if last_layer_scale is not None:
+        recipes.append(LastLayerScaleCallback(last_layer_scale))
     if n_out is None:
         n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) and not multilabel else n_classes
-    cbs = list(L(cbs))  # one callback or several, as fastai's Learner takes them
+    cbs = list(L(cbs)) + recipes  # one callback or several, as fastai's Learner takes them
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
         cbs.append(AUROCCallback(**{"positive": positive, **(auroc_kwargs or {})}))
     binary_pos = pos if n_classes == 2 else None

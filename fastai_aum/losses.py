@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._inputs import check_choice, is_probability_matrix
+from ._inputs import check_choice, check_non_negative, is_probability_matrix
 from .decoding import BinaryDecisions
 from .functional import aum
 
@@ -14,25 +15,27 @@ __all__ = ["AUMLoss", "AUMLossFlat"]
 
 
 class AUMLoss(nn.Module):
-    """AUM of a batch as an `nn.Module` (see `fastai_aum.functional.aum`).
+    """AUM of a batch as an `nn.Module` (see `fastai_aum.functional.aum`, also for `margin`).
 
     AUM belongs to the ranking of a whole batch, not to single examples: `reduction='none'` (which
     `get_preds(with_loss=True)` asks for) gives every example an equal share, so sums stay right.
     """
+    margin = 0.0  # class default: modules pickled before the option load
 
     def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean",
-                 validate: bool = True):
+                 validate: bool = True, margin: float = 0.0):
         super().__init__()
         check_choice("normalize", normalize, ("rate", "count"))
         check_choice("average", average, ("micro", "macro"))
         check_choice("reduction", reduction, ("mean", "sum", "none"))
         self.normalize, self.average, self.reduction, self.validate = normalize, average, reduction, validate
+        self.margin = check_non_negative("margin", margin)
 
     def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None,
                 probabilities: bool | None = None) -> Tensor:
         validate = self.validate if validate is None else validate
-        value = aum(preds, target, normalize=self.normalize, average=self.average, validate=validate,
-                    probabilities=probabilities)
+        value = aum(preds, target, normalize=self.normalize, average=self.average, margin=self.margin,
+                    validate=validate, probabilities=probabilities)
         return self.reduce(value, len(target))
 
     def reduce(self, value: Tensor, n: int) -> Tensor:
@@ -66,6 +69,13 @@ class AUMLossFlat(BinaryDecisions):
     cross-entropy does), and a NaN loss is selected on the device. `validate=False` skips the label
     checks; the NaN still comes out.
 
+    Recipes against AUM's lack of a margin (a perfectly ranked batch has gradient 0, so training stops
+    at the first ranking that separates it): `margin=m` ranks each positive's score minus m (`aum`'s
+    `margin`), so the loss is 0 only when every positive beats every negative by m; `ce_weight=lam`
+    adds lam times the cross-entropy of the same outputs (binary cross-entropy of a single output or of
+    each label, softmax cross-entropy of several), which also gives the bias a meaning;
+    `cross_entropy_only`, set by `WarmStartCallback`, trains with the cross-entropy alone.
+
     Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
     or `multilabel=True`, makes each output a label's logit: AUM is `aum(preds, target, average)` on
     the multi-hot target, `activation` the sigmoid per label, `decodes` `p > thresh` per label
@@ -73,10 +83,14 @@ class AUMLossFlat(BinaryDecisions):
     has both classes.
     """
     y_int = True
+    ce_weight, cross_entropy_only = 0.0, False  # class defaults: Learners exported before these options load
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh=0.5,
-                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None, multilabel: bool = False):
-        self.func = AUMLoss(normalize, average, reduction, validate)
+                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None, multilabel: bool = False,
+                 margin: float = 0.0, ce_weight: float = 0.0):
+        self.func = AUMLoss(normalize, average, reduction, validate, margin)
+        self.ce_weight = check_non_negative("ce_weight", ce_weight)
+        self.cross_entropy_only = False
         self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
@@ -85,7 +99,13 @@ class AUMLossFlat(BinaryDecisions):
     def __repr__(self) -> str:
         positive = f", positive={self.positive!r}" if self.positive is not None else ""
         multilabel = ", multilabel=True" if self.multilabel else ""
-        return f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive}{multilabel})"
+        recipe = "".join(f", {k}={v!r}" for k, v in (("margin", self.margin), ("ce_weight", self.ce_weight)) if v)
+        return (f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive}{multilabel}"
+                f"{recipe})")
+
+    @property
+    def margin(self) -> float:
+        return self.func.margin
 
     @property
     def reduction(self) -> str:
@@ -122,8 +142,9 @@ class AUMLossFlat(BinaryDecisions):
             return self._checked_on_host(preds, target, 2 if binary else preds.shape[1], kwargs)
         if self.func.validate:  # bad labels stop the run at a later kernel launch, as in fastai's cross-entropy
             torch._assert_async(_labels_ok(preds, target), _BAD_LABELS)
-        finite = torch.isfinite(preds)  # no sync: the AUM of the finite outputs, or the NaN, is selected on the device
-        value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)  # no NaN in its gradient
+        finite = torch.isfinite(preds)  # no sync: the loss of the finite outputs, or the NaN, is selected on the device
+        clean = torch.where(finite, preds, 0)  # no NaN in the gradient
+        value = self._mix(self.func(clean, target, validate=False, **kwargs), clean, target, kwargs)
         value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad:
             self._count_degenerate(preds, target)
@@ -140,6 +161,7 @@ class AUMLossFlat(BinaryDecisions):
         finite = math.isfinite(value.reshape(-1)[0].item()) if n > 1 else bool(torch.isfinite(preds).all())
         if not finite:
             return self.func.reduce(_nan_loss(preds), n)
+        value = self._mix(value, preds, target, kwargs)
         if preds.requires_grad:  # a training batch: count it if a class was missing
             if k == 2:
                 self._one_class = self._one_class + (lo == hi)
@@ -159,17 +181,41 @@ class AUMLossFlat(BinaryDecisions):
                 self.func(torch.zeros_like(preds.detach()), target, **kwargs)  # raises the functional API's message
             if not bool(torch.isfinite(preds).all()):
                 return self.func.reduce(_nan_loss(preds), n)
-            value = self.func(preds, target, validate=False, **kwargs)
+            value = self._mix(self.func(preds, target, validate=False, **kwargs), preds, target, kwargs)
         else:
             if self.func.validate:
                 torch._assert_async(((target == 0) | (target == 1)).all(), _BAD_MULTI_HOT)
             finite = torch.isfinite(preds)
-            value = self.func(torch.where(finite, preds, 0), target, validate=False, **kwargs)
+            clean = torch.where(finite, preds, 0)
+            value = self._mix(self.func(clean, target, validate=False, **kwargs), clean, target, kwargs)
             value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
         if preds.requires_grad and n:  # a training batch: count it if no label had both classes
             support = (target != 0).sum(0)
             self._one_class = self._one_class + (~((support > 0) & (support < n)).any()).long()
         return value
+
+    def _mix(self, value: Tensor, preds: Tensor, target: Tensor, kwargs: dict) -> Tensor:
+        """The loss from the AUM `value` of checked outputs: with the cross-entropy added `ce_weight` times,
+        or the cross-entropy alone (`cross_entropy_only`; the AUM, times 0, still flags non-finite outputs)."""
+        weight = 1.0 if self.cross_entropy_only else self.ce_weight
+        if not weight or not len(target):
+            return value
+        ce = self._cross_entropy(preds, target, kwargs.get("probabilities", False))
+        return (value * 0 if self.cross_entropy_only else value) + weight * ce
+
+    def _cross_entropy(self, preds: Tensor, target: Tensor, probabilities: bool) -> Tensor:
+        """The cross-entropy of the outputs (logits; multiclass probabilities if `probabilities`), reduced as
+        the AUM is: binary of a single output or of each label, softmax of several outputs."""
+        if self.multilabel:
+            ce = F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype), reduction="none").mean(-1)
+        elif preds.ndim == 1 or preds.shape[-1] == 1:
+            ce = F.binary_cross_entropy_with_logits(preds.reshape(-1), target.to(preds.dtype), reduction="none")
+        elif probabilities:
+            ce = F.nll_loss(preds.clamp_min(torch.finfo(preds.dtype).tiny).log(), target.long(), reduction="none")
+        else:
+            ce = F.cross_entropy(preds, target.long(), reduction="none")
+        reduction = self.reduction
+        return ce if reduction == "none" else ce.sum() if reduction == "sum" else ce.mean()
 
     def _probabilities(self, preds: Tensor) -> bool:
         """Whether the model outputs probabilities rather than logits: found on the first multiclass
@@ -190,7 +236,8 @@ class AUMLossFlat(BinaryDecisions):
         self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
+        # no device tensor in a pickle, and no warm start left on (it belongs to a fit)
+        return {**self.__dict__, "_one_class": self.one_class_batches, "cross_entropy_only": False}
 
 
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and

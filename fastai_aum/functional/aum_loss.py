@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._inputs import Inputs, check_choice, check_finite, check_sample_weight, prepare
+from .._inputs import Inputs, check_choice, check_finite, check_non_negative, check_sample_weight, prepare
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -265,13 +265,20 @@ def _columns(inp: Inputs) -> tuple[Tensor, Tensor]:
     return p, one_hot(inp.labels, inp.num_classes)
 
 
-def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate: bool) -> Tensor:
+def _shift(scores: Tensor, member: Tensor, margin: float) -> Tensor:
+    """The scores that AUM with a margin ranks: `scores - margin * member` (each positive held back by `margin`)."""
+    return scores if margin == 0 else scores - margin * member.to(scores.dtype)
+
+
+def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate: bool, margin: float) -> Tensor:
     """`aum` with (N,) float64 sample weights."""
     if validate and not inp.multilabel:
         check_finite(inp.scores)
     if inp.binary:
-        return _weighted_apply(binary_score(inp.scores), positive_mask(inp.labels), w, normalize)
+        positive = positive_mask(inp.labels)
+        return _weighted_apply(_shift(binary_score(inp.scores), positive, margin), positive, w, normalize)
     s, member = _columns(inp)
+    s = _shift(s, member, margin)
     if average == "micro":
         return _weighted_apply(s.reshape(-1), member.reshape(-1), w[:, None].expand_as(s).reshape(-1), normalize)
     values = _weighted_apply(s.T, member.T, w, normalize)
@@ -280,8 +287,8 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
     return values.sum() / defined.sum().clamp_min(1)
 
 
-def aum(preds, target, normalize: str = "rate", average: str = "micro", *, sample_weight=None,
-        validate: bool = True, probabilities: bool | None = None) -> Tensor:
+def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
+        sample_weight=None, validate: bool = True, probabilities: bool | None = None) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
     Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
@@ -298,30 +305,39 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, sampl
     classes, `'micro'` pools the N*L (score, label) pairs. `sample_weight` (N non-negative numbers)
     weighs FP and FN (and, with 'rate', divides by the total negative and positive weight); each
     score's gradient scales with its weight.
+
+    `margin` m >= 0 ranks `score - m` for the positives (binary), and each class's or label's score
+    minus m for its members (multiclass: the softmax probabilities; multi-label: the logits): the loss
+    is 0 only when every positive beats every negative by at least m, so training does not stop at the
+    first ranking that separates the batch. m = 0 is plain AUM.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
+    margin = check_non_negative("margin", margin)
     inp = prepare(preds, target, validate=validate, binary_finite_check=False, multilabel=True)
     if sample_weight is not None:
         w = check_sample_weight(sample_weight, len(inp.labels), inp.scores.device)
-        return _weighted_aum(inp, normalize, average, w, validate)
+        return _weighted_aum(inp, normalize, average, w, validate, margin)
     if inp.binary:
-        value = _aum_apply(binary_score(inp.scores), positive_mask(inp.labels), normalize)
+        positive = positive_mask(inp.labels)
+        value = _aum_apply(_shift(binary_score(inp.scores), positive, margin), positive, normalize)
         # Every score borders a gap, so a NaN or inf one makes the value NaN or inf: one look at the
         # value replaces a reduction over the scores (which counts them, and may find none after an overflow).
         if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
             check_finite(inp.scores)
         return value
     if inp.multilabel:
-        p, member = inp.scores, inp.labels.T
+        p, member = _shift(inp.scores, inp.labels, margin), inp.labels.T
         if average == "micro":
             return _aum_apply(p.reshape(-1), inp.labels.reshape(-1), normalize)
     else:
         if probabilities is None:
             probabilities = inp.probabilities
         p = inp.scores if probabilities else torch.softmax(inp.scores, dim=1)
-        if average == "micro":
+        if average == "micro" or margin:
             onehot = one_hot(inp.labels, inp.num_classes)
+            p = _shift(p, onehot, margin)
+        if average == "micro":
             return _aum_apply(p.reshape(-1), onehot.reshape(-1), normalize)
         classes = torch.arange(inp.num_classes, device=p.device)[:, None]
         member = classes == inp.labels
@@ -335,22 +351,24 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, sampl
     return values.sum() / ((support > 0) & (support < n)).sum().clamp_min(1)
 
 
-def aum_directional_derivatives(preds, target, normalize: str = "rate", *, sample_weight=None,
+def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margin: float = 0.0, sample_weight=None,
                                 validate: bool = True) -> Tensor:
     """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
     They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
-    `sample_weight` as for `aum`.
+    `margin` and `sample_weight` as for `aum`.
     """
     check_choice("normalize", normalize, ("rate", "count"))
+    margin = check_non_negative("margin", margin)
     inp = prepare(preds, target, validate=validate)
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
-    score = binary_score(inp.scores).detach()
+    positive = positive_mask(inp.labels)
+    score = _shift(binary_score(inp.scores).detach(), positive, margin)
     if sample_weight is None:
-        _, (left, right), perm = _aum_rows(score, positive_mask(inp.labels), normalize, need_derivatives=True)
+        _, (left, right), perm = _aum_rows(score, positive, normalize, need_derivatives=True)
     else:
         w = check_sample_weight(sample_weight, len(score), score.device)
-        _, (left, right), perm = _weighted_rows(score, positive_mask(inp.labels), w, normalize, True)
+        _, (left, right), perm = _weighted_rows(score, positive, w, normalize, True)
     return torch.stack([_unsort(left, perm, score.dtype), _unsort(right, perm, score.dtype)], dim=1)
