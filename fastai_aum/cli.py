@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--target", help="label column of a CSV file (required for a CSV)")
     cmp.add_argument("--drop", default="", metavar="COL,...", help="comma-separated columns to leave out (e.g. an id)")
     cmp.add_argument("--sep", default=None, help="delimiter of the CSV file (default: detected among , ; tab |)")
-    cmp.add_argument("--losses", default="aum,ce,weighted_ce", help="comma-separated: aum, ce, weighted_ce")
+    cmp.add_argument("--losses", default="aum,ce,weighted_ce",
+                     help="comma-separated: aum, ce, weighted_ce, or an AUM recipe such as aum(margin=1), "
+                          "aum(ce_weight=1), aum(warm_start=5), aum(last_layer_scale=0) (default aum,ce,weighted_ce)")
     cmp.add_argument("--seeds", type=int, default=None, help=f"number of paired seeds (default {DEFAULT_SEEDS})")
     cmp.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DEFAULT_EPOCHS})")
     cmp.add_argument("--lr", default=DEFAULT_LR, metavar="LR,...",
@@ -94,22 +96,69 @@ def _lr_grid(text: str) -> list[float]:
     return grid
 
 
+RECIPE_OPTIONS = {"margin": float, "ce_weight": float, "warm_start": int, "last_layer_scale": float}
+
+
+def _split_top_level(text: str) -> list[str]:
+    """`text` split at the commas outside parentheses, each part stripped of spaces."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p.replace(" ", "") for p in parts + [current] if p.strip()]
+
+
+def _recipe(text: str, epochs: int):
+    """One `--losses` entry: a loss name, or 'aum(option=value, ...)' as a dict of `aum_learner` arguments."""
+    from .learner import LOSSES
+    if text in LOSSES:
+        return text
+    if not (text.startswith("aum(") and text.endswith(")")):
+        raise UsageError(f"--losses: unknown loss {_cut(text)!r}; choose from {', '.join(LOSSES)} or an AUM recipe "
+                         f"such as aum(margin=1) (options: {', '.join(RECIPE_OPTIONS)})")
+    spec = {"loss": "aum"}
+    for item in _split_top_level(text[4:-1]):
+        key, _, value = item.partition("=")
+        if key not in RECIPE_OPTIONS or not value:
+            raise UsageError(f"--losses: {_cut(text)!r}: expected option=value with an option among "
+                             f"{', '.join(RECIPE_OPTIONS)}, got {_cut(item)!r}")
+        try:
+            number = RECIPE_OPTIONS[key](value)
+        except ValueError:
+            kind = "an integer" if RECIPE_OPTIONS[key] is int else "a number"
+            raise UsageError(f"--losses: {_cut(text)!r}: {key} must be {kind} >= 0, got {_cut(value)!r}") from None
+        if not math.isfinite(number) or number < 0:
+            raise UsageError(f"--losses: {_cut(text)!r}: {key} must be finite and >= 0, got {_cut(value)!r}")
+        spec[key] = number
+    if spec.get("warm_start", 0) >= epochs:
+        raise UsageError(f"--losses: {_cut(text)!r}: the warm start covers all {epochs} epochs, so AUM would never "
+                         "train; use fewer warm-start epochs or more --epochs")
+    return spec
+
+
+def _losses(text: str, epochs: int) -> dict:
+    """`--losses` as {name: loss name or recipe}, checked."""
+    names = _split_top_level(text)
+    if not names:
+        raise UsageError("--losses: no loss given; e.g. --losses aum,ce")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--losses must be distinct, got {_cut(text)}")
+    return {name: _recipe(name, epochs) for name in names}
+
+
 def _settings(args) -> dict:
     """Arguments checked before anything is loaded: losses, seeds, epochs, learning rates, batch size, split shares."""
-    from .learner import LOSSES
-    losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
-    unknown = [loss for loss in losses if loss not in LOSSES]
-    if unknown or not losses:
-        raise UsageError(f"--losses: unknown loss {', '.join(map(_cut, unknown)) or '(none)'}; "
-                         f"choose from {', '.join(LOSSES)}")
-    if len(set(losses)) != len(losses):
-        raise UsageError(f"--losses must be distinct, got {_cut(args.losses)}")
     if args.quick and (args.seeds is not None or args.epochs is not None):
         raise UsageError("--quick sets 2 seeds and 3 epochs; give either --quick or --seeds/--epochs, not both")
     seeds = QUICK_SEEDS if args.quick else args.seeds if args.seeds is not None else DEFAULT_SEEDS
     epochs = QUICK_EPOCHS if args.quick else args.epochs if args.epochs is not None else DEFAULT_EPOCHS
     if seeds < 1 or epochs < 1:
         raise UsageError(f"--seeds and --epochs must be at least 1, got {seeds} and {epochs}")
+    losses = _losses(args.losses, epochs)
     if args.bs < 2:
         raise UsageError(f"--bs must be at least 2, got {args.bs}")
     if args.threads < 1:

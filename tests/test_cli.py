@@ -47,6 +47,25 @@ def _user_csv(path, n_classes=2, seed=0):
 
 
 @pytest.mark.slow
+def test_recipes_on_the_command_line_are_compared_and_resumed(tmp_path, capsys):
+    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "ce, aum(margin=1), aum(warm_start=1,ce_weight=0.5)",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(dict.fromkeys(results["loss"])) == ["ce", "aum(margin=1)", "aum(warm_start=1,ce_weight=0.5)"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["protocol"]["losses"]["aum(warm_start=1,ce_weight=0.5)"] == {"loss": "aum", "warm_start": 1,
+                                                                               "ce_weight": 0.5}
+    # the warm start's first epoch is cross-entropy, from the same weights over the same batches as 'ce'
+    first = results[results["epoch"] == 0].set_index(["loss", "seed"])["train_loss"]
+    for seed in (0, 1):
+        assert first[("aum(warm_start=1,ce_weight=0.5)", seed)] == pytest.approx(first[("ce", seed)], rel=1e-6)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0  # the recipes' settings round-trip through config.json
+    assert "resuming: 6 finished run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_a_users_csv(tmp_path, capsys, n_classes):
     csv = _user_csv(tmp_path / "mine.csv", n_classes)
@@ -61,7 +80,13 @@ def test_a_users_csv(tmp_path, capsys, n_classes):
 @pytest.mark.parametrize("args,message", [
     (["--data", "missing.csv"], "no such file"),
     (["--data", "iris"], "--data must be one of"),
-    (["--losses", "aum,hinge"], "unknown loss hinge"),
+    (["--losses", "aum,hinge"], "unknown loss 'hinge'"),
+    (["--losses", "aum,aum"], "--losses must be distinct"),
+    (["--losses", "aum(margin=-1)"], "margin must be finite and >= 0, got '-1'"),
+    (["--losses", "aum(margni=1)"], "expected option=value with an option among margin, ce_weight"),
+    (["--losses", "aum(warm_start=1.5)"], "warm_start must be an integer >= 0, got '1.5'"),
+    (["--losses", "aum(warm_start=3)", "--epochs", "3"], "the warm start covers all 3 epochs"),
+    (["--losses", "ce(margin=1)"], "unknown loss 'ce(margin=1)'"),
     (["--pos-frac", "1.5"], "--pos-frac must be between 0 and 1"),
     (["--seeds", "0"], "at least 1"),
     (["--epochs", "three"], "invalid int value"),
