@@ -14,7 +14,8 @@ hybrid weight 1, last layer zeroed.
 
 The table gives, per setting and recipe, the mean test AUROC over seeds and, against cross-entropy and
 against weighted cross-entropy, the mean paired difference with its 95% t-interval over seeds, the
-paired wins, the Wilcoxon signed-rank p and, for binary settings, the pooled DeLong p. Each setting's
+paired wins, the Wilcoxon signed-rank p and, for binary settings, the pooled DeLong p; a second table
+compares each recipe with plain AUM. Each setting's
 runs are saved to `--out` as they finish (`results.csv`, `scores.csv`), and a rerun resumes from them.
 """
 from __future__ import annotations
@@ -124,7 +125,8 @@ def against(cmp: Comparison, baseline: str) -> pd.DataFrame:
         rows[loss] = {"diff": diff.mean(), "low": low, "high": high,
                       "wins": f"{int((diff > 0).sum())}/{len(diff)}", "wilcoxon_p": p,
                       "delong_p": summary.loc[loss].get("pooled_p", math.nan)}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    order = [loss for loss in dict.fromkeys(cmp.results["loss"]) if loss in rows]
+    return pd.DataFrame.from_dict(rows, orient="index").loc[order]
 
 
 def table(comparisons: dict) -> str:
@@ -148,6 +150,21 @@ def table(comparisons: dict) -> str:
                 if b == "ce":
                     cells.append("" if pd.isna(r["delong_p"]) else f"{r['delong_p']:.2g}")
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def recipe_table(comparisons: dict) -> str:
+    """A second markdown table: each recipe against plain AUM (does it fix what AUM lacks?)."""
+    lines = ["| setting | recipe | - AUM [95% CI] | wins | Wilcoxon p | DeLong p |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, cmp in comparisons.items():
+        vs = against(cmp, "aum")
+        for loss in vs.index:
+            if loss in BASELINES:
+                continue
+            r = vs.loc[loss]
+            delong = "" if pd.isna(r["delong_p"]) else f"{r['delong_p']:.2g}"
+            lines.append(f"| {name} | {loss} | {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] | {r['wins']} "
+                         f"| {r['wilcoxon_p']:.2g} | {delong} |")
     return "\n".join(lines)
 
 
@@ -189,6 +206,8 @@ def main(argv=None):
         warm[name] = warm_phase_share(cmp, plan(name, args)[0])
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print(table(comparisons))
+    print()
+    print(recipe_table(comparisons))
     print("\nwarm start: runs whose chosen epoch was in the cross-entropy phase: "
           + ", ".join(f"{k} {v}" for k, v in warm.items()))
     print("chosen learning rates: " + "; ".join(
