@@ -1,8 +1,8 @@
 """Do AUM's recipes (margin, cross-entropy warm start, hybrid, zero last layer) beat cross-entropy?
 
-    python benchmarks/bench_recipes.py                      # every setting, 10 seeds (about an hour on 2 cores)
+    python benchmarks/bench_recipes.py                      # every setting, 10 seeds (about 20 minutes on 2 cores)
     python benchmarks/bench_recipes.py --settings digits_1pct_linear --seeds 3 --epochs 4   # a smoke run
-    python benchmarks/bench_recipes.py --table-only         # the table of what --out already holds
+    python benchmarks/bench_recipes.py --table-only         # the tables of what --out already holds
 
 Every recipe and both baselines go through `compare_losses_on_df`, the protocol of `fastai-aum compare`:
 a new stratified train/validation/test split per seed, every loss of a seed starting from the same
