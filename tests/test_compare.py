@@ -141,7 +141,7 @@ def test_bad_arguments_are_refused_before_training(kwargs, message):
 
 def test_numpy_integer_seeds_are_fine():
     from fastai_aum.compare import _check_arguments
-    assert _check_arguments(iter(["ce"]), np.arange(2), np.int64(3), np.float32(1e-2)) == (["ce"], [0, 1])
+    assert _check_arguments(iter(["ce"]), np.arange(2), np.int64(3), np.float32(1e-2)) == ([("ce", {"loss": "ce"})], [0, 1])
 
 
 def _synthetic(effect: float, seeds=range(6), n=400, n_classes=2, split="per_seed", rng_seed=0) -> Comparison:
