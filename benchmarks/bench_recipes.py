@@ -1,7 +1,7 @@
 """Do AUM's recipes (margin, cross-entropy warm start, hybrid, zero last layer) beat cross-entropy?
 
     python benchmarks/bench_recipes.py                      # every setting, 10 seeds (about 20 minutes on 2 cores)
-    python benchmarks/bench_recipes.py --settings digits_1pct_linear --seeds 3 --epochs 4   # a smoke run
+    python benchmarks/bench_recipes.py --settings wine --seeds 2 --epochs 3 --out /tmp/smoke   # a smoke run
     python benchmarks/bench_recipes.py --table-only         # the tables of what --out already holds
 
 Every recipe and both baselines go through `compare_losses_on_df`, the protocol of `fastai-aum compare`:
@@ -15,12 +15,14 @@ hybrid weight 1, last layer zeroed.
 The table gives, per setting and recipe, the mean test AUROC over seeds and, against cross-entropy and
 against weighted cross-entropy, the mean paired difference with its 95% t-interval over seeds, the
 paired wins, the Wilcoxon signed-rank p and, for binary settings, the pooled DeLong p; a second table
-compares each recipe with plain AUM. Each setting's
-runs are saved to `--out` as they finish (`results.csv`, `scores.csv`), and a rerun resumes from them.
+compares each recipe with plain AUM. Each setting's runs are saved to `--out` as they finish
+(`results.csv`, `scores.csv`, with the setting's `config.json`), and a rerun with the same settings resumes
+from them (more `--seeds` adds seeds; other settings are refused: use another `--out`).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -33,7 +35,7 @@ import pandas as pd
 import torch
 
 from fastai_aum import compare_losses_on_df
-from fastai_aum.compare import Comparison
+from fastai_aum.compare import Comparison, append_csv
 from fastai_aum.datasets import breast_cancer_df, digits_df, fraud_df, wine_df
 
 BASELINES = ("ce", "weighted_ce")
@@ -82,14 +84,21 @@ def run_setting(name: str, args, out: Path) -> Comparison:
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     results_csv, scores_csv = folder / "results.csv", folder / "scores.csv"
+    config = {"setting": name, "positive": positive, "bs": bs, "epochs": epochs, "lr": lr,
+              "learner": {k: v for k, v in learner_kwargs.items()}, "losses": recipes(binary, epochs)}
+    config_json = folder / "config.json"
+    if config_json.exists() and json.loads(config_json.read_text()) != json.loads(json.dumps(config)):
+        raise SystemExit(f"bench_recipes: {folder} holds runs of other settings than these ({config_json}); "
+                         "use another --out")
+    config_json.write_text(json.dumps(config, indent=2))
     previous = None
     if results_csv.exists() and scores_csv.exists():
         previous = (pd.read_csv(results_csv), pd.read_csv(scores_csv))
 
     def save(rows, scores):  # each finished run, at once: an interrupted benchmark resumes
         if scores is not None:
-            scores.to_csv(scores_csv, mode="a", header=not scores_csv.exists(), index=False)
-        rows.to_csv(results_csv, mode="a", header=not results_csv.exists(), index=False)
+            append_csv(scores, scores_csv)
+        append_csv(rows, results_csv)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -196,7 +205,9 @@ def main(argv=None):
         start = time.perf_counter()
         if args.table_only:
             results = pd.read_csv(out / name / "results.csv")
+            results = results[results["seed"] < args.seeds]  # the seeds asked for, of those the folder holds
             scores = pd.read_csv(out / name / "scores.csv")
+            scores = scores[scores["seed"] < args.seeds]
             protocol = {"split": "per_seed", "evaluated": "test", "epochs": plan(name, args)[0]}
             positive = settings()[name][1]
             cmp = Comparison(results, {}, "ce", positive, scores, protocol)

@@ -15,8 +15,8 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "check_finite", "check_non_negative", "check_sample_weight", "prepare", "is_probability_matrix",
-           "warn_undefined"]
+           "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight", "prepare",
+           "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -193,6 +193,14 @@ def check_non_negative(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def check_multiclass_margin(margin: float) -> None:
+    """Multiclass AUM ranks softmax probabilities, which are at most 1: a margin of 1 or more puts every
+    shifted member below every non-member, whatever the model, and leaves nothing to learn."""
+    if margin >= 1:
+        raise ValueError(f"`margin` must be below 1 for multiclass scores, which AUM ranks as softmax probabilities "
+                         f"(a margin >= 1 leaves nothing to rank), got {margin!r}; e.g. 0.5")
 
 
 def check_finite(preds: Tensor) -> None:

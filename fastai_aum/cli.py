@@ -126,6 +126,8 @@ def _recipe(text: str, epochs: int):
         if key not in RECIPE_OPTIONS or not value:
             raise UsageError(f"--losses: {_cut(text)!r}: expected option=value with an option among "
                              f"{', '.join(RECIPE_OPTIONS)}, got {_cut(item)!r}")
+        if key in spec:
+            raise UsageError(f"--losses: {_cut(text)!r} gives {key} twice")
         try:
             number = RECIPE_OPTIONS[key](value)
         except ValueError:
@@ -140,14 +142,27 @@ def _recipe(text: str, epochs: int):
     return spec
 
 
+def _recipe_name(spec) -> str:
+    """The canonical name of a `--losses` entry: 'aum(margin=1)' for aum(margin=1.0) too, 'aum' for aum()."""
+    if isinstance(spec, str):
+        return spec
+    options = [f"{k}={spec[k]:g}" for k in RECIPE_OPTIONS if k in spec]
+    return f"aum({','.join(options)})" if options else "aum"
+
+
 def _losses(text: str, epochs: int) -> dict:
-    """`--losses` as {name: loss name or recipe}, checked."""
-    names = _split_top_level(text)
-    if not names:
+    """`--losses` as {canonical name: loss name or recipe}, checked."""
+    entries = _split_top_level(text)
+    if not entries:
         raise UsageError("--losses: no loss given; e.g. --losses aum,ce")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--losses must be distinct, got {_cut(text)}")
-    return {name: _recipe(name, epochs) for name in names}
+    losses = {}
+    for entry in entries:
+        spec = _recipe(entry, epochs)
+        name = _recipe_name(spec)
+        if name in losses:
+            raise UsageError(f"--losses must be distinct, got {name} twice in {_cut(text)}")
+        losses[name] = spec
+    return losses
 
 
 def _settings(args) -> dict:
@@ -219,7 +234,10 @@ def _check_config(out: Path, config: dict) -> None:
     for key in ("data", "target", "positive", "pos_frac", "rows", "columns", "protocol"):
         if old.get(key) != config.get(key):
             if key == "protocol":
-                diff = [k for k in config[key] if old[key].get(k) != config[key][k] and k != "seeds"]
+                before = dict(old[key])
+                if isinstance(before.get("losses"), list):  # written before recipes: loss names only
+                    before["losses"] = {name: name for name in before["losses"]}
+                diff = [k for k in config[key] if before.get(k) != config[key][k] and k != "seeds"]
                 if not diff:
                     continue
                 key = f"protocol ({', '.join(diff)})"
@@ -245,11 +263,10 @@ class _Appender:
         self.out, self.runs = out, 0
 
     def __call__(self, rows, scores):
+        from .compare import append_csv
         for name, frame in (("scores.csv", scores), ("results.csv", rows)):
-            if frame is None:
-                continue
-            path = self.out / name
-            frame.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+            if frame is not None:
+                append_csv(frame, self.out / name)
         self.runs += 1
 
 

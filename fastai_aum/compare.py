@@ -28,15 +28,15 @@ from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
 from .callback import AUROCCallback
-from .classes import class_names, dataset_labels, positive_index
+from .classes import class_names, dataset_labels, is_multilabel, positive_index
 from .comparison_report import Comparison
 from .functional import auroc, auroc_ci
 from .functional.precision_recall import average_precision
-from ._inputs import check_non_negative
+from ._inputs import check_multiclass_margin, check_non_negative
 from .learner import LOSSES, aum_learner
-from .recipes import WarmStartCallback
+from .recipes import WarmStartCallback, check_epochs
 
-__all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "Comparison", "SPLITS"]
+__all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "Comparison", "SPLITS"]
 
 SPLITS = ("shared", "per_seed")
 _STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "test_ap", "test_positives")
@@ -44,11 +44,14 @@ _STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "t
 
 class _KeepBest(Callback):
     """Keeps, in memory, the weights of the epoch with the best validation AUROC; among epochs tied at that
-    maximum, the one with the lowest validation loss (the first of those if they tie too)."""
+    maximum, the one with the lowest validation loss (the first of those if they tie too). A warm start's
+    two phases record different losses, which do not compare: a tie across them goes to the later phase."""
     order = AUROCCallback.order + 2  # after the Recorder (order 50) has logged the epoch's losses and metrics
 
     def before_fit(self):
         self.best, self.best_loss, self.best_epoch, self.state, self.ties = -np.inf, np.inf, None, None, 0
+        warm = [cb for cb in self.learn.cbs if isinstance(cb, WarmStartCallback)]
+        self.phase = warm[0].phase if warm else (lambda epoch: 0)
 
     def after_epoch(self):
         value = self.auroc.metric.value
@@ -62,7 +65,8 @@ class _KeepBest(Callback):
             self.best, self.ties = value, 1
         elif value == self.best:
             self.ties += 1
-            if not loss < self.best_loss:
+            later = self.phase(self.epoch) > self.phase(self.best_epoch)
+            if not (later or (self.phase(self.epoch) == self.phase(self.best_epoch) and loss < self.best_loss)):
                 return
         else:
             return
@@ -80,24 +84,82 @@ def _loss_name(loss) -> str:
 _CONTROLLED = ("n_out", "positive", "arch", "dls", "cbs")  # compare_losses sets these for every run alike
 
 
-def _learner_args(spec) -> dict:
-    """`aum_learner` arguments of one entry of `losses`: a loss name or object, or a dict of `aum_learner`
+def _learner_parameters() -> set[str]:
+    """The arguments `aum_learner` takes, with those it passes on to fastai's Learner builders."""
+    import inspect
+    from fastai.tabular.learner import tabular_learner
+    from fastai.text.learner import text_classifier_learner
+    from fastai.vision.learner import vision_learner
+    from fastai.learner import Learner
+    return {name for f in (aum_learner, tabular_learner, text_classifier_learner, vision_learner, Learner)
+            for name, p in inspect.signature(f).parameters.items() if p.kind is not p.VAR_KEYWORD}
+
+
+def _learner_args(name: str, spec) -> dict:
+    """`aum_learner` arguments of the entry `name` of `losses`: a loss name or object, or a dict of `aum_learner`
     arguments (`loss`, default 'aum', and recipes such as `margin`, `ce_weight`, `warm_start`), checked now."""
     if not isinstance(spec, dict):
         return {"loss": spec}
-    bad = [k for k in spec if not isinstance(k, str) or k in _CONTROLLED]
+    known = _learner_parameters()
+    bad = [k for k in spec if not isinstance(k, str) or k in _CONTROLLED or k not in known]
     if bad:
-        raise ValueError(f"`losses`: a recipe is a dict of aum_learner arguments other than {', '.join(_CONTROLLED)}, "
-                         f"got {bad[0]!r} in {spec}")
+        raise ValueError(f"`losses`: the recipe {name!r} must be a dict of aum_learner arguments other than "
+                         f"{', '.join(_CONTROLLED)}, got {bad[0]!r} in {spec}")
     args = {"loss": "aum", **spec}
-    for name in ("margin", "ce_weight"):
-        if name in args:
-            check_non_negative(name, args[name])
-    if "last_layer_scale" in args and args["last_layer_scale"] is not None:
+    for key in ("margin", "ce_weight"):
+        if key in args:
+            check_non_negative(key, args[key])
+    if args.get("last_layer_scale") is not None:
         check_non_negative("last_layer_scale", args["last_layer_scale"])
-    if args.get("warm_start"):
-        WarmStartCallback(args["warm_start"])
+    check_epochs("warm_start", args.get("warm_start", 0))
     return args
+
+
+def _recipe_text(args: dict) -> str:
+    """A run's loss and recipe as text, to tell on resuming whether a name still means the same thing
+    ('' for a loss object, whose text may not be stable)."""
+    if not isinstance(args["loss"], str) or not all(isinstance(v, (str, numbers.Real, type(None), list, tuple))
+                                                    for v in args.values()):
+        return ""
+    return _loss_name(args) if len(args) > 1 else args["loss"]
+
+
+def _check_margins(data, losses: list) -> None:
+    """Refuse, before any training, an AUM margin that multiclass data leave nothing to rank with."""
+    data = data[0] if isinstance(data, tuple) else data
+    if len(class_names(data) or []) > 2 and not is_multilabel(data):
+        for name, args in losses:
+            if args["loss"] == "aum" and args.get("margin"):
+                try:
+                    check_multiclass_margin(args["margin"])
+                except ValueError as e:
+                    raise ValueError(f"`losses`: the recipe {name!r}: {e}") from None
+
+
+def _kept_runs(previous, losses: list, seeds: list, grid: list, epochs: int):
+    """The finished runs of `previous` that this comparison plans (others are left out), after checking that
+    each was trained for `epochs` epochs with the loss or recipe its name now stands for."""
+    old_rows, old_scores = previous if previous is not None else (pd.DataFrame(), pd.DataFrame())
+    if not len(old_rows):
+        return old_rows, old_scores, set()
+    recipes = {name: _recipe_text(args) for name, args in losses}
+    planned = old_rows["loss"].astype(str).isin(recipes) & old_rows["seed"].astype(int).isin(seeds)
+    planned &= old_rows["lr"].map(lambda v: any(_same_lr(float(v), g) for g in grid))
+    old_rows = old_rows[planned]
+    for (name, seed, rate), run in old_rows.groupby(["loss", "seed", "lr"]):
+        if len(run) != epochs:
+            raise ValueError(f"`previous`: the finished run of {name!r} (seed {seed}, lr {rate:g}) has {len(run)} "
+                             f"epochs, but this comparison trains {epochs}; start afresh or repeat its settings")
+        text = str(run["recipe"].iloc[0]) if "recipe" in run and pd.notna(run["recipe"].iloc[0]) else ""
+        if text and recipes[name] and text != recipes[name]:
+            raise ValueError(f"`previous`: {name!r} was {text!r} in the finished runs, but is {recipes[name]!r} now; "
+                             "give the recipe a new name or start afresh")
+    if old_scores is not None and len(old_scores):
+        keys = old_rows[["loss", "seed", "lr"]].drop_duplicates()
+        old_scores = old_scores.merge(keys, on=["loss", "seed", "lr"])
+    done = {(str(n), int(s), float(r)) for n, s, r in old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(
+        index=False)}
+    return old_rows, old_scores, done
 
 
 def _test_dl(learn, test):
@@ -114,7 +176,7 @@ def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
     """Raise a ValueError naming the argument unless `compare_losses` can run; `losses` as a list of (name,
     aum_learner arguments), `seeds` as a list."""
     losses = list(losses.items()) if isinstance(losses, dict) else [(_loss_name(loss), loss) for loss in losses]
-    losses, seeds = [(name, _learner_args(spec)) for name, spec in losses], list(seeds)
+    losses, seeds = [(name, _learner_args(name, spec)) for name, spec in losses], list(seeds)
     if not losses:
         raise ValueError("`losses` must name at least one loss (e.g. ['aum', 'ce']), got none")
     if not seeds:
@@ -208,13 +270,11 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     if baseline not in names and len(names) > 1:
         warnings.warn(f"compare_losses: `baseline` {baseline!r} is not among the losses {names}; "
                       "nothing is tested against it", UserWarning, stacklevel=2)
-    old_rows, old_scores = previous if previous is not None else (pd.DataFrame(), pd.DataFrame())
-    done = set()
-    if len(old_rows):
-        keys = old_rows[["loss", "seed", "lr"]].drop_duplicates().itertuples(index=False)
-        done = {(str(name), int(seed), float(rate)) for name, seed, rate in keys}
+    old_rows, old_scores, done = _kept_runs(previous, losses, seeds, grid, epochs)
     runs = [(seed, rate, name, args) for seed in seeds for rate in grid for name, args in losses]
     todo = [run for run in runs if not any(d[0] == run[2] and d[1] == run[0] and _same_lr(d[2], run[1]) for d in done)]
+    if todo:
+        _check_margins(dls(todo[0][0]) if callable(dls) else dls, losses)
     rows, scores, init = [old_rows], [old_scores], {}
     classes, pos, evaluated = None, None, "test" if test is not None else None
     for seed, rate, name, args in progress_bar(todo, display=show_progress and len(todo) > 0):
@@ -249,7 +309,8 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
         if evaluated == "validation":
             stats["test_auroc"] = np.nan  # the validation data chose the epoch: kept in `scores`, not reported as test
         run_rows = pd.DataFrame([
-            {"loss": name, "seed": seed, "epoch": epoch, "lr": rate, "train_loss": record.get("train_loss"),
+            {"loss": name, "seed": seed, "epoch": epoch, "lr": rate, "recipe": _recipe_text(args),
+             "train_loss": record.get("train_loss"),
              "valid_loss": record.get("valid_loss"), "valid_auroc": record.get("auroc"),
              "selected": epoch == keep.best_epoch, "run_best": epoch == keep.best_epoch, "best_ties": keep.ties,
              "valid_positives": int(counts[pos]) if pos is not None else int(counts.min()),
@@ -278,6 +339,18 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     if classes is None and "test_positives" in results:  # everything came from `previous`
         protocol["classes"] = None
     return Comparison(results, {}, baseline, positive_class, all_scores, protocol)
+
+
+def append_csv(frame: pd.DataFrame, path) -> None:
+    """Append `frame` to the CSV file `path` (created with a header if new or empty), in the file's own
+    columns: a file written by an earlier version keeps its layout (columns it lacks are left out)."""
+    from pathlib import Path
+    path = Path(path)
+    if path.exists() and path.stat().st_size > 0:
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        frame.reindex(columns=columns).to_csv(path, mode="a", header=False, index=False)
+    else:
+        frame.to_csv(path, index=False)
 
 
 def tabular_splits(df: pd.DataFrame, label: str = "label", test_pct: float = 0.25, valid_pct: float = 0.25,

@@ -14,7 +14,8 @@ from .callback import AUROCCallback
 from .classes import class_names, is_multilabel, multi_hot_labels, positive_index
 from .losses import AUMLossFlat
 from .metrics import decided, is_decision_metric
-from .recipes import LastLayerScaleCallback, WarmStartCallback
+from ._inputs import check_multiclass_margin, check_non_negative
+from .recipes import LastLayerScaleCallback, WarmStartCallback, check_epochs
 from .sampling import stratify_batches, train_labels
 
 __all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
@@ -123,13 +124,18 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     if stratify:
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
+    warm_start = check_epochs("warm_start", warm_start)
+    if last_layer_scale is not None:
+        check_non_negative("last_layer_scale", last_layer_scale)
+    if margin and n_classes > 2 and not multilabel:
+        check_multiclass_margin(margin)
     loss_func = make_loss(loss, dls, normalize, average, positive, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)
-    recipes = [WarmStartCallback(warm_start)] if warm_start else []  # checks `warm_start` before the model is built
-    if recipes and not isinstance(loss_func, AUMLossFlat):
+    if warm_start and not isinstance(loss_func, AUMLossFlat):
         raise ValueError(f"`warm_start`={warm_start!r} trains with cross-entropy, then AUM: it needs loss='aum' "
                          f"(or an AUMLossFlat), got {_loss_repr(loss)}")
+    recipes = [WarmStartCallback(warm_start)] if warm_start else []
     if last_layer_scale is not None:
         recipes.append(LastLayerScaleCallback(last_layer_scale))
     if n_out is None:

@@ -74,7 +74,8 @@ class AUMLossFlat(BinaryDecisions):
     `margin`), so the loss is 0 only when every positive beats every negative by m; `ce_weight=lam`
     adds lam times the cross-entropy of the same outputs (binary cross-entropy of a single output or of
     each label, softmax cross-entropy of several), which also gives the bias a meaning;
-    `cross_entropy_only`, set by `WarmStartCallback`, trains with the cross-entropy alone.
+    `cross_entropy_only`, set by `WarmStartCallback`, trains with the cross-entropy alone. With either,
+    `reduction='none'` gives each example its share of the 'mean' loss (AUM/n + ce_weight * ce_i/n).
 
     Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
     or `multilabel=True`, makes each output a label's logit: AUM is `aum(preds, target, average)` on
@@ -200,12 +201,17 @@ class AUMLossFlat(BinaryDecisions):
         weight = 1.0 if self.cross_entropy_only else self.ce_weight
         if not weight or not len(target):
             return value
-        ce = self._cross_entropy(preds, target, kwargs.get("probabilities", False))
+        probabilities = kwargs.get("probabilities")
+        if probabilities is None:  # binary: two outputs may be probabilities (found on the first batch, then kept)
+            two = not self.multilabel and preds.ndim == 2 and preds.shape[-1] == 2
+            probabilities = two and self._probabilities(preds)
+        ce = self._cross_entropy(preds, target, probabilities)
         return (value * 0 if self.cross_entropy_only else value) + weight * ce
 
     def _cross_entropy(self, preds: Tensor, target: Tensor, probabilities: bool) -> Tensor:
-        """The cross-entropy of the outputs (logits; multiclass probabilities if `probabilities`), reduced as
-        the AUM is: binary of a single output or of each label, softmax of several outputs."""
+        """The cross-entropy of the outputs (logits, or probabilities if `probabilities`): binary of a single
+        output or of each label, softmax of several outputs. 'none' gives each example its share of the mean,
+        as AUM's 'none' does, so that the shares of the hybrid sum to its 'mean' value."""
         if self.multilabel:
             ce = F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype), reduction="none").mean(-1)
         elif preds.ndim == 1 or preds.shape[-1] == 1:
@@ -215,7 +221,7 @@ class AUMLossFlat(BinaryDecisions):
         else:
             ce = F.cross_entropy(preds, target.long(), reduction="none")
         reduction = self.reduction
-        return ce if reduction == "none" else ce.sum() if reduction == "sum" else ce.mean()
+        return ce / len(ce) if reduction == "none" else ce.sum() if reduction == "sum" else ce.mean()
 
     def _probabilities(self, preds: Tensor) -> bool:
         """Whether the model outputs probabilities rather than logits: found on the first multiclass

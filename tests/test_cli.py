@@ -48,21 +48,41 @@ def _user_csv(path, n_classes=2, seed=0):
 
 @pytest.mark.slow
 def test_recipes_on_the_command_line_are_compared_and_resumed(tmp_path, capsys):
-    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "ce, aum(margin=1), aum(warm_start=1,ce_weight=0.5)",
+    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "ce, aum(margin=1.0), aum(warm_start=1,ce_weight=0.5)",
             "--out", str(tmp_path / "out")]
     assert main(argv) == 0, capsys.readouterr().err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert list(dict.fromkeys(results["loss"])) == ["ce", "aum(margin=1)", "aum(warm_start=1,ce_weight=0.5)"]
+    hybrid = "aum(ce_weight=0.5,warm_start=1)"  # canonical names: options in a fixed order, numbers as %g
+    assert list(dict.fromkeys(results["loss"])) == ["ce", "aum(margin=1)", hybrid]
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["protocol"]["losses"]["aum(warm_start=1,ce_weight=0.5)"] == {"loss": "aum", "warm_start": 1,
-                                                                               "ce_weight": 0.5}
+    assert config["protocol"]["losses"][hybrid] == {"loss": "aum", "warm_start": 1, "ce_weight": 0.5}
     # the warm start's first epoch is cross-entropy, from the same weights over the same batches as 'ce'
     first = results[results["epoch"] == 0].set_index(["loss", "seed"])["train_loss"]
     for seed in (0, 1):
-        assert first[("aum(warm_start=1,ce_weight=0.5)", seed)] == pytest.approx(first[("ce", seed)], rel=1e-6)
+        assert first[(hybrid, seed)] == pytest.approx(first[("ce", seed)], rel=1e-6)
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0  # the recipes' settings round-trip through config.json
     assert "resuming: 6 finished run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_comparison_written_before_recipes_resumes(tmp_path, capsys):
+    """Its config.json lists the losses by name and its results have no recipe column."""
+    out = tmp_path / "out"
+    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "aum,ce", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    config["protocol"]["losses"] = ["aum", "ce"]
+    (out / "config.json").write_text(json.dumps(config))
+    results = pd.read_csv(out / "results.csv").drop(columns="recipe")
+    last = (results["loss"] == "ce") & (results["seed"] == 1)  # one run left to train
+    results[~last].to_csv(out / "results.csv", index=False)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
+    assert "resuming: 3 finished run(s)" in capsys.readouterr().out
+    after = pd.read_csv(out / "results.csv")  # rewritten whole at the end: the earlier runs and the new one
+    assert set(results.columns) <= set(after.columns) and len(after) == len(results)
+    assert after["valid_auroc"].between(0, 1).all() and set(after["loss"]) == {"aum", "ce"}
 
 
 @pytest.mark.slow
@@ -82,6 +102,9 @@ def test_a_users_csv(tmp_path, capsys, n_classes):
     (["--data", "iris"], "--data must be one of"),
     (["--losses", "aum,hinge"], "unknown loss 'hinge'"),
     (["--losses", "aum,aum"], "--losses must be distinct"),
+    (["--losses", "aum(margin=1),aum(margin=1.0)"], "--losses must be distinct, got aum(margin=1) twice"),
+    (["--losses", "aum(),aum"], "--losses must be distinct, got aum twice"),
+    (["--losses", "aum(margin=1,margin=2)"], "gives margin twice"),
     (["--losses", "aum(margin=-1)"], "margin must be finite and >= 0, got '-1'"),
     (["--losses", "aum(margni=1)"], "expected option=value with an option among margin, ce_weight"),
     (["--losses", "aum(warm_start=1.5)"], "warm_start must be an integer >= 0, got '1.5'"),

@@ -266,3 +266,16 @@ def test_a_batch_larger_than_the_training_split_is_refused(data):
     big = tabular_dls(breast_cancer_df(pos_frac=0.15), bs=10_000)
     with pytest.raises(ValueError, match=r"batch size \(10000\) must be at most the \d+ training rows"):
         compare_losses(big, losses=["ce"], seeds=[0], epochs=1, show_progress=False)
+
+
+def test_append_csv_keeps_the_files_own_columns(tmp_path):
+    from fastai_aum.compare import append_csv
+    path = tmp_path / "results.csv"
+    append_csv(pd.DataFrame({"loss": ["ce"], "seed": [0]}), path)  # new file: header and row
+    append_csv(pd.DataFrame({"seed": [1], "loss": ["aum"], "recipe": ["aum"]}), path)  # a newer layout
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["loss", "seed"]
+    assert back.to_dict("list") == {"loss": ["ce", "aum"], "seed": [0, 1]}
+    path.write_text("")
+    append_csv(pd.DataFrame({"a": [1]}), path)  # an empty file gets a header
+    assert pd.read_csv(path).to_dict("list") == {"a": [1]}

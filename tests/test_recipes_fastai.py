@@ -9,6 +9,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,14 +58,29 @@ def test_hybrid_is_aum_plus_lambda_cross_entropy(k, reduction):
         ce = F.cross_entropy(z, y, reduction="none")
     value = aum(z, y, margin=0.5 if k == 1 else 0.0)
     n = len(y)
-    expected = {"mean": value + lam * ce.mean(), "sum": value + lam * ce.sum(), "none": value / n + lam * ce}[reduction]
+    expected = {"mean": value + lam * ce.mean(), "sum": value + lam * ce.sum(), "none": (value + lam * ce) / n}[reduction]
     torch.testing.assert_close(loss(z, y), expected)
+    if reduction == "none":  # each example's share of the mean loss: the shares sum to it
+        torch.testing.assert_close(loss(z, y).sum(), value + lam * ce.mean())
 
 
-def test_hybrid_on_probabilities_uses_their_log():
-    z, y = _data(3)
+@pytest.mark.parametrize("k", [2, 3])
+def test_hybrid_on_probabilities_uses_their_log(k):
+    z, y = _data(k)
     p = torch.softmax(z, 1)
     torch.testing.assert_close(AUMLossFlat(ce_weight=1.0)(p, y), aum(p, y) + F.nll_loss(p.log(), y))
+
+
+def test_multiclass_margin_of_one_or_more_is_refused(wine_dls):  # noqa: F811
+    z, y = _data(3)
+    for margin in (1.0, 2.5):
+        with pytest.raises(ValueError, match="`margin` must be below 1 for multiclass scores"):
+            aum(z, y, margin=margin)
+        with pytest.raises(ValueError, match="`margin` must be below 1 for multiclass"):
+            aum_learner(wine_dls, margin=margin)
+    assert aum(z, y, margin=0.99).item() > 0
+    multi_hot = torch.randint(0, 2, (40, 3))
+    assert aum(z, multi_hot, margin=2.0).item() >= 0  # multi-label scores are logits: any margin
 
 
 def test_hybrid_multilabel_is_aum_plus_mean_binary_cross_entropy():
@@ -214,6 +230,10 @@ def test_warm_start_is_checked(breast_dls):  # noqa: F811
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="`epochs` must be an integer >= 0"):
             WarmStartCallback(bad)
+        with pytest.raises(ValueError, match="`warm_start` must be an integer >= 0"):
+            _learner(breast_dls, warm_start=bad)
+    with pytest.raises(ValueError, match="`last_layer_scale` must be a finite number >= 0"):
+        _learner(breast_dls, last_layer_scale=-1)
     with pytest.raises(ValueError, match="`warm_start`=2 trains with cross-entropy, then AUM: it needs loss='aum'"):
         _learner(breast_dls, loss="ce", warm_start=2)
     learn = _learner(breast_dls, loss="ce")
@@ -269,9 +289,8 @@ def test_last_layer_scale_multiplies_weights_and_bias(breast_dls):  # noqa: F811
     learn = _learner(breast_dls, last_layer_scale=0.1)
     layer = last_layer(learn.model)
     w, b = layer.weight.detach().clone(), layer.bias.detach().clone()
-    cb = next(c for c in learn.cbs if isinstance(c, LastLayerScaleCallback))
-    cb.learn = learn
-    cb.before_fit()
+    with quiet(learn):
+        learn.fit(1, 0.0)  # lr 0: the weights stay as the callback left them
     torch.testing.assert_close(layer.weight.detach(), 0.1 * w)
     torch.testing.assert_close(layer.bias.detach(), 0.1 * b)
     with pytest.raises(ValueError, match="`scale` must be a finite number >= 0"):
@@ -303,10 +322,11 @@ def test_compare_losses_runs_named_recipes(breast_df):  # noqa: F811
 
 
 @pytest.mark.parametrize("losses, match", [
-    ({"x": {"n_out": 3}}, "a recipe is a dict of aum_learner arguments other than n_out"),
+    ({"x": {"n_out": 3}}, "the recipe 'x' must be a dict of aum_learner arguments other than n_out"),
+    ({"x": {"margn": 1.0}}, "the recipe 'x' must be a dict of aum_learner arguments .* got 'margn'"),
     ({"x": {"margin": -1}}, "`margin` must be a finite number >= 0"),
     ({"x": {"ce_weight": "a"}}, "`ce_weight` must be a finite number >= 0"),
-    ({"x": {"warm_start": 1.5}}, "`epochs` must be an integer >= 0"),
+    ({"x": {"warm_start": 1.5}}, "`warm_start` must be an integer >= 0"),
     ({"x": {"last_layer_scale": float("inf")}}, "`last_layer_scale` must be a finite number >= 0"),
     ({1: "aum"}, "names must be strings"),
 ])
@@ -322,3 +342,124 @@ def test_recipe_names_without_a_dict():
     from fastai_aum.compare import _loss_name
     assert _loss_name({"loss": "aum", "margin": 1.0}) == "aum(margin=1.0)"
     assert _loss_name({"warm_start": 3}) == "aum(warm_start=3)"
+
+
+class FlagsAtLoss(Callback):
+    """The loss's `cross_entropy_only` at every batch, as (training, flag)."""
+    order = 1
+
+    def __init__(self):
+        self.flags = []
+
+    def after_loss(self):
+        self.flags.append((self.training, self.learn.loss_func.cross_entropy_only))
+
+
+def test_warm_start_is_off_outside_a_training_fit(breast_dls):  # noqa: F811
+    learn = _learner(breast_dls, warm_start=3)
+    flags = FlagsAtLoss()
+    with quiet(learn), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "covers the whole fit" warning from validate's one-epoch "fit"
+        learn.validate(cbs=flags)
+        learn.get_preds(cbs=flags, with_loss=True)
+    assert flags.flags and not any(flag for _, flag in flags.flags)
+    flags = FlagsAtLoss()
+    with quiet(learn):
+        with learn.added_cbs(flags):
+            learn.lr_find(num_it=12, show_plot=False)
+    assert flags.flags and not any(flag for _, flag in flags.flags)  # lr_find's curve is AUM's
+
+
+def test_warm_start_after_ctrl_c_validates_with_aum(breast_dls):  # noqa: F811
+    learn = _learner(breast_dls, warm_start=3)
+    with quiet(learn), pytest.raises(KeyboardInterrupt):
+        learn.fit(4, 1e-2, cbs=Stop(KeyboardInterrupt()))
+    assert learn.loss_func.cross_entropy_only is True  # fastai ran no after_fit
+    flags = FlagsAtLoss()
+    with quiet(learn):
+        learn.validate(cbs=flags)
+    assert flags.flags and not any(flag for _, flag in flags.flags)
+    assert pickle.loads(pickle.dumps(learn.loss_func)).cross_entropy_only is False
+
+
+def test_last_layer_scale_leaves_loaded_weights_alone_outside_training(breast_dls, tmp_path):  # noqa: F811
+    learn = _learner(breast_dls, last_layer_scale=0.0)
+    layer = last_layer(learn.model)
+    before = layer.weight.detach().clone()
+    with quiet(learn):
+        learn.validate()
+        learn.get_preds()
+        learn.lr_find(num_it=12, show_plot=False)
+    torch.testing.assert_close(layer.weight.detach(), before)  # nothing scaled outside a training fit
+    cb = next(c for c in learn.cbs if isinstance(c, LastLayerScaleCallback))
+    assert not cb.done
+    with quiet(learn):
+        learn.fit(1, 0.0)  # lr 0: the weights stay as the callback left them
+    assert torch.equal(layer.weight.detach(), torch.zeros_like(before))
+
+
+def test_last_layer_scale_of_a_given_layer(breast_dls):  # noqa: F811
+    learn = _learner(breast_dls)
+    first = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Linear))
+    w = first.weight.detach().clone()
+    with quiet(learn):
+        learn.fit(1, 0.0, cbs=LastLayerScaleCallback(0.5, layer=first))
+    torch.testing.assert_close(first.weight.detach(), 0.5 * w)
+
+
+class _FakeRecorder:
+    metric_names = ["epoch", "train_loss", "valid_loss", "auroc", "time"]
+
+    def __init__(self):
+        self.values = []
+
+
+def test_keep_best_breaks_a_tie_across_warm_start_phases_towards_the_later_phase():
+    """Validation losses of the cross-entropy phase and of AUM's do not compare; within a phase they do."""
+    from types import SimpleNamespace
+    from fastai_aum.compare import _KeepBest
+
+    def run(aurocs, losses, warm):
+        model = torch.nn.Linear(1, 1)
+        learn = SimpleNamespace(cbs=[WarmStartCallback(warm)] if warm else [], recorder=_FakeRecorder(), model=model,
+                                auroc=SimpleNamespace(metric=SimpleNamespace(value=None)), epoch=0)
+        keep = _KeepBest()
+        keep.learn = learn
+        keep.before_fit()
+        for epoch, (value, loss) in enumerate(zip(aurocs, losses)):
+            learn.epoch, learn.auroc.metric.value = epoch, value
+            learn.recorder.values.append([0.0, loss, value])
+            keep.after_epoch()
+        return keep.best_epoch
+
+    # epochs 0-1 cross-entropy (losses ~0.3), 2-3 AUM (losses ~0.05); all tied at AUROC 0.9
+    assert run([0.9, 0.9, 0.9, 0.9], [0.30, 0.20, 0.06, 0.05], warm=2) == 3
+    assert run([0.9, 0.9, 0.9, 0.9], [0.01, 0.20, 0.06, 0.05], warm=2) == 3  # a low CE loss does not win
+    assert run([0.9, 0.9, 0.8, 0.8], [0.30, 0.20, 0.06, 0.05], warm=2) == 1  # no tie across phases
+    assert run([0.9, 0.9, 0.9, 0.9], [0.01, 0.20, 0.06, 0.05], warm=0) == 0  # one loss: the lowest wins
+
+
+def test_compare_losses_resumes_only_what_it_plans_and_refuses_a_changed_recipe(breast_df):  # noqa: F811
+    kwargs = dict(show_progress=False, layers=[8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = compare_losses_on_df(breast_df, losses={"ce": "ce", "aum_m": {"margin": 1.0}}, seeds=[0, 1],
+                                     epochs=2, **kwargs)
+        previous = (first.results, first.scores)
+        with pytest.raises(ValueError, match="'aum_m' was 'aum\\(margin=1.0\\)' in the finished runs, but is "
+                                             "'aum\\(warm_start=1\\)' now"):
+            compare_losses_on_df(breast_df, losses={"ce": "ce", "aum_m": {"warm_start": 1}}, seeds=[0, 1], epochs=2,
+                                 previous=previous, **kwargs)
+        with pytest.raises(ValueError, match="has 2 epochs, but this comparison trains 3"):
+            compare_losses_on_df(breast_df, losses={"ce": "ce"}, seeds=[0], epochs=3, previous=previous, **kwargs)
+        again = compare_losses_on_df(breast_df, losses={"ce": "ce", "aum_m": {"margin": 1.0}}, seeds=[1], epochs=2,
+                                     previous=previous, on_run=lambda *a: pytest.fail("trained again"), **kwargs)
+    assert set(again.results["seed"]) == {1}  # seed 0's runs are not part of this comparison
+    kept = first.results[first.results["seed"] == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.results.reset_index(drop=True), kept)
+
+
+def test_compare_losses_refuses_a_multiclass_margin_before_training(wine_data):  # noqa: F811
+    with pytest.raises(ValueError, match="the recipe 'm': `margin` must be below 1 for multiclass"):
+        compare_losses_on_df(wine_data, losses={"ce": "ce", "m": {"margin": 1.0}}, seeds=[0], epochs=1,
+                             on_run=lambda *a: pytest.fail("trained"), show_progress=False)

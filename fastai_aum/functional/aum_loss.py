@@ -6,7 +6,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._inputs import Inputs, check_choice, check_finite, check_non_negative, check_sample_weight, prepare
+from .._inputs import (Inputs, check_choice, check_finite, check_multiclass_margin, check_non_negative,
+                       check_sample_weight, prepare)
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -277,6 +278,8 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
     if inp.binary:
         positive = positive_mask(inp.labels)
         return _weighted_apply(_shift(binary_score(inp.scores), positive, margin), positive, w, normalize)
+    if margin and not inp.multilabel:
+        check_multiclass_margin(margin)
     s, member = _columns(inp)
     s = _shift(s, member, margin)
     if average == "micro":
@@ -307,7 +310,7 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
     score's gradient scales with its weight.
 
     `margin` m >= 0 ranks `score - m` for the positives (binary), and each class's or label's score
-    minus m for its members (multiclass: the softmax probabilities; multi-label: the logits): the loss
+    minus m for its members (multiclass: the softmax probabilities, so m < 1; multi-label: the logits): the loss
     is 0 only when every positive beats every negative by at least m, so training does not stop at the
     first ranking that separates the batch. m = 0 is plain AUM.
     """
@@ -326,6 +329,8 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
         if validate and (len(inp.scores) == 1 or not math.isfinite(value.item())):
             check_finite(inp.scores)
         return value
+    if margin and not inp.multilabel:
+        check_multiclass_margin(margin)
     if inp.multilabel:
         p, member = _shift(inp.scores, inp.labels, margin), inp.labels.T
         if average == "micro":
