@@ -171,6 +171,14 @@ class CollectTrainBatches(Callback):
 # --------------------------------------------------------------------------------- fixtures ---
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Each test's matplotlib figures closed after it (autouse in the modules that import it)."""
+    yield
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def single_torch_thread():
     """These models are tiny: with two intra-op threads on a 2-core machine, synchronisation costs

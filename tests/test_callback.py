@@ -28,15 +28,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from fastai_aum import AUROC, AUMLossFlat, AUROCCallback, AUROCUndefinedWarning
-from fastai_fixtures import (CollectTrainBatches, WithSoftmax, breast_df, breast_dls, column,  # noqa: F401
-                             last_linear, quiet, raw_preds, single_torch_thread, sk_auroc, sk_scores, softmax64,
-                             wine_data, wine_dls)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from fastai_fixtures import (CollectTrainBatches, WithSoftmax, breast_df, breast_dls, close_figures,  # noqa: F401
+                             column, last_linear, quiet, raw_preds, single_torch_thread, sk_auroc, sk_scores,
+                             softmax64, wine_data, wine_dls)
 
 
 def _fit(learn, n=1, lr=1e-2, **kwargs):

@@ -6,10 +6,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pytest
 import torch
@@ -21,14 +17,8 @@ from fastai.torch_core import set_seed
 
 from fastai_aum import AUROC, AUMLossFlat, AUROCCallback, AUROCUndefinedWarning
 from fastai_aum.functional import aum, auroc
-from fastai_fixtures import (breast_df, breast_dls, column, count_host_reads, quiet,  # noqa: F401
+from fastai_fixtures import (breast_df, breast_dls, close_figures, column, count_host_reads, quiet,  # noqa: F401
                              single_torch_thread, wine_data, wine_dls)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def _learner(dls, tmp_path=None, loss=None, cbs=None, **cb_kwargs):

@@ -8,10 +8,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 import pytest
 import torch
@@ -25,14 +21,8 @@ from fastai_aum import AUMLossFlat, AUROCCallback, aum_learner
 from fastai_aum.classes import is_multilabel, multi_hot_labels
 from fastai_aum.datasets import multilabel_df, tabular_dls
 from fastai_aum.functional import aum
-from fastai_fixtures import (CollectTrainBatches, breast_dls, breast_df, column, count_host_reads,  # noqa: F401
-                             quiet, raw_preds, single_torch_thread)
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from fastai_fixtures import (CollectTrainBatches, breast_df, breast_dls, close_figures, column,  # noqa: F401
+                             count_host_reads, quiet, raw_preds, single_torch_thread)
 
 
 @pytest.fixture(scope="module")
