@@ -46,6 +46,30 @@ def bytes_per_sample(metric) -> float:
     return sum(t.element_size() * t.numel() for t in tensors) / n
 
 
+def round_robin(learners: dict, reps: int, run) -> dict:
+    """Each learner's timings over `reps` rounds, after one warm-up round, the learners taking turns in
+    every round: `run(learn)` returns a tuple of durations; the result maps a name to a list of them."""
+    times = {name: [] for name in learners}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rep in range(reps + 1):
+            for name, learn in learners.items():
+                with learn.no_bar(), learn.no_logging():
+                    durations = run(learn)
+                if rep:
+                    times[name].append(durations)
+    return times
+
+
+def fit_then_validate(learn) -> tuple[float, float]:
+    """Seconds for one training epoch and for one more validation pass."""
+    t0 = time.perf_counter()
+    learn.fit(1, 1e-3)
+    t1 = time.perf_counter()
+    learn.validate()
+    return t1 - t0, time.perf_counter() - t1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -59,20 +83,9 @@ def main(argv=None):
         "fastai RocAucBinary": dict(metrics=RocAucBinary()),
     }
     learners = {name: tabular_learner(dls, layers=[64, 32], **kw) for name, kw in configs.items()}
-    epoch, valid = {name: [] for name in learners}, {name: [] for name in learners}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for rep in range(reps + 1):  # the first round warms up
-            for name, learn in learners.items():
-                with learn.no_bar(), learn.no_logging():
-                    t0 = time.perf_counter()
-                    learn.fit(1, 1e-3)
-                    t1 = time.perf_counter()
-                    learn.validate()
-                    t2 = time.perf_counter()
-                if rep:
-                    epoch[name].append(t1 - t0)
-                    valid[name].append(t2 - t1)
+    times = round_robin(learners, reps, fit_then_validate)
+    epoch = {name: [e for e, _ in t] for name, t in times.items()}
+    valid = {name: [v for _, v in t] for name, t in times.items()}
     base_e, base_v = statistics.median(epoch["no metric"]), statistics.median(valid["no metric"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(dls.train_ds)} training rows, "
           f"{len(dls.valid_ds)} validation rows, batch size {dls.train.bs}; median of {reps} epochs\n")

@@ -21,8 +21,15 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
 import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 
-from bench_callback import make_dls  # the same generated problem (this folder is on sys.path for a script)
+from bench_callback import make_dls, round_robin  # the same problem and timing (this folder is on sys.path)
 from fastai_aum import aum_learner
+
+
+def fit_epoch(learn) -> tuple[float]:
+    """Seconds for one epoch of `fit` (its training loop and the small validation pass)."""
+    t0 = time.perf_counter()
+    learn.fit(1, 1e-3)
+    return (time.perf_counter() - t0,)
 
 
 def main(argv=None):
@@ -45,18 +52,8 @@ def main(argv=None):
             learn = aum_learner(dls, loss=loss)
             learn.remove_cb(learn.auroc)  # the loss alone: no metric in the epoch
             learners[loss] = learn
-        times = {name: [] for name in learners}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for rep in range(reps + 1):  # the first round warms up
-                for name, learn in learners.items():
-                    with learn.no_bar(), learn.no_logging():
-                        t0 = time.perf_counter()
-                        learn.fit(1, 1e-3)
-                        elapsed = time.perf_counter() - t0
-                    if rep:
-                        times[name].append(elapsed)
-        ce, au = statistics.median(times["ce"]), statistics.median(times["aum"])
+        times = round_robin(learners, reps, fit_epoch)
+        ce, au = (statistics.median(t for t, in times[name]) for name in ("ce", "aum"))
         print(f"| {bs} | {len(dls.train)} | {ce:.3f} | {au:.3f} | {au / ce:.3f} |", flush=True)
 
 
