@@ -91,6 +91,17 @@ def test_hybrid_multilabel_is_aum_plus_mean_binary_cross_entropy():
     torch.testing.assert_close(loss(z, y), expected)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_one_class_batch_margin_is_zero_and_hybrid_is_its_cross_entropy(k):
+    """AUM is 0 without a negative, margin or not; the hybrid's cross-entropy still teaches (as torch computes it)."""
+    z, _ = _data(k)
+    y = torch.ones(len(z), dtype=torch.long)
+    x = z.clone().requires_grad_(True)
+    assert AUMLossFlat(margin=1.0)(x, y).item() == 0
+    ce = F.binary_cross_entropy_with_logits(z, y.double()) if k == 1 else F.cross_entropy(z, y)
+    torch.testing.assert_close(AUMLossFlat(margin=1.0, ce_weight=0.5)(x, y), 0.5 * ce)
+
+
 def test_cross_entropy_only_is_the_cross_entropy_and_its_gradient():
     z, y = _data(2)
     loss = AUMLossFlat(ce_weight=0.5, margin=1.0)
