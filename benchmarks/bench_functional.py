@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from torchmetrics.functional.classification import binary_auroc
 
 import fastai_aum
-from fastai_aum.baseline import plain_autograd_aum
+from fastai_aum.functional.baseline import plain_autograd_aum
 from fastai_aum.functional import aum, auroc
 from fastai_aum.functional._sorting import sort_rows_descending
 

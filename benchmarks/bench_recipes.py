@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from fastai_aum import compare_losses_on_df
-from fastai_aum.compare import Comparison, append_csv
+from fastai_aum.compare.run import Comparison, append_csv
 from fastai_aum.datasets import breast_cancer_df, digits_df, fraud_df, wine_df
 
 BASELINES = ("ce", "weighted_ce")

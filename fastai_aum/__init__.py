@@ -11,17 +11,17 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {  # public name -> the module that defines it
-    "AUROC": "callback", "AUROCCallback": "callback", "plot_roc": "plotting",
-    "Comparison": "compare", "compare_losses": "compare", "compare_losses_on_df": "compare",
+    "AUROC": "metrics", "AUROCCallback": "callback", "plot_roc": "plotting",
+    "Comparison": "compare.report", "compare_losses": "compare.run", "compare_losses_on_df": "compare.run",
     "Calibration": "decisions", "DecisionThresholdCallback": "decisions", "TunedThreshold": "decisions",
     "calibrate": "decisions", "tune_threshold": "decisions",
-    "DecisionLoss": "decoding",
+    "DecisionLoss": "loss_decodes",
     "AUROCUndefinedWarning": "functional", "ROC": "functional", "aum": "functional",
     "aum_directional_derivatives": "functional", "auroc": "functional", "best_threshold": "functional",
     "roc_curve": "functional",
     "aum_learner": "learner",
     "AUMLoss": "losses", "AUMLossFlat": "losses",
-    "DecisionMetric": "metrics", "decided": "metrics",
+    "DecisionMetric": "decisions", "decided": "decisions",
     "LastLayerScaleCallback": "recipes", "WarmStartCallback": "recipes",
     "StratifiedShuffle": "sampling", "stratify_batches": "sampling",
 }

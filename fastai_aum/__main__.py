@@ -1,7 +1,7 @@
 """`python -m fastai_aum`: the `fastai-aum` command."""
 import sys
 
-from .cli import main
+from .compare.cli import main
 
 __all__: list[str] = []
 

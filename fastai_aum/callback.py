@@ -1,257 +1,22 @@
-"""Full-dataset AUROC in fastai: the `AUROC` metric (for `metrics=`) and `AUROCCallback` (for `cbs=`)."""
+"""`AUROCCallback` (for `cbs=`): full-dataset AUROC in the progress table, its history, curves and plots."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import pandas as pd
-import torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Metric, Recorder
-from fastai.torch_core import to_detach
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
-from torch import Tensor
 
-from ._auroc_columns import (AveragePrecisionColumn, ClassAUROC, class_column_names, multilabel_pr, multilabel_roc,
-                             reads_own_data, valid_labels)
-from ._inputs import AUROCUndefinedWarning, check_choice
-from .classes import class_names, describe_positive, format_classes, is_multilabel, positive_index
-from .functional import PR, ROC, auroc, check_auroc_options, precision_recall_curve, roc_curve
-from .losses import AUMLossFlat
-from .plotting import format_roc_axes, plot_pr, plot_roc
-
-__all__ = ["AUROC", "AUROCCallback", "plot_roc", "format_roc_axes"]
-
-_ONE_CLASS = "<one class>"  # the key of the one-class warning, whatever the counts in it
+from .metrics import (AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names, valid_labels)
+from .functional._inputs import AUROCUndefinedWarning
+from .vocab import class_names, describe_positive, format_classes
+from .functional import ROC
 
 
-class AUROC(Metric):
-    """Exact AUROC over a whole validation pass, as `sklearn.metrics.roc_auc_score` computes it.
 
-    It keeps each batch's raw outputs, detached and on their own device (no host-device sync per
-    batch, no float32 sigmoid), gathers them across processes with fastai's `to_detach`, and
-    computes `fastai_aum.functional.auroc` once at the end. The last labelled pass's outputs stay, for
-    `roc` and `plot`. An undefined AUROC (a class missing, non-finite outputs) is NaN, with one
-    warning per message; a single item from outside the DataLoaders (`learn.predict`) is NaN without one.
-
-    `positive` names the positive class of a binary problem by its vocabulary value (default: the
-    loss's positive class, else the second class). A single model output is read as the logit of the
-    loss's positive class (`AUMLossFlat(positive=...)`), of the second class for other losses.
-    `average=None` on multiclass data gives the per-class values in `per_class`; `value` is then
-    their mean over the classes present (a number that trackers can monitor).
-
-    Multi-label data (a `MultiCategoryBlock`, multi-hot targets) are ranked label by label on the raw
-    outputs, averaged as `average` says ('macro' by default; None: per label in `per_class`); a label
-    with one class in the pass is averaged out with a warning. `positive` does not apply there.
-    """
-
-    def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", positive=None):
-        check_auroc_options(average, multi_class, max_fpr)
-        self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
-        self.positive, self.classes, self.multilabel = positive, None, False
-        self._pos, self._output_pos = 1, 1  # the positive class, and the class a single output stands for
-        self._ready = False  # set up for the Learner of this pass
-        self._passed = False  # a pass has begun (so no outputs means: it had no labels)
-        self._own_data = True  # this pass reads the DataLoaders' own data (not e.g. `predict`'s item)
-        self._warned: set[str] = set()
-        self.preds = self.targs = None  # the last pass, concatenated
-        self.clear()
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def reset(self) -> None:
-        self.clear()
-        self.preds = self.targs = None
-        self._ready, self._passed = False, True
-
-    def clear(self) -> None:
-        """Forget the batches kept so far."""
-        self._preds, self._targs, self._value, self._per_class = [], [], None, None
-
-    def __getstate__(self) -> dict:  # `learn.export()` pickles metrics: leave the predictions out
-        return {**self.__dict__, "_preds": [], "_targs": [], "preds": None, "targs": None, "_value": None,
-                "_per_class": None}
-
-    def __setstate__(self, state: dict) -> None:  # metrics pickled before these attributes existed load too
-        self.__dict__.update({"_passed": False, "_own_data": True, "_per_class": None, "multilabel": False, **state})
-
-    def setup(self, learn) -> None:
-        """Find the positive class in `learn.dls`'s vocabulary, and which class a single output means;
-        check the options against the number of classes."""
-        self.classes = class_names(getattr(learn, "dls", None))
-        loss = getattr(learn, "loss_func", None)
-        self.multilabel = bool(getattr(loss, "multilabel", False)) or is_multilabel(getattr(learn, "dls", None))
-        if self.multilabel and self.positive is not None:
-            raise ValueError(f"{self.name}: `positive`={self.positive!r} names the positive class of a binary problem, "
-                             f"but the DataLoaders are multi-label ({len(self.classes or [])} labels, each its own "
-                             "binary problem): leave `positive` out")
-        self._check_options()
-        if isinstance(loss, AUMLossFlat) and loss.vocab is None and self.classes is not None:
-            loss.bind(self.classes)
-        self._output_pos = loss.positive_index if isinstance(loss, AUMLossFlat) else 1
-        positive = self.positive if self.positive is not None else getattr(loss, "positive", None)
-        binary = self.classes is not None and len(self.classes) == 2
-        self._pos = positive_index(self.classes, positive) if binary or self.positive is not None else 1
-        self._ready = True
-
-    def _check_options(self) -> None:
-        k = len(self.classes) if self.classes is not None else 0
-        if k <= 2 or self.multilabel:
-            return
-        if self.max_fpr is not None:
-            raise ValueError(f"{self.name}: `max_fpr`={self.max_fpr!r} (partial AUROC) is defined for binary problems "
-                             f"only, but the DataLoaders have {k} classes: {format_classes(self.classes)}")
-        if self.multi_class == "ovo" and self.average not in ("macro", "weighted"):
-            raise ValueError(f"{self.name}: with multi_class='ovo', `average` must be 'macro' or 'weighted' (as in "
-                             f"scikit-learn), got {self.average!r}; use multi_class='ovr' for {self.average!r}")
-
-    @property
-    def positive_class(self):
-        """The positive class of a binary problem (its vocabulary value once the vocabulary is known)."""
-        return self.classes[self._pos] if self._binary() else self._pos
-
-    def _binary(self) -> bool:
-        return self.classes is not None and len(self.classes) == 2 and not self.multilabel
-
-    def _multi_hot(self, preds: Tensor, targs: Tensor) -> bool:
-        """Whether `targs` is a multi-hot (N, L) matrix of the shape of `preds` (L > 1)."""
-        return targs.ndim == 2 and targs.shape == preds.shape and targs.shape[1] > 1
-
-    def accumulate(self, learn) -> None:
-        if not self._ready:
-            self.setup(learn)
-            self._own_data = reads_own_data(learn)
-        self.add(learn.pred, learn.y, learn)
-
-    def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
-        """Keep one batch of raw model outputs and targets."""
-        detach = learn.to_detach if learn is not None else to_detach
-        pred, targ = detach(pred, cpu=False), detach(targ, cpu=False)
-        self._preds.append(pred.as_subclass(Tensor))
-        self._targs.append(targ.as_subclass(Tensor))
-        self._value = None
-
-    def _gather(self) -> None:
-        if len(self._preds) > 1 or (self._preds and self.preds is not self._preds[0]):
-            self.preds, self.targs = torch.cat(self._preds), torch.cat(self._targs)
-            self._preds, self._targs = [self.preds], [self.targs]
-
-    @property
-    def value(self) -> float | None:
-        if self._value is None and self._preds:
-            self._gather()
-            self._value = self._compute(self.preds, self.targs)
-        return self._value
-
-    @property
-    def per_class(self) -> list[float] | None:
-        """Per-class (per-label) AUROC of the last pass (vocabulary order) with `average=None` on multiclass
-        or multi-label data, else None."""
-        _ = self.value
-        return self._per_class
-
-    def _oriented(self, preds: Tensor, targs: Tensor) -> tuple[Tensor, Tensor]:
-        """Binary outputs and labels with the positive class as label 1 and as the larger score."""
-        targs = targs.reshape(-1)
-        one_output = preds.ndim == 1 or preds.shape[-1] == 1
-        if not one_output and preds.shape[-1] != 2:
-            return preds, targs
-        if one_output and self._output_pos != self._pos:
-            preds = -preds  # the logit of the other class
-        elif not one_output and self._pos == 0:
-            preds = preds.flip(-1)
-        return preds, (1 - targs if self._pos == 0 else targs)
-
-    def _label(self) -> str:
-        return f"{self.name} ({describe_positive(self.classes, self._pos)})" if self._binary() else self.name
-
-    def _warn(self, message: str, key: str | None = None) -> None:
-        key = message if key is None else key
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(f"{self._label()}: {message}", AUROCUndefinedWarning, stacklevel=3)
-
-    def _compute(self, preds: Tensor, targs: Tensor) -> float:
-        multi_hot = self._multi_hot(preds, targs)
-        per_class = self.average is None and preds.ndim == 2 and (
-            multi_hot or (self.multi_class == "ovr" and preds.shape[-1] > 2))
-        self._per_class = [math.nan] * preds.shape[-1] if per_class else None
-        bad = int((~torch.isfinite(preds)).sum()) if preds.is_floating_point() else 0
-        if bad:
-            self._warn(f"{bad} of {preds.numel()} model outputs are not finite (NaN or inf); AUROC is NaN")
-            return math.nan
-        if len(targs) < 2 and not self._own_data:  # `learn.predict`'s single item: nothing to rank or warn about
-            return math.nan
-        # multi-hot: a label with one class is the functional `auroc`'s warning (its values are always {0, 1})
-        present = [0, 1] if multi_hot else torch.unique(targs.reshape(-1)).tolist()
-        if len(present) < 2:  # one class, or a single example
-            names = [self.classes[int(c)] if self.classes is not None and 0 <= c < len(self.classes) else c
-                     for c in present]
-            self._warn(f"only one class ({format_classes(names)}) in the labels of this pass of {len(targs)} example(s); "
-                       "AUROC is undefined (NaN)", _ONE_CLASS)
-            return math.nan
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AUROCUndefinedWarning)
-            args = (preds, targs) if multi_hot else self._oriented(preds, targs)
-            value = auroc(*args, self.average, self.multi_class, self.max_fpr)
-        for w in caught:
-            self._warn(str(w.message))
-        if value.ndim == 0:
-            return value.item()
-        self._per_class = value.tolist()  # the scalar: the mean over the classes with a defined AUROC
-        defined = value[~value.isnan()]
-        return defined.mean().item() if len(defined) else math.nan
-
-    @property
-    def roc(self) -> ROC | list[ROC] | None:
-        """ROC curve of the last pass: one `ROC` for a binary problem, a list (one per class or label)
-        otherwise; None before any pass and after a pass without labels."""
-        return self._curves(roc_curve, multilabel_roc)
-
-    @property
-    def pr(self) -> PR | list[PR] | None:
-        """Precision-recall curve(s) of the last pass, like `roc`."""
-        return self._curves(precision_recall_curve, multilabel_pr)
-
-    def _curves(self, curve, multilabel_curve):
-        self._gather()
-        if self.preds is None:
-            return None
-        if self._multi_hot(self.preds, self.targs):
-            return multilabel_curve(self.preds, self.targs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AUROCUndefinedWarning)
-            return curve(*self._oriented(self.preds, self.targs))
-
-    def plot(self, ax=None, labels=None, title: str | None = None, kind: str = "roc"):
-        """Draw the last pass's ROC (`kind='roc'`) or precision-recall (`'pr'`) curve(s); returns the axes."""
-        check_choice("kind", kind, ("roc", "pr"))
-        curve = self.roc if kind == "roc" else self.pr
-        if curve is None and self._passed:
-            raise RuntimeError(f"{self.name}: the last pass had no labels (e.g. `get_preds` on an unlabelled test set), "
-                               "so there is no curve to plot; run `learn.validate()` for the validation set's")
-        if curve is None:
-            raise RuntimeError(f"{self.name}: no validation pass yet, nothing to plot")
-        what, draw = ("ROC curve", plot_roc) if kind == "roc" else ("precision-recall curve", plot_pr)
-        return draw(curve, ax=ax, labels=labels, title=title or f"{what}, last pass ({self._label()})")
-
-
-class _TrainAUROC(AUROC):
-    """AUROC over the training batches of an epoch, fed by `AUROCCallback`; the Recorder's resets
-    and accumulations, which happen during validation, must not touch it."""
-
-    def reset(self) -> None:
-        pass
-
-    def accumulate(self, learn) -> None:
-        pass
-
-
-_ClassAUROC = ClassAUROC  # Learners exported before it moved to `_auroc_columns` load too
+__all__ = ["AUROCCallback"]
 
 
 class AUROCCallback(Callback):
@@ -336,8 +101,8 @@ class AUROCCallback(Callback):
             raise ValueError(f"{what}; {type(t).__name__}(monitor={t.monitor!r}) cannot track it (it would never "
                              "find a best epoch): give the validation set both classes (e.g. a stratified split) "
                              "or monitor 'valid_loss'")
-        if _ONE_CLASS not in self.metric._warned:
-            self.metric._warned.add(_ONE_CLASS)
+        if ONE_CLASS not in self.metric._warned:
+            self.metric._warned.add(ONE_CLASS)
             warnings.warn(f"{what}; SaveModelCallback or EarlyStoppingCallback with monitor={self.metric.name!r} "
                           "could not track it", AUROCUndefinedWarning, stacklevel=2)
 

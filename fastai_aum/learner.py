@@ -11,10 +11,10 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
-from .classes import class_names, is_multilabel, multi_hot_labels, positive_index
+from .vocab import class_names, is_multilabel, multi_hot_labels, positive_index
 from .losses import AUMLossFlat
-from .metrics import decided, is_decision_metric
-from ._inputs import check_multiclass_margin, check_non_negative
+from .decisions import decided, is_decision_metric
+from .functional._inputs import check_multiclass_margin, check_non_negative
 from .recipes import LastLayerScaleCallback, WarmStartCallback, check_epochs
 from .sampling import stratify_batches, train_labels
 
@@ -163,7 +163,7 @@ def _decision_metrics(metrics, n_out: int, positive_index: int | None) -> list:
     metrics = [decided(m, positive_index) for m in L(metrics)]
     if n_out == 1:
         from .callback import AUROC
-        from .metrics import DecisionMetric
+        from .decisions import DecisionMetric
         odd = [getattr(m, "name", getattr(m, "__name__", repr(m))) for m in metrics
                if not isinstance(m, (DecisionMetric, AUROC)) and not is_decision_metric(m)]
         if odd:

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._inputs import check_choice, check_non_negative, is_probability_matrix
-from .decoding import BinaryDecisions
+from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
+from .loss_decodes import BinaryDecisions
 from .functional import aum
 
 __all__ = ["AUMLoss", "AUMLossFlat"]

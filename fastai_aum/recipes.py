@@ -15,7 +15,7 @@ import torch
 from fastai.callback.core import Callback
 from torch import nn
 
-from ._inputs import check_non_negative
+from .functional._inputs import check_non_negative
 
 __all__ = ["WarmStartCallback", "LastLayerScaleCallback", "last_layer", "check_epochs"]
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from .classes import dataset_labels
+from .vocab import dataset_labels
 
 __all__ = ["StratifiedShuffle", "stratify_batches", "train_labels"]
 

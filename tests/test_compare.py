@@ -12,7 +12,7 @@ import torch
 from scipy.stats import wilcoxon
 from sklearn.metrics import average_precision_score
 
-from fastai_aum.compare import Comparison, compare_losses, compare_losses_on_df, tabular_splits
+from fastai_aum.compare.run import Comparison, compare_losses, compare_losses_on_df, tabular_splits
 from fastai_aum.functional import auroc_ci
 from fastai_aum.datasets import breast_cancer_df, stratified_split, tabular_dls
 
@@ -140,7 +140,7 @@ def test_bad_arguments_are_refused_before_training(kwargs, message):
 
 
 def test_numpy_integer_seeds_are_fine():
-    from fastai_aum.compare import _check_arguments
+    from fastai_aum.compare.run import _check_arguments
     assert _check_arguments(iter(["ce"]), np.arange(2), np.int64(3), np.float32(1e-2)) == ([("ce", {"loss": "ce"})], [0, 1])
 
 
@@ -269,7 +269,7 @@ def test_a_batch_larger_than_the_training_split_is_refused(data):
 
 
 def test_append_csv_keeps_the_files_own_columns(tmp_path):
-    from fastai_aum.compare import append_csv
+    from fastai_aum.compare.run import append_csv
     path = tmp_path / "results.csv"
     append_csv(pd.DataFrame({"loss": ["ce"], "seed": [0]}), path)  # new file: header and row
     append_csv(pd.DataFrame({"seed": [1], "loss": ["aum"], "recipe": ["aum"]}), path)  # a newer layout

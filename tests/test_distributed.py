@@ -7,7 +7,6 @@ AUM training under `DistributedDataParallel`.
 from __future__ import annotations
 
 import os
-import socket
 import warnings
 
 import numpy as np
@@ -22,15 +21,10 @@ pytestmark = pytest.mark.slow
 N_VALID, WORLD = 101, 2  # an odd number of rows, so that DistributedDL pads one rank
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _init(rank, port):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+def _init(rank, rendezvous):
+    """Join the group through a file (no port to pick, so no race for one)."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD))
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
 
 
 def _validation_data():
@@ -40,9 +34,9 @@ def _validation_data():
     return x, y
 
 
-def _auroc_worker(rank, port, out):
+def _auroc_worker(rank, rendezvous, out):
     warnings.simplefilter("ignore")
-    _init(rank, port)
+    _init(rank, rendezvous)
     from fastai.data.core import DataLoaders, TfmdDL
     from fastai.distributed import DistributedDL
     from fastai.learner import Learner
@@ -73,7 +67,7 @@ def _auroc_worker(rank, port, out):
 
 
 def test_validation_auroc_gathered_across_two_processes_equals_single_process(tmp_path):
-    mp.spawn(_auroc_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_auroc_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
     x, y = _validation_data()
     expected = roc_auc_score(y.numpy(), x[:, 0].numpy())  # the model scores z1 - z0 = x
     for rank in range(WORLD):
@@ -101,8 +95,8 @@ def _initial_model():
     return torch.nn.Linear(4, 1)
 
 
-def _ddp_worker(rank, port, out):
-    _init(rank, port)
+def _ddp_worker(rank, rendezvous, out):
+    _init(rank, rendezvous)
     from fastai_aum import AUMLossFlat
     model = torch.nn.parallel.DistributedDataParallel(_initial_model())
     opt = torch.optim.SGD(model.parameters(), lr=LR)
@@ -120,7 +114,7 @@ def _ddp_worker(rank, port, out):
 
 
 def test_aum_trains_under_ddp_with_parameters_in_sync(tmp_path):
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
     # the same training in one process: DDP averages the two shards' gradients
     from fastai_aum.functional import aum
     model = _initial_model()

@@ -18,7 +18,7 @@ from fastai.torch_core import set_seed
 from sklearn.metrics import roc_auc_score
 
 from fastai_aum import AUMLossFlat, AUROCCallback, aum_learner
-from fastai_aum.classes import is_multilabel, multi_hot_labels
+from fastai_aum.vocab import is_multilabel, multi_hot_labels
 from fastai_aum.datasets import multilabel_df, tabular_dls
 from fastai_aum.functional import aum
 from fastai_fixtures import (CollectTrainBatches, breast_df, breast_dls, close_figures, column,  # noqa: F401

@@ -29,7 +29,8 @@ NBDEV_TEST = shutil.which("nbdev-test", path=sysconfig.get_path("scripts")) or s
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: Path):
     assert NBDEV_TEST, "nbdev-test not found: install the dev extras, pip install -e '.[dev]'"
-    proc = subprocess.run([NBDEV_TEST, str(path)], capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT_S)
+    proc = subprocess.run([NBDEV_TEST, str(path)], capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT_S,
+                          cwd=NBS.parent)  # nbdev reads its settings from the repository's pyproject.toml
     output = (proc.stdout + proc.stderr).strip()
     assert proc.returncode == 0 and "Success." in proc.stdout, \
         f"nbdev-test {path.name} failed (exit status {proc.returncode}):\n{output[-10000:]}"

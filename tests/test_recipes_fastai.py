@@ -350,7 +350,7 @@ def test_compare_losses_refuses_bad_recipes_before_training(breast_df, losses, m
 
 
 def test_recipe_names_without_a_dict():
-    from fastai_aum.compare import _loss_name
+    from fastai_aum.compare.run import _loss_name
     assert _loss_name({"loss": "aum", "margin": 1.0}) == "aum(margin=1.0)"
     assert _loss_name({"warm_start": 3}) == "aum(warm_start=3)"
 
@@ -428,7 +428,7 @@ class _FakeRecorder:
 def test_keep_best_breaks_a_tie_across_warm_start_phases_towards_the_later_phase():
     """Validation losses of the cross-entropy phase and of AUM's do not compare; within a phase they do."""
     from types import SimpleNamespace
-    from fastai_aum.compare import _KeepBest
+    from fastai_aum.compare.run import _KeepBest
 
     def run(aurocs, losses, warm):
         model = torch.nn.Linear(1, 1)

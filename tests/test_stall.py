@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from fastai_aum.baseline import plain_autograd_aum
+from fastai_aum.functional.baseline import plain_autograd_aum
 from fastai_aum.functional import aum
 from oracles import brute_aum, brute_directional_derivatives
 

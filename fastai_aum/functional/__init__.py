@@ -7,7 +7,7 @@ best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss)
 (DeLong's interval and test), `precision_recall` (PR curves, average precision); `_scores` and
 `_sorting` are the shared machinery.
 """
-from .._inputs import AUROCUndefinedWarning, ProbabilityRowsWarning
+from ._inputs import AUROCUndefinedWarning, ProbabilityRowsWarning
 from ._scores import binary_score
 from .aum_loss import aum, aum_directional_derivatives
 from .calibration import (IsotonicCalibration, PlattScaling, brier_score, isotonic_calibration, log_loss,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._inputs import Inputs
+from ._inputs import Inputs
 
 __all__ = ["binary_score", "ranking_scores", "log_softmax", "one_hot", "positive_mask"]
 

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._inputs import (Inputs, check_choice, check_finite, check_multiclass_margin, check_non_negative,
+from ._inputs import (Inputs, check_choice, check_finite, check_multiclass_margin, check_non_negative,
                        check_sample_weight, prepare)
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending

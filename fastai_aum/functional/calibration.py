@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._inputs import prepare
+from ._inputs import prepare
 from .thresholds import binary_problem
 
 __all__ = ["PlattScaling", "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score",

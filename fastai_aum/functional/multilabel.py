@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._inputs import warn_undefined
+from ._inputs import warn_undefined
 from ._auc import auroc_rows
 
 __all__ = ["auroc_columns", "auroc_samples"]

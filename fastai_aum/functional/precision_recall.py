@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._inputs import Inputs, check_choice, check_sample_weight, prepare, warn_undefined
+from ._inputs import Inputs, check_choice, check_sample_weight, prepare, warn_undefined
 from ._scores import one_hot, positive_mask, ranking_scores
 from ._sorting import group_end, group_marks, sort_rows_descending
 

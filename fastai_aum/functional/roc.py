@@ -8,7 +8,7 @@ from itertools import combinations
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, check_sample_weight, prepare, warn_undefined
+from ._inputs import check_choice, check_sample_weight, prepare, warn_undefined
 from ._auc import ROC, _auroc_rows, _binary_roc, _partial_auroc
 from ._scores import one_hot, positive_mask, ranking_scores
 from .multilabel import auroc_columns, auroc_samples

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._inputs import prepare, warn_undefined
+from ._inputs import prepare, warn_undefined
 from ._scores import positive_mask, ranking_scores
 from ._sorting import group_end, group_marks, group_start, sort_rows_descending
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._inputs import check_choice, prepare
+from ._inputs import check_choice, prepare
 from ._scores import positive_mask
 from ._sorting import sort_rows_descending
 

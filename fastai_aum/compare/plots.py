@@ -1,13 +1,13 @@
-"""The text report and the figure of a `Comparison` (see `comparison_report` for the statistics)."""
+"""The text report and the figure of a `Comparison` (see `report` for the statistics); `Comparison.report()`
+and `.plot()` call them, and nothing here imports `report` back."""
 from __future__ import annotations
 
 import warnings
 
 import pandas as pd
 
-from .callback import format_roc_axes
-from .comparison_report import DETECT
-from .functional import ROC
+from ..functional import ROC
+from ..plotting import format_roc_axes
 
 __all__ = ["report_text", "plot_comparison"]
 
@@ -83,7 +83,7 @@ def report_text(c) -> str:
         lines += ["", f"against {b}: seed level (wins, sign and Wilcoxon tests on the {k} paired differences){delong}",
                   vs.to_string()]
     lines += ["", f"verdict (positives needed: a rough 1/sqrt(positives) scaling, 5% two-sided, 80% power, "
-                  f"difference {DETECT}):"]
+                  f"difference {c.detect}):"]
     lines += [f"  {loss}: {v}" for loss, v in s["verdict"].items() if loss != b]
     return "\n".join(lines)
 

@@ -30,8 +30,8 @@ def _names(items, n: int = 6) -> str:
 
 def _subsample_positive(df, target: str, positive, pos_frac, error):
     """`df` with the positive class subsampled to `pos_frac` of the rows, and that class's value."""
-    from .classes import positive_index
-    from .datasets import subsample_positives
+    from ..vocab import positive_index
+    from ..datasets import subsample_positives
     classes = sorted(df[target].unique().tolist(), key=str)
     if len(classes) != 2:
         if positive is not None or pos_frac is not None:
@@ -71,7 +71,7 @@ def _read_csv(path: Path, sep: str | None, error) -> tuple[pd.DataFrame, str]:
 def load_data(args, error) -> dict:
     """The rows, target, positive class, columns and notes (lines to print) for `--data`; `error` is raised,
     with a one-line message, for anything that would make the comparison guess."""
-    from .datasets import breast_cancer_df, digits_df, wine_df
+    from ..datasets import breast_cancer_df, digits_df, wine_df
     notes, dropped_rows, delimiter = [], {}, None
     drop = [c.strip() for c in args.drop.split(",") if c.strip()]
     if args.data in BUILTIN:
@@ -145,7 +145,7 @@ def load_data(args, error) -> dict:
 def split_sizes(labels: pd.Series, test_pct: float, valid_pct: float, error) -> dict:
     """Rows in the training, validation and test parts of a stratified split (the same for every seed), checked
     to hold every class."""
-    from .datasets import stratified_split
+    from ..datasets import stratified_split
     counts = labels.value_counts()
     if counts.min() < 4:
         raise error(f"--target: class {_cut(counts.idxmin())!r} has {counts.min()} row(s); each class needs at least 4 "

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .functional import roc_curve
-from .functional.statistics import placement_counts
+from ..functional import roc_curve
+from ..functional.statistics import placement_counts
 
 __all__ = ["Comparison", "DETECT"]
 
@@ -75,6 +76,7 @@ class Comparison:
     positive: object = None  # the positive class of a binary problem
     scores: pd.DataFrame | None = None
     protocol: dict = field(default_factory=dict)
+    detect: ClassVar[float] = DETECT
 
     def __post_init__(self):
         r = self.results
@@ -230,7 +232,7 @@ class Comparison:
 
     def report(self) -> str:
         """The protocol, `summary()` as compact text tables (per loss, then against the baseline), and the verdicts."""
-        from .comparison_plots import report_text
+        from .plots import report_text
         return report_text(self)
 
     def plot(self, figsize=None, log_fpr: bool | None = None):
@@ -238,5 +240,5 @@ class Comparison:
         models: one panel for a binary target, one per class otherwise. `log_fpr` puts the false positive
         rate on a log axis, which spreads out near-perfect curves (default: when every selected test AUROC
         is at least 0.98). Returns the figure."""
-        from .comparison_plots import plot_comparison
+        from .plots import plot_comparison
         return plot_comparison(self, figsize, log_fpr)

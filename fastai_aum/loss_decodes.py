@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._inputs import is_probability_matrix
-from .classes import class_names, positive_index
+from .functional._inputs import is_probability_matrix
+from .vocab import class_names, positive_index
 
 __all__ = ["BinaryDecisions", "DecisionLoss"]
 

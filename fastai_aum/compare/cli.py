@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 __all__ = ["main"]
 
@@ -114,7 +114,7 @@ def _split_top_level(text: str) -> list[str]:
 
 def _recipe(text: str, epochs: int):
     """One `--losses` entry: a loss name, or 'aum(option=value, ...)' as a dict of `aum_learner` arguments."""
-    from .learner import LOSSES
+    from ..learner import LOSSES
     if text in LOSSES:
         return text
     if not (text.startswith("aum(") and text.endswith(")")):
@@ -263,7 +263,7 @@ class _Appender:
         self.out, self.runs = out, 0
 
     def __call__(self, rows, scores):
-        from .compare import append_csv
+        from .run import append_csv
         for name, frame in (("scores.csv", scores), ("results.csv", rows)):
             if frame is not None:
                 append_csv(frame, self.out / name)
@@ -279,7 +279,7 @@ def _write(out: Path, name: str, write) -> None:
 
 def _compare(args) -> int:
     settings = _settings(args)
-    from .cli_data import load_data, split_sizes
+    from .data import load_data, split_sizes
     out = _prepare_out(args)
     data = load_data(args, UsageError)
     df, target = data["df"], data["target"]
@@ -315,7 +315,7 @@ def _compare(args) -> int:
     import matplotlib
     matplotlib.use("Agg")
     import torch
-    from .compare import compare_losses_on_df
+    from .run import compare_losses_on_df
     torch.set_num_threads(args.threads)
     appender = _Appender(out)
     try:

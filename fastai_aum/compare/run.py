@@ -27,14 +27,14 @@ from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from .callback import AUROCCallback
-from .classes import class_names, dataset_labels, is_multilabel, positive_index
-from .comparison_report import Comparison
-from .functional import auroc, auroc_ci
-from .functional.precision_recall import average_precision
-from ._inputs import check_multiclass_margin, check_non_negative
-from .learner import LOSSES, aum_learner
-from .recipes import WarmStartCallback, check_epochs
+from ..callback import AUROCCallback
+from ..vocab import class_names, dataset_labels, is_multilabel, positive_index
+from .report import Comparison
+from ..functional import auroc, auroc_ci
+from ..functional.precision_recall import average_precision
+from ..functional._inputs import check_multiclass_margin, check_non_negative
+from ..learner import LOSSES, aum_learner
+from ..recipes import WarmStartCallback, check_epochs
 
 __all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "Comparison", "SPLITS"]
 
@@ -358,7 +358,7 @@ def tabular_splits(df: pd.DataFrame, label: str = "label", test_pct: float = 0.2
     """A function of the seed returning `(TabularDataLoaders, test rows)`: a stratified test split of `df`,
     then a stratified validation split of the rest, drawn with the seed (`split='per_seed'`) or with seed 0
     for every seed (`split='shared'`). The last split made is cached, so the losses of a seed share it."""
-    from .datasets import stratified_split, tabular_dls
+    from ..datasets import stratified_split, tabular_dls
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     cache = {}
