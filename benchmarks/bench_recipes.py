@@ -77,14 +77,14 @@ def recipes(binary: bool, epochs: int) -> dict:
 
 
 def run_setting(name: str, args, out: Path) -> Comparison:
-    make_df, positive, bs, _ = settings()[name]
+    make_df, pos_label, bs, _ = settings()[name]
     epochs, lr, learner_kwargs = plan(name, args)
     df = make_df()
     binary = df["label"].nunique() == 2
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     results_csv, scores_csv = folder / "results.csv", folder / "scores.csv"
-    config = {"setting": name, "positive": positive, "bs": bs, "epochs": epochs, "lr": lr,
+    config = {"setting": name, "pos_label": pos_label, "bs": bs, "epochs": epochs, "lr": lr,
               "learner": {k: v for k, v in learner_kwargs.items()}, "losses": recipes(binary, epochs)}
     config_json = folder / "config.json"
     if config_json.exists() and json.loads(config_json.read_text()) != json.loads(json.dumps(config)):
@@ -103,7 +103,7 @@ def run_setting(name: str, args, out: Path) -> Comparison:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return compare_losses_on_df(df, "label", losses=recipes(binary, epochs), seeds=range(args.seeds),
-                                    epochs=epochs, lr=lr, bs=bs, positive=positive, show_progress=False,
+                                    epochs=epochs, lr=lr, bs=bs, pos_label=pos_label, show_progress=False,
                                     on_run=save, previous=previous, **learner_kwargs)
 
 
@@ -119,7 +119,7 @@ def against(cmp: Comparison, baseline: str) -> pd.DataFrame:
     """Per loss: mean paired test-AUROC difference from `baseline` with its t-interval over seeds, wins,
     Wilcoxon p and (binary) pooled DeLong p."""
     from scipy.stats import wilcoxon
-    other = Comparison(cmp.results, {}, baseline, cmp.positive, cmp.scores, cmp.protocol)
+    other = Comparison(cmp.results, {}, baseline, cmp.pos_label, cmp.scores, cmp.protocol)
     summary = other.summary()
     sel = other.selected.pivot(index="seed", columns="loss", values="test_auroc")
     rows = {}
@@ -209,8 +209,8 @@ def main(argv=None):
             scores = pd.read_csv(out / name / "scores.csv")
             scores = scores[scores["seed"] < args.seeds]
             protocol = {"split": "per_seed", "evaluated": "test", "epochs": plan(name, args)[0]}
-            positive = settings()[name][1]
-            cmp = Comparison(results, {}, "ce", positive, scores, protocol)
+            pos_label = settings()[name][1]
+            cmp = Comparison(results, {}, "ce", pos_label, scores, protocol)
         else:
             cmp = run_setting(name, args, out)
         comparisons[name] = cmp

@@ -28,7 +28,7 @@ def confusion(learn) -> str:
 df = fraud_df()  # 4,000 generated rows, 4% 'fraud'; the vocabulary sorts 'fraud' first
 dls = tabular_dls(df, cat_names=["channel"], bs=256)
 set_seed(0)
-learn = aum_learner(dls, positive="fraud", metrics=[accuracy, F1Score(), BalancedAccuracy()])
+learn = aum_learner(dls, pos_label="fraud", metrics=[accuracy, F1Score(), BalancedAccuracy()])
 with learn.no_bar(), learn.no_logging():
     learn.fit_one_cycle(5, 1e-2)
 names = learn.recorder.metric_names[3:-1]

@@ -37,9 +37,9 @@ class AUROCCallback(Callback):
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", train: bool = False, positive=None, average_precision: bool = False):
-        self.metric = AUROC(average, multi_class, max_fpr, name, positive)
-        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", positive) if train else None
+                 name: str = "auroc", train: bool = False, pos_label=None, average_precision: bool = False):
+        self.metric = AUROC(average, multi_class, max_fpr, name, pos_label)
+        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", pos_label) if train else None
         self.ap_metric = AveragePrecisionColumn(self.metric) if average_precision else None
         self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []

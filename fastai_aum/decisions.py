@@ -40,7 +40,7 @@ class TunedThreshold(NamedTuple):
     value: float
     tpr: float
     fpr: float
-    positive: object
+    pos_label: object
 
 
 class Calibration(NamedTuple):
@@ -57,8 +57,8 @@ def decision_loss(learn: Learner) -> BinaryDecisions:
     `CrossEntropyLossFlat`) is wrapped in a `DecisionLoss` once, which computes the same loss."""
     loss = learn.loss_func
     if not isinstance(loss, BinaryDecisions):  # the AUROCCallback's positive class, if one was named
-        positive = getattr(getattr(getattr(learn, "auroc", None), "metric", None), "positive", None)
-        loss = learn.loss_func = DecisionLoss(loss, positive=positive)
+        pos_label = getattr(getattr(getattr(learn, "auroc", None), "metric", None), "pos_label", None)
+        loss = learn.loss_func = DecisionLoss(loss, pos_label=pos_label)
     classes = class_names(learn.dls)
     if classes is None or len(classes) != 2:
         raise ValueError(f"decision thresholds are for binary problems; these DataLoaders have "
@@ -84,7 +84,7 @@ def _outputs(learn: Learner, dl, bar: bool = False) -> tuple[Tensor, Tensor]:
 
 def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
     probs = loss.activation(preds)
-    return probs if probs.ndim == 1 else probs.select(loss.axis, loss.positive_index).reshape(-1)
+    return probs if probs.ndim == 1 else probs.select(loss.axis, loss.pos_index).reshape(-1)
 
 
 def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
@@ -100,7 +100,7 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
     loss = decision_loss(learn)
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
     p = _positive_probability(loss, preds)
-    found = best_threshold(p, targs == loss.positive_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
+    found = best_threshold(p, targs == loss.pos_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
                            max_fpr=max_fpr, min_tpr=min_tpr)
     loss.thresh = float(found.threshold)
     loss.tuning = dict(criterion=criterion, cost_fp=cost_fp, cost_fn=cost_fn, max_fpr=max_fpr, min_tpr=min_tpr)
@@ -124,7 +124,7 @@ def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Ten
         raise ValueError(f"`method` must be one of {', '.join(map(repr, CALIBRATIONS))}, got {method!r}")
     loss = decision_loss(learn)
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
-    y = targs == loss.positive_index
+    y = targs == loss.pos_index
     before = _positive_probability(loss, preds)
     loss.calibration = CALIBRATIONS[method](loss.score(preds), y)
     after = _positive_probability(loss, preds)
@@ -203,11 +203,11 @@ class DecisionMetric(Metric):
     """A fastai decision metric computed on the loss's decisions (`activation`, then `decodes`,
     as `predict` decides), under the metric's own name. Wrap with `decided`."""
 
-    def __init__(self, metric, positive_index: int | None = None):
+    def __init__(self, metric, pos_index: int | None = None):
         self.metric = metric if isinstance(metric, Metric) else AvgMetric(metric)
         kwargs = getattr(self.metric, "kwargs", None)
-        if positive_index is not None and isinstance(kwargs, dict) and kwargs.get("average") == "binary":
-            kwargs["pos_label"] = positive_index  # F1Score and friends score the named positive class
+        if pos_index is not None and isinstance(kwargs, dict) and kwargs.get("average") == "binary":
+            kwargs["pos_label"] = pos_index  # F1Score and friends score the named positive class
 
     @property
     def name(self) -> str:
@@ -229,9 +229,9 @@ class DecisionMetric(Metric):
         return self.metric.value
 
 
-def decided(metric, positive_index: int | None = None):
+def decided(metric, pos_index: int | None = None):
     """`metric` computed on the loss's decisions if it is a decision metric (`is_decision_metric`),
-    else `metric` itself. `positive_index` sets `pos_label` of binary scikit-learn metrics."""
+    else `metric` itself. `pos_index` sets `pos_label` of binary scikit-learn metrics."""
     if isinstance(metric, DecisionMetric) or not is_decision_metric(metric):
         return metric
-    return DecisionMetric(metric, positive_index)
+    return DecisionMetric(metric, pos_index)

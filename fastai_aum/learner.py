@@ -11,7 +11,7 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
-from .vocab import class_names, is_multilabel, multi_hot_labels, positive_index
+from .vocab import class_names, is_multilabel, multi_hot_labels, pos_label_index
 from .losses import AUMLossFlat
 from .decisions import decided, is_decision_metric
 from .functional._inputs import check_multiclass_margin, check_non_negative
@@ -42,11 +42,11 @@ def data_kind(dls) -> str:
                     f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
 
 
-def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positive=None, margin: float = 0.0,
+def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", pos_label=None, margin: float = 0.0,
               ce_weight: float = 0.0):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
     inverse to the class frequencies of the training set), or a loss object, returned as it is.
-    `positive` names AUM's positive class (the class a single output is the logit of); `margin` and
+    `pos_label` names AUM's positive class (the class a single output is the logit of); `margin` and
     `ce_weight` are `AUMLossFlat`'s recipes, for `loss='aum'` only.
 
     Multi-label DataLoaders (`is_multilabel`) get `AUMLossFlat(multilabel=True)`, fastai's
@@ -58,9 +58,9 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", positi
     if not isinstance(loss, str):
         return loss
     if loss in LOSSES and is_multilabel(dls):
-        return _multilabel_loss(loss, dls, normalize, average, positive, margin, ce_weight)
+        return _multilabel_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
     if loss == "aum":
-        return AUMLossFlat(normalize=normalize, average=average, positive=positive, vocab=class_names(dls),
+        return AUMLossFlat(normalize=normalize, average=average, pos_label=pos_label, vocab=class_names(dls),
                           margin=margin, ce_weight=ce_weight)
     if loss == "ce":
         return CrossEntropyLossFlat()
@@ -74,9 +74,9 @@ def _loss_repr(loss) -> str:
     return repr(loss) if isinstance(loss, str) else type(loss).__name__
 
 
-def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive, margin: float, ce_weight: float):
-    if positive is not None:
-        raise ValueError(f"`positive`={positive!r} names the positive class of a binary problem, but the DataLoaders "
+def _multilabel_loss(loss: str, dls, normalize: str, average: str, pos_label, margin: float, ce_weight: float):
+    if pos_label is not None:
+        raise ValueError(f"`pos_label`={pos_label!r} names the positive class of a binary problem, but the DataLoaders "
                          f"are multi-label ({len(class_names(dls) or [])} labels, each its own binary problem)")
     if loss == "aum":
         return AUMLossFlat(normalize=normalize, average=average, vocab=class_names(dls), multilabel=True,
@@ -91,7 +91,7 @@ def _multilabel_loss(loss: str, dls, normalize: str, average: str, positive, mar
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
-                positive=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0, warm_start: int = 0,
+                pos_label=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0, warm_start: int = 0,
                 last_layer_scale: float | None = None, **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label) trained with `loss`
     and measured by `AUROCCallback`.
@@ -99,7 +99,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
     tabular models take `layers=` and the like. Unless `n_out` says otherwise, a binary problem
     trained with AUM gets one output (the logit of the positive class), everything else one per
-    class. `positive` names the positive class of a binary problem by its vocabulary value (default:
+    class. `pos_label` names the positive class of a binary problem by its vocabulary value (default:
     the second class). `loss` is 'aum', 'ce', 'weighted_ce' or a loss object; `normalize` and
     `average` configure AUM. fastai's decision `metrics` (`accuracy`, `F1Score`, ...) are computed
     on the loss's decisions (`fastai_aum.decided`), so they use its threshold and work with one
@@ -110,17 +110,17 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     `ce_weight` (AUM + ce_weight * cross-entropy) configure `AUMLossFlat`; `warm_start=k` trains the first
     k epochs of each fit with cross-entropy (`WarmStartCallback`); `last_layer_scale` multiplies the last
     layer's initial weights (0: all outputs start tied; `LastLayerScaleCallback`).
-    Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `positive` and
+    Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `pos_label` and
     `stratify` do not apply to them.
     """
     kind = data_kind(dls)
     classes = class_names(dls)
     multilabel = is_multilabel(dls)
-    if multilabel and (positive is not None or stratify):
-        what = f"`positive`={positive!r}" if positive is not None else "`stratify=True`"
+    if multilabel and (pos_label is not None or stratify):
+        what = f"`pos_label`={pos_label!r}" if pos_label is not None else "`stratify=True`"
         raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
                          f"({len(classes or [])} labels)")
-    pos = None if multilabel else positive_index(classes, positive)  # a clear error now, before any model is built
+    pos = None if multilabel else pos_label_index(classes, pos_label)  # a clear error now, before any model is built
     if stratify:
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
@@ -129,7 +129,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
         check_non_negative("last_layer_scale", last_layer_scale)
     if margin and n_classes > 2 and not multilabel:
         check_multiclass_margin(margin)
-    loss_func = make_loss(loss, dls, normalize, average, positive, margin, ce_weight)
+    loss_func = make_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)
     if warm_start and not isinstance(loss_func, AUMLossFlat):
@@ -142,7 +142,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
         n_out = 1 if n_classes == 2 and isinstance(loss_func, AUMLossFlat) and not multilabel else n_classes
     cbs = list(L(cbs)) + recipes  # one callback or several, as fastai's Learner takes them
     if not any(isinstance(cb, AUROCCallback) for cb in cbs):
-        cbs.append(AUROCCallback(**{"positive": positive, **(auroc_kwargs or {})}))
+        cbs.append(AUROCCallback(**{"pos_label": pos_label, **(auroc_kwargs or {})}))
     binary_pos = pos if n_classes == 2 else None
     kwargs["metrics"] = list(L(metrics)) if multilabel else _decision_metrics(metrics, n_out, binary_pos)
     if kind == "tabular":
@@ -157,10 +157,10 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     return text_classifier_learner(dls, arch or AWD_LSTM, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
 
 
-def _decision_metrics(metrics, n_out: int, positive_index: int | None) -> list:
+def _decision_metrics(metrics, n_out: int, pos_index: int | None) -> list:
     """fastai's decision metrics on the loss's decisions; a warning for metrics that read a single
     output as if it were one column per class (e.g. `RocAucBinary`: use `AUROCCallback` instead)."""
-    metrics = [decided(m, positive_index) for m in L(metrics)]
+    metrics = [decided(m, pos_index) for m in L(metrics)]
     if n_out == 1:
         from .callback import AUROC
         from .decisions import DecisionMetric

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .functional._inputs import is_probability_matrix
-from .vocab import class_names, positive_index
+from .vocab import class_names, pos_label_index
 
 __all__ = ["BinaryDecisions", "DecisionLoss"]
 
@@ -16,7 +16,7 @@ __all__ = ["BinaryDecisions", "DecisionLoss"]
 class BinaryDecisions:
     """What a fastai loss needs to turn a binary model's outputs into probabilities and decisions.
 
-    `positive` names the positive class by its vocabulary value (default: the second class); `bind`
+    `pos_label` names the positive class by its vocabulary value (default: the second class); `bind`
     finds it in the vocabulary. `thresh` is the probability of the positive class above which it is
     predicted; `calibration`, once fitted (`learn.calibrate()`), maps the binary score to that probability.
     A subclass sets `axis` and may override `multiclass_activation`.
@@ -27,11 +27,11 @@ class BinaryDecisions:
     axis: int = -1
     multilabel: bool = False
 
-    def _init_decisions(self, thresh, positive, vocab, multilabel: bool = False) -> None:
-        if multilabel and positive is not None:
-            raise ValueError(f"{type(self).__name__}: `positive`={positive!r} names the positive class of a binary "
+    def _init_decisions(self, thresh, pos_label, vocab, multilabel: bool = False) -> None:
+        if multilabel and pos_label is not None:
+            raise ValueError(f"{type(self).__name__}: `pos_label`={pos_label!r} names the positive class of a binary "
                              "problem; a multi-label problem has none (each label is its own binary problem)")
-        self.thresh, self.positive, self.multilabel = thresh, positive, bool(multilabel)
+        self.thresh, self.pos_label, self.multilabel = thresh, pos_label, bool(multilabel)
         self.vocab, self._pos = None, 1
         self.calibration = None  # binary score -> probability of the positive class
         self.tuning = None  # how `thresh` was tuned (`learn.tune_threshold`), so that calibrating can re-tune it
@@ -41,14 +41,14 @@ class BinaryDecisions:
     def bind(self, vocab):
         """Find the positive class in `vocab` (a vocabulary or DataLoaders); returns self."""
         self.vocab = class_names(vocab)
-        self._pos = positive_index(self.vocab, self.positive)
+        self._pos = pos_label_index(self.vocab, self.pos_label)
         return self
 
     @property
-    def positive_index(self) -> int:
+    def pos_index(self) -> int:
         """Index of the positive class in the vocabulary: the class a single output is the logit of."""
-        if self.positive is not None and self.vocab is None:
-            raise ValueError(f"{type(self).__name__}(positive={self.positive!r}) needs the vocabulary to find that "
+        if self.pos_label is not None and self.vocab is None:
+            raise ValueError(f"{type(self).__name__}(pos_label={self.pos_label!r}) needs the vocabulary to find that "
                              "class: build the Learner with `aum_learner`, add `AUROCCallback`, or pass `vocab=dls.vocab`")
         return self._pos
 
@@ -68,7 +68,7 @@ class BinaryDecisions:
             raise ValueError(f"`score` is for binary models (1 or 2 outputs), got {k} outputs")
         if k == 1:
             return x if x.ndim == 1 else x.squeeze(self.axis)
-        pos, other = x.select(self.axis, self.positive_index), x.select(self.axis, 1 - self.positive_index)
+        pos, other = x.select(self.axis, self.pos_index), x.select(self.axis, 1 - self.pos_index)
         return pos if _probability_rows(x, self.axis) else pos - other
 
     def multiclass_activation(self, x: Tensor) -> Tensor:
@@ -85,7 +85,7 @@ class BinaryDecisions:
             return self.multiclass_activation(x)
         s = self.score(x)
         p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
-        pair = [1 - p, p] if self.positive_index == 1 else [p, 1 - p]
+        pair = [1 - p, p] if self.pos_index == 1 else [p, 1 - p]
         return torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
 
     def decodes(self, x: Tensor) -> Tensor:
@@ -97,12 +97,12 @@ class BinaryDecisions:
         k = self._n_outputs(x)
         if k > 2:
             return x.argmax(dim=self.axis)
-        pos = self.positive_index
+        pos = self.pos_index
         p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
         return torch.where(p > self.thresh, pos, 1 - pos)
 
     def __setstate__(self, state: dict) -> None:  # objects pickled before these attributes existed load too
-        self.__dict__.update({"positive": None, "vocab": None, "_pos": 1, "multilabel": False, "calibration": None,
+        self.__dict__.update({"pos_label": None, "vocab": None, "_pos": 1, "multilabel": False, "calibration": None,
                               "tuning": None, **state})
 
 
@@ -130,10 +130,10 @@ class DecisionLoss(BinaryDecisions):
     `learn.tune_threshold()` wraps a Learner's loss in it where the loss has no threshold of its own.
     """
 
-    def __init__(self, loss, thresh: float = 0.5, positive=None, vocab=None):
+    def __init__(self, loss, thresh: float = 0.5, pos_label=None, vocab=None):
         self.loss = loss
         self.axis = getattr(loss, "axis", -1)
-        self._init_decisions(thresh, positive, vocab)
+        self._init_decisions(thresh, pos_label, vocab)
 
     def __repr__(self) -> str:
         return f"DecisionLoss({self.loss!r}, thresh={self.thresh!r})"

@@ -49,7 +49,7 @@ class AUMLossFlat(BinaryDecisions):
 
     Binary models may have one output (the logit of the positive class) or two (scored as
     `z_positive - z_other`); more outputs are multiclass, with `average` 'micro' or 'macro'.
-    `positive` names the positive class by its vocabulary value (default: the second class); a
+    `pos_label` names the positive class by its vocabulary value (default: the second class); a
     name needs the vocabulary, which `aum_learner` and `AUROCCallback` pass on (`bind`), or `vocab=`.
 
     AUM does not change when a constant is added to every score, so a binary model's bias, and
@@ -87,7 +87,7 @@ class AUMLossFlat(BinaryDecisions):
     ce_weight, cross_entropy_only = 0.0, False  # class defaults: Learners exported before these options load
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh=0.5,
-                 reduction: str = "mean", validate: bool = True, positive=None, vocab=None, multilabel: bool = False,
+                 reduction: str = "mean", validate: bool = True, pos_label=None, vocab=None, multilabel: bool = False,
                  margin: float = 0.0, ce_weight: float = 0.0):
         self.func = AUMLoss(normalize, average, reduction, validate, margin)
         self.ce_weight = check_non_negative("ce_weight", ce_weight)
@@ -95,13 +95,13 @@ class AUMLossFlat(BinaryDecisions):
         self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
-        self._init_decisions(thresh, positive, vocab, multilabel)
+        self._init_decisions(thresh, pos_label, vocab, multilabel)
 
     def __repr__(self) -> str:
-        positive = f", positive={self.positive!r}" if self.positive is not None else ""
+        pos_label = f", pos_label={self.pos_label!r}" if self.pos_label is not None else ""
         multilabel = ", multilabel=True" if self.multilabel else ""
         recipe = "".join(f", {k}={v!r}" for k, v in (("margin", self.margin), ("ce_weight", self.ce_weight)) if v)
-        return (f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{positive}{multilabel}"
+        return (f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{pos_label}{multilabel}"
                 f"{recipe})")
 
     @property
@@ -134,7 +134,7 @@ class AUMLossFlat(BinaryDecisions):
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
         binary = self._is_binary(preds)
-        if binary and self.positive_index == 0:
+        if binary and self.pos_index == 0:
             # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
         if not binary:

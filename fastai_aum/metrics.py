@@ -14,7 +14,7 @@ from .functional import PR, ROC, auroc, average_precision, check_auroc_options, 
 from .functional._inputs import AUROCUndefinedWarning, check_choice
 from .losses import AUMLossFlat
 from .plotting import plot_pr, plot_roc
-from .vocab import class_names, dataset_labels, describe_positive, format_classes, is_multilabel, positive_index
+from .vocab import class_names, dataset_labels, describe_positive, format_classes, is_multilabel, pos_label_index
 
 __all__ = ["AUROC", "ONE_CLASS", "AveragePrecisionColumn", "ClassAUROC", "class_column_names", "multilabel_roc", "multilabel_pr",
            "reads_own_data", "valid_labels"]
@@ -128,22 +128,22 @@ class AUROC(Metric):
     `roc` and `plot`. An undefined AUROC (a class missing, non-finite outputs) is NaN, with one
     warning per message; a single item from outside the DataLoaders (`learn.predict`) is NaN without one.
 
-    `positive` names the positive class of a binary problem by its vocabulary value (default: the
+    `pos_label` names the positive class of a binary problem by its vocabulary value (default: the
     loss's positive class, else the second class). A single model output is read as the logit of the
-    loss's positive class (`AUMLossFlat(positive=...)`), of the second class for other losses.
+    loss's positive class (`AUMLossFlat(pos_label=...)`), of the second class for other losses.
     `average=None` on multiclass data gives the per-class values in `per_class`; `value` is then
     their mean over the classes present (a number that trackers can monitor).
 
     Multi-label data (a `MultiCategoryBlock`, multi-hot targets) are ranked label by label on the raw
     outputs, averaged as `average` says ('macro' by default; None: per label in `per_class`); a label
-    with one class in the pass is averaged out with a warning. `positive` does not apply there.
+    with one class in the pass is averaged out with a warning. `pos_label` does not apply there.
     """
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", positive=None):
+                 name: str = "auroc", pos_label=None):
         check_auroc_options(average, multi_class, max_fpr)
         self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
-        self.positive, self.classes, self.multilabel = positive, None, False
+        self.pos_label, self.classes, self.multilabel = pos_label, None, False
         self._pos, self._output_pos = 1, 1  # the positive class, and the class a single output stands for
         self._ready = False  # set up for the Learner of this pass
         self._passed = False  # a pass has begun (so no outputs means: it had no labels)
@@ -178,17 +178,17 @@ class AUROC(Metric):
         self.classes = class_names(getattr(learn, "dls", None))
         loss = getattr(learn, "loss_func", None)
         self.multilabel = bool(getattr(loss, "multilabel", False)) or is_multilabel(getattr(learn, "dls", None))
-        if self.multilabel and self.positive is not None:
-            raise ValueError(f"{self.name}: `positive`={self.positive!r} names the positive class of a binary problem, "
+        if self.multilabel and self.pos_label is not None:
+            raise ValueError(f"{self.name}: `pos_label`={self.pos_label!r} names the positive class of a binary problem, "
                              f"but the DataLoaders are multi-label ({len(self.classes or [])} labels, each its own "
-                             "binary problem): leave `positive` out")
+                             "binary problem): leave `pos_label` out")
         self._check_options()
         if isinstance(loss, AUMLossFlat) and loss.vocab is None and self.classes is not None:
             loss.bind(self.classes)
-        self._output_pos = loss.positive_index if isinstance(loss, AUMLossFlat) else 1
-        positive = self.positive if self.positive is not None else getattr(loss, "positive", None)
+        self._output_pos = loss.pos_index if isinstance(loss, AUMLossFlat) else 1
+        pos_label = self.pos_label if self.pos_label is not None else getattr(loss, "pos_label", None)
         binary = self.classes is not None and len(self.classes) == 2
-        self._pos = positive_index(self.classes, positive) if binary or self.positive is not None else 1
+        self._pos = pos_label_index(self.classes, pos_label) if binary or self.pos_label is not None else 1
         self._ready = True
 
     def _check_options(self) -> None:

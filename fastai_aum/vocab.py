@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_names", "dataset_labels", "multi_hot_labels", "is_multilabel", "positive_index", "describe_positive",
+__all__ = ["class_names", "dataset_labels", "multi_hot_labels", "is_multilabel", "pos_label_index", "describe_positive",
            "format_classes"]
 
 _MULTI_LABEL_TFMS = ("MultiCategorize", "EncodedMultiCategorize", "OneHotEncode")
@@ -58,26 +58,26 @@ def multi_hot_labels(dls, ds_idx: int = 0) -> torch.Tensor:
     return torch.stack([torch.as_tensor(y).float() for y in ds.tls[dls.n_inp]])
 
 
-def positive_index(classes, positive=None) -> int:
-    """Index in `classes` of the positive class `positive` (a vocabulary value); the second class when None.
+def pos_label_index(classes, pos_label=None) -> int:
+    """Index in `classes` of the positive class `pos_label` (a vocabulary value); the second class when None.
 
     A value is matched exactly first, then by its string form (a command line gives strings), so
-    `positive='1'` finds the class `1`. Only binary problems have a positive class.
+    `pos_label='1'` finds the class `1`. Only binary problems have a positive class.
     """
     classes = class_names(classes)
-    if positive is None:
+    if pos_label is None:
         return 1
     if classes is None:
-        raise ValueError(f"`positive`={positive!r} names a class, but there is no vocabulary to find it in; "
+        raise ValueError(f"`pos_label`={pos_label!r} names a class, but there is no vocabulary to find it in; "
                          "pass the DataLoaders' `vocab`")
     if len(classes) != 2:
-        raise ValueError(f"`positive` names the positive class of a binary problem, but there are {len(classes)} "
+        raise ValueError(f"`pos_label` names the positive class of a binary problem, but there are {len(classes)} "
                          f"classes: {format_classes(classes)}")
-    exact = [i for i, c in enumerate(classes) if _same(c, positive)]
-    by_text = [i for i, c in enumerate(classes) if str(c) == str(positive)]
+    exact = [i for i, c in enumerate(classes) if _same(c, pos_label)]
+    by_text = [i for i, c in enumerate(classes) if str(c) == str(pos_label)]
     found = exact or by_text
     if len(found) != 1:
-        raise ValueError(f"`positive` must be one of the classes {format_classes(classes)}, got {positive!r}")
+        raise ValueError(f"`pos_label` must be one of the classes {format_classes(classes)}, got {pos_label!r}")
     return found[0]
 
 

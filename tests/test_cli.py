@@ -31,7 +31,7 @@ def test_quick_compare_writes_results(tmp_path, capsys):
     assert "positives per seed: validation 8, test 10" in out
     assert "pooled 95% CI" in out and "verdict" in out and "  aum: " in out
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["target"] == "label" and config["positive"] == "malignant"
+    assert config["target"] == "label" and config["pos_label"] == "malignant"
     assert config["protocol"]["seeds"] == [0, 1] and config["protocol"]["split"] == "per_seed"
     assert "torch" in config["versions"] and len(config["columns"]["continuous"]) == 30
 
@@ -204,8 +204,8 @@ def test_module_entry_point_exits_non_zero_without_traceback():
 
 @pytest.mark.slow
 def test_positive_class_by_name_is_subsampled_and_announced(tmp_path, capsys):
-    """`--pos-frac` subsamples the class `--positive` names, and the header says which class is positive."""
-    assert main(["compare", "--quick", "--losses", "aum,ce", "--lr", "0.01", "--positive", "benign", "--pos-frac",
+    """`--pos-frac` subsamples the class `--pos-label` names, and the header says which class is positive."""
+    assert main(["compare", "--quick", "--losses", "aum,ce", "--lr", "0.01", "--pos-label", "benign", "--pos-frac",
                  "0.2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     # 212 malignant rows kept; benign subsampled to 20% of the rows: 53 of 265
@@ -214,11 +214,11 @@ def test_positive_class_by_name_is_subsampled_and_announced(tmp_path, capsys):
 
 
 def test_unknown_positive_class_is_a_one_line_error(tmp_path, capsys):
-    assert main(["compare", "--positive", "cancer", "--out", str(tmp_path)]) == 2
+    assert main(["compare", "--pos-label", "cancer", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "fastai-aum: error: --positive: no class 'cancer' in 'label'; its classes are benign, malignant"
-    assert main(["compare", "--data", "wine", "--positive", "class_0", "--out", str(tmp_path)]) == 2
-    assert "--positive and --pos-frac are for a binary target" in capsys.readouterr().err
+    assert err.strip() == "fastai-aum: error: --pos-label: no class 'cancer' in 'label'; its classes are benign, malignant"
+    assert main(["compare", "--data", "wine", "--pos-label", "class_0", "--out", str(tmp_path)]) == 2
+    assert "--pos-label and --pos-frac are for a binary target" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -260,7 +260,7 @@ def _messy_csv(path):
 def test_a_messy_csv_is_read_without_guessing(tmp_path, capsys):
     csv = _messy_csv(tmp_path / "messy.csv")
     out = tmp_path / "out"
-    assert main(["compare", "--data", str(csv), "--target", "outcome", "--positive", "yes", "--drop", "id",
+    assert main(["compare", "--data", str(csv), "--target", "outcome", "--pos-label", "yes", "--drop", "id",
                  "--quick", "--losses", "aum,ce", "--lr", "0.01", "--out", str(out)]) == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "delimiter: ';'" in text

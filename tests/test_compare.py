@@ -106,14 +106,14 @@ def test_positive_class_by_name(data):
     """The named class is the positive one: the test ROC's true positive rates count benign rows."""
     dls, test = data
     n_benign, n_malignant = int((test["label"] == "benign").sum()), int((test["label"] == "malignant").sum())
-    for positive, n_pos, n_neg in (("benign", n_benign, n_malignant), (None, n_malignant, n_benign)):
+    for pos_label, n_pos, n_neg in (("benign", n_benign, n_malignant), (None, n_malignant, n_benign)):
         result = compare_losses(dls, test=test, losses=["ce"], seeds=[0], epochs=1, show_progress=False, layers=[8],
-                                positive=positive)
+                                pos_label=pos_label)
         roc = result.rocs[("ce", 0)]
         assert np.allclose((roc.tpr * n_pos).numpy(), (roc.tpr * n_pos).round().numpy())
         assert np.allclose((roc.fpr * n_neg).numpy(), (roc.fpr * n_neg).round().numpy())
-        assert result.positive == (positive or "malignant")
-        assert repr(result.positive) in result.plot().axes[1].get_title()
+        assert result.pos_label == (pos_label or "malignant")
+        assert repr(result.pos_label) in result.plot().axes[1].get_title()
 
 
 @pytest.mark.parametrize("kwargs, message", [

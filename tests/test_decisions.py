@@ -56,7 +56,7 @@ def _trained(dls, epochs=3, **kwargs):
 @pytest.fixture(scope="module")
 def fraud_learner(fraud):
     _, dls = fraud
-    return _trained(dls, positive="fraud", metrics=[accuracy, F1Score(), Precision(), Recall(), BalancedAccuracy(),
+    return _trained(dls, pos_label="fraud", metrics=[accuracy, F1Score(), Precision(), Recall(), BalancedAccuracy(),
                                                     MatthewsCorrCoef()])
 
 
@@ -100,16 +100,16 @@ def test_auroc_of_the_named_positive_equals_sklearn_pos_label(fraud_learner, fra
 
 def test_the_one_output_is_trained_as_the_logit_of_the_named_class(fraud):
     _, dls = fraud
-    learn = _trained(dls, positive="fraud")
+    learn = _trained(dls, pos_label="fraud")
     raw, y = raw_preds(learn)
     is_fraud = y.reshape(-1).numpy() == FRAUD
     assert skm.roc_auc_score(is_fraud, raw.reshape(-1).numpy()) > 0.6
-    assert learn.loss_func.positive_class == "fraud" and learn.loss_func.positive_index == FRAUD
+    assert learn.loss_func.positive_class == "fraud" and learn.loss_func.pos_index == FRAUD
 
 
 def test_progress_output_warnings_and_plot_name_the_positive_class(fraud, capsys):
     _, dls = fraud
-    learn = aum_learner(dls, positive="fraud", layers=[8])
+    learn = aum_learner(dls, pos_label="fraud", layers=[8])
     with learn.no_bar():
         learn.fit(1, 1e-2)
     assert "auroc: positive class 'fraud'" in capsys.readouterr().out
@@ -118,12 +118,12 @@ def test_progress_output_warnings_and_plot_name_the_positive_class(fraud, capsys
 
 def test_an_unknown_positive_class_is_a_clear_error_before_training(fraud):
     _, dls = fraud
-    with pytest.raises(ValueError, match=r"`positive` must be one of the classes \['fraud', 'ok'\], got 'froud'"):
-        aum_learner(dls, positive="froud")
-    learn = tabular_learner(dls, n_out=1, loss_func=AUMLossFlat(positive="froud"), cbs=AUROCCallback())
+    with pytest.raises(ValueError, match=r"`pos_label` must be one of the classes \['fraud', 'ok'\], got 'froud'"):
+        aum_learner(dls, pos_label="froud")
+    learn = tabular_learner(dls, n_out=1, loss_func=AUMLossFlat(pos_label="froud"), cbs=AUROCCallback())
     with pytest.raises(ValueError, match="froud"), quiet(learn):
         learn.fit(1)
-    learn = tabular_learner(dls, n_out=1, loss_func=AUMLossFlat(positive="fraud"))  # no vocabulary to look in
+    learn = tabular_learner(dls, n_out=1, loss_func=AUMLossFlat(pos_label="fraud"))  # no vocabulary to look in
     with pytest.raises(ValueError, match="needs the vocabulary"), quiet(learn):
         learn.fit(1)
 
@@ -145,7 +145,7 @@ def test_tuned_threshold_is_the_best_any_threshold_gives(fraud_learner, criterio
                 "f1": skm.f1_score(is_fraud, predicted_fraud),
                 "accuracy": skm.accuracy_score(is_fraud, predicted_fraud)}[criterion]
     assert achieved == pytest.approx(best, abs=1e-12)
-    assert tuned.positive == "fraud" and learn.loss_func.thresh == tuned.thresh
+    assert tuned.pos_label == "fraud" and learn.loss_func.thresh == tuned.thresh
 
 
 def test_untuned_aum_decisions_are_arbitrary_and_tuning_fixes_them(fraud_learner):
@@ -207,7 +207,7 @@ def test_every_decision_path_uses_the_threshold(fraud_learner, fraud, tmp_path, 
 
 def test_a_two_output_model_responds_to_its_threshold(fraud):
     _, dls = fraud
-    learn = _trained(dls, epochs=1, positive="fraud", n_out=2)
+    learn = _trained(dls, epochs=1, pos_label="fraud", n_out=2)
     raw, _ = raw_preds(learn)
     p_fraud = torch.softmax(raw, 1)[:, FRAUD].numpy()
     for thresh in (0.2, 0.5, 0.8):
@@ -219,10 +219,10 @@ def test_a_two_output_model_responds_to_its_threshold(fraud):
 
 def test_cross_entropy_models_get_a_threshold_too(fraud):
     _, dls = fraud
-    learn = _trained(dls, epochs=1, loss="ce", positive="fraud")
+    learn = _trained(dls, epochs=1, loss="ce", pos_label="fraud")
     assert isinstance(learn.loss_func, CrossEntropyLossFlat)
     tuned = tune_threshold(learn, "balanced_accuracy")  # the function; `learn.tune_threshold` is the same
-    assert isinstance(learn.loss_func, DecisionLoss) and tuned.positive == "fraud"
+    assert isinstance(learn.loss_func, DecisionLoss) and tuned.pos_label == "fraud"
     assert learn.tune_threshold("balanced_accuracy") == tuned
     probs, targs, decoded = _decisions(learn)
     assert np.array_equal(decoded.numpy() == FRAUD, probs[:, FRAUD].numpy() > np.float32(tuned.thresh))
@@ -245,7 +245,7 @@ def test_threshold_for_a_multiclass_learner_is_a_clear_error():
 def test_tune_threshold_callback_tunes_after_fit_and_keeps_the_history(fraud):
     _, dls = fraud
     cb = DecisionThresholdCallback("balanced_accuracy", calibrate="platt")
-    learn = _trained(dls, epochs=2, positive="fraud", cbs=[cb])
+    learn = _trained(dls, epochs=2, pos_label="fraud", cbs=[cb])
     assert len(learn.recorder.values) == 2  # get_preds inside after_fit did not wipe the table
     assert cb.tuned is not None and learn.loss_func.thresh == cb.tuned.thresh
     assert cb.calibration.brier_after < cb.calibration.brier_before
@@ -259,7 +259,7 @@ def test_tune_threshold_callback_tunes_after_fit_and_keeps_the_history(fraud):
 def test_platt_calibration_gives_probabilities_that_mean_something(fraud):
     from sklearn.linear_model import LogisticRegression
     _, dls = fraud
-    learn = _trained(dls, positive="fraud")
+    learn = _trained(dls, pos_label="fraud")
     learn.tune_threshold("balanced_accuracy")
     _, _, before = _decisions(learn)
     report = learn.calibrate("platt")
@@ -280,7 +280,7 @@ def test_platt_calibration_gives_probabilities_that_mean_something(fraud):
 
 def test_isotonic_calibration(fraud):
     _, dls = fraud
-    learn = _trained(dls, epochs=1, positive="fraud")
+    learn = _trained(dls, epochs=1, pos_label="fraud")
     report = learn.calibrate("isotonic")
     assert report.brier_after < report.brier_before
     with pytest.raises(ValueError, match="`method` must be one of 'platt', 'isotonic', got 'beta'"):

@@ -125,7 +125,7 @@ def test_activation_of_one_output_gives_both_classes():
     torch.testing.assert_close(loss.activation(x), expected)
     torch.testing.assert_close(loss.activation(x[:, 0]), expected)
     # the one output is the logit of the positive class, wherever it is in the vocabulary
-    first = AUMLossFlat(positive="a", vocab=["a", "b"])
+    first = AUMLossFlat(pos_label="a", vocab=["a", "b"])
     torch.testing.assert_close(first.activation(x), expected.flip(1))
 
 

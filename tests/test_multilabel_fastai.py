@@ -129,7 +129,7 @@ def test_one_class_batches_count_batches_without_a_two_class_label():
 
 def test_positive_is_refused_for_multilabel():
     with pytest.raises(ValueError, match="multi-label"):
-        AUMLossFlat(multilabel=True, positive="a")
+        AUMLossFlat(multilabel=True, pos_label="a")
 
 
 # -------------------------------------------------------------------------------- learners ---
@@ -189,9 +189,9 @@ def test_plot_one_line_per_label(ml_dls, labels):
 
 def test_positive_refused_in_callback_and_learner(ml_dls):
     with pytest.raises(ValueError, match="multi-label"):
-        aum_learner(ml_dls, layers=[8], positive="sports")
-    learn = tabular_learner(ml_dls, layers=[8], loss_func=AUMLossFlat(), cbs=AUROCCallback(positive="sports"))
-    with pytest.raises(ValueError, match="positive"):
+        aum_learner(ml_dls, layers=[8], pos_label="sports")
+    learn = tabular_learner(ml_dls, layers=[8], loss_func=AUMLossFlat(), cbs=AUROCCallback(pos_label="sports"))
+    with pytest.raises(ValueError, match="pos_label"):
         _fit(learn, epochs=1)
 
 

@@ -36,11 +36,11 @@ def _data(k: int, n: int = 40, seed: int = 0):
 
 
 @pytest.mark.parametrize("k", [1, 2])
-@pytest.mark.parametrize("positive", [None, "b", "a"])
-def test_binary_margin_holds_back_the_named_positive_class(k, positive):
+@pytest.mark.parametrize("pos_label", [None, "b", "a"])
+def test_binary_margin_holds_back_the_named_positive_class(k, pos_label):
     z, y = _data(k)
-    loss = AUMLossFlat(margin=0.75, positive=positive, vocab=["a", "b"])
-    pos = 0 if positive == "a" else 1
+    loss = AUMLossFlat(margin=0.75, pos_label=pos_label, vocab=["a", "b"])
+    pos = 0 if pos_label == "a" else 1
     score = (z if k == 1 else z[:, pos] - z[:, 1 - pos]).numpy()
     label = (y == pos).long().numpy() if k == 2 or pos == 1 else (y == 0).long().numpy()
     assert loss(z, y).item() == pytest.approx(brute_aum(score - 0.75 * label, label), abs=1e-12)

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"maximum learning rate of fit_one_cycle, or a comma-separated grid from which each loss's "
                           f"is chosen on validation AUROC (default {DEFAULT_LR})")
     cmp.add_argument("--bs", type=int, default=64, help="batch size (default 64)")
-    cmp.add_argument("--positive", default=None, metavar="CLASS",
+    cmp.add_argument("--pos-label", default=None, metavar="CLASS",
                      help="the positive class of a binary target, by its value (default: the second class in "
                           "sorted order: malignant for breast_cancer, yes for digits)")
     cmp.add_argument("--pos-frac", type=float, default=None,
@@ -231,7 +231,7 @@ def _check_config(out: Path, config: dict) -> None:
     except (OSError, ValueError):
         raise UsageError(f"--resume: {_cut(out, 120)} has no readable config.json; cannot check that the settings "
                          "match, so use --force or another --out") from None
-    for key in ("data", "target", "positive", "pos_frac", "rows", "columns", "protocol"):
+    for key in ("data", "target", "pos_label", "pos_frac", "rows", "columns", "protocol"):
         if old.get(key) != config.get(key):
             if key == "protocol":
                 before = dict(old[key])
@@ -296,9 +296,9 @@ def _compare(args) -> int:
           f"({'a new stratified split per seed' if settings['split'] == 'per_seed' else 'one split for every seed'}); "
           f"{len(settings['seeds'])} seeds x {len(settings['losses'])} losses x {n_lr} learning rate{'s' * (n_lr > 1)} "
           f"x {settings['epochs']} epochs", flush=True)
-    if data["positive"] is not None:
+    if data["pos_label"] is not None:
         print(f"positive class: {data['positive']}", flush=True)
-    config = {"data": args.data, "target": target, "positive": data["positive"], "pos_frac": data["pos_frac"],
+    config = {"data": args.data, "target": target, "pos_label": data["pos_label"], "pos_frac": data["pos_frac"],
               "delimiter": data["delimiter"], "rows": len(df), "rows_dropped": data["rows_dropped"],
               "columns": data["columns"],
               "protocol": {**settings, "split_sizes": sizes,
@@ -325,7 +325,7 @@ def _compare(args) -> int:
                                           epochs=settings["epochs"], lr=settings["lr"], test_pct=settings["test_pct"],
                                           valid_pct=settings["valid_pct"], split=settings["split"], bs=settings["bs"],
                                           cat_names=data["columns"]["categorical"],
-                                          cont_names=data["columns"]["continuous"], positive=data["positive"],
+                                          cont_names=data["columns"]["continuous"], pos_label=data["pos_label"],
                                           on_run=appender, previous=previous)
     except KeyboardInterrupt:
         print(f"fastai-aum: interrupted; {appender.runs} run(s) finished in this session are kept in "

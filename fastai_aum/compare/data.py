@@ -28,20 +28,20 @@ def _names(items, n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", … ({len(items)} in all)" if len(items) > n else "")
 
 
-def _subsample_positive(df, target: str, positive, pos_frac, error):
+def _subsample_positive(df, target: str, pos_label, pos_frac, error):
     """`df` with the positive class subsampled to `pos_frac` of the rows, and that class's value."""
-    from ..vocab import positive_index
+    from ..vocab import pos_label_index
     from ..datasets import subsample_positives
     classes = sorted(df[target].unique().tolist(), key=str)
     if len(classes) != 2:
-        if positive is not None or pos_frac is not None:
-            raise error(f"--positive and --pos-frac are for a binary target; {_cut(target)!r} has "
+        if pos_label is not None or pos_frac is not None:
+            raise error(f"--pos-label and --pos-frac are for a binary target; {_cut(target)!r} has "
                         f"{len(classes)} classes")
         return df, None
     try:
-        cls = classes[positive_index(classes, positive)]
+        cls = classes[pos_label_index(classes, pos_label)]
     except ValueError:
-        raise error(f"--positive: no class {_cut(positive)!r} in {_cut(target)!r}; its classes are "
+        raise error(f"--pos-label: no class {_cut(pos_label)!r} in {_cut(target)!r}; its classes are "
                     f"{_names(classes)}") from None
     if pos_frac is not None:
         df = subsample_positives(df, lambda d: d[target] == cls, pos_frac, seed=0).reset_index(drop=True)
@@ -117,7 +117,7 @@ def load_data(args, error) -> dict:
             df = df[~bad_rows].reset_index(drop=True)
     if df[target].nunique() < 2:
         raise error(f"--target: column {_cut(target)!r} has {df[target].nunique()} class(es); it needs at least two")
-    df, positive = _subsample_positive(df, target, args.positive, pos_frac if args.data in BUILTIN else args.pos_frac,
+    df, pos_label = _subsample_positive(df, target, args.pos_label, pos_frac if args.data in BUILTIN else args.pos_frac,
                                        error)
     cats = [c for c in features if c not in numeric or (pd.api.types.is_integer_dtype(df[c]) and df[c].nunique() <= 10)]
     conts = [c for c in features if c not in cats]
@@ -137,7 +137,7 @@ def load_data(args, error) -> dict:
     if any(df[c].isna().any() for c in cats + conts):
         notes.append("missing feature values are filled by fastai (FillMissing: the median, plus an indicator column)")
     notes.append("rows dropped: " + (", ".join(f"{n} ({why})" for why, n in dropped_rows.items()) or "none"))
-    return {"df": df, "target": target, "positive": positive, "pos_frac": pos_frac, "delimiter": delimiter,
+    return {"df": df, "target": target, "pos_label": pos_label, "pos_frac": pos_frac, "delimiter": delimiter,
             "rows_dropped": dropped_rows, "notes": notes,
             "columns": {"continuous": conts, "categorical": cats, "dropped": drop, "constant": constant}}
 

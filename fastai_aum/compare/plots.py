@@ -37,12 +37,12 @@ def protocol_lines(c) -> list[str]:
     if len(grid) > 1:
         lines.append(f"learning rate per loss chosen on validation AUROC (mean over seeds) from "
                      f"{', '.join(f'{g:g}' for g in grid)}; the test data choose nothing")
-    what = "positives" if c.positive is not None else "rows of the smallest class"
+    what = "positives" if c.pos_label is not None else "rows of the smallest class"
     if "valid_positives" in sel:
         lines.append(f"{what} per seed: validation {_range(sel['valid_positives'])}, "
                      f"{p.get('evaluated', 'test')} {_range(sel['test_positives'])}")
-    if c.positive is not None:
-        lines.append(f"positive class: {c.positive}")
+    if c.pos_label is not None:
+        lines.append(f"positive class: {c.pos_label}")
     return lines
 
 
@@ -128,7 +128,7 @@ def plot_comparison(c, figsize=None, log_fpr: bool | None = None):
         log_fpr = bool(len(sel)) and bool((sel["test_auroc"].fillna(sel["valid_auroc"]) >= 0.98).all())
     classes = c.protocol.get("classes") or [str(k) for k in range(n_roc)]
     for k, ax in enumerate(roc_axes):
-        which = (f", positive class {c.positive!r}" if c.positive is not None else
+        which = (f", positive class {c.pos_label!r}" if c.pos_label is not None else
                  f", class {classes[k]!r} against the rest" if n_roc > 1 else "")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its legend finds no labelled curve: the shared handles follow

@@ -73,7 +73,7 @@ class Comparison:
     results: pd.DataFrame
     rocs: dict = field(default_factory=dict)  # (loss, seed) -> ROC or list of ROC
     baseline: str = "ce"
-    positive: object = None  # the positive class of a binary problem
+    pos_label: object = None  # the positive class of a binary problem
     scores: pd.DataFrame | None = None
     protocol: dict = field(default_factory=dict)
     detect: ClassVar[float] = DETECT

@@ -28,7 +28,7 @@ from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
 from ..callback import AUROCCallback
-from ..vocab import class_names, dataset_labels, is_multilabel, positive_index
+from ..vocab import class_names, dataset_labels, is_multilabel, pos_label_index
 from .report import Comparison
 from ..functional import auroc, auroc_ci
 from ..functional.precision_recall import average_precision
@@ -81,7 +81,7 @@ def _loss_name(loss) -> str:
     return loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
 
 
-_CONTROLLED = ("n_out", "positive", "arch", "dls", "cbs")  # compare_losses sets these for every run alike
+_CONTROLLED = ("n_out", "pos_label", "arch", "dls", "cbs")  # compare_losses sets these for every run alike
 
 
 def _learner_parameters() -> set[str]:
@@ -237,7 +237,7 @@ def _same_lr(a: float, b: float) -> bool:
 
 
 def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs: int = 10, lr=1e-2, arch=None,
-                   baseline: str = "ce", show_progress: bool = True, positive=None, split: str = "shared",
+                   baseline: str = "ce", show_progress: bool = True, pos_label=None, split: str = "shared",
                    on_run=None, previous=None, **learner_kwargs) -> Comparison:
     """Train one model per loss, learning rate and seed; select each run's epoch by validation AUROC and each
     loss's learning rate by mean validation AUROC; report the held-out test AUROC of the selected weights
@@ -253,7 +253,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     paired: for a seed, every loss and learning rate starts from the same initial weights (all models get
     one output per class, so that they can) and sees the batches in the same order. When validation AUROC
     ties at its maximum, the tied epoch with the lowest validation loss is kept, with one warning.
-    `positive` names the positive class of a binary problem by its vocabulary value (default: the second
+    `pos_label` names the positive class of a binary problem by its vocabulary value (default: the second
     class). `on_run(rows, scores)` is called with each finished run's result rows and scores;
     `previous=(results, scores)` holds finished runs that are kept, not trained again. `arch` and
     `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs, lr)` trains.
@@ -286,9 +286,9 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
                              "trains on no batch at all")
         set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, n_out=run_dls.c, positive=positive, **{**learner_kwargs, **args})
+        learn = aum_learner(run_dls, arch=arch, n_out=run_dls.c, pos_label=pos_label, **{**learner_kwargs, **args})
         classes = class_names(run_dls)
-        pos = positive_index(classes, positive) if len(classes) == 2 else None
+        pos = pos_label_index(classes, pos_label) if len(classes) == 2 else None
         if seed not in init:
             init[seed] = copy.deepcopy(learn.model.state_dict())
         learn.model.load_state_dict(init[seed])
@@ -383,7 +383,7 @@ def compare_losses_on_df(df: pd.DataFrame, label: str = "label", losses=LOSSES, 
                          **kwargs) -> Comparison:
     """`compare_losses` on a DataFrame with a new stratified train/validation/test split per seed
     (`split='per_seed'`, default) or one split for every seed (`split='shared'`); see `tabular_splits`.
-    Other keyword arguments (`positive`, `on_run`, `previous`, `show_progress`, learner arguments) go to
+    Other keyword arguments (`pos_label`, `on_run`, `previous`, `show_progress`, learner arguments) go to
     `compare_losses`."""
     data = tabular_splits(df, label, test_pct, valid_pct, split, bs, cat_names, cont_names)
     return compare_losses(data, losses=losses, seeds=seeds, epochs=epochs, lr=lr, split=split, **kwargs)
