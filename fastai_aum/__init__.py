@@ -22,7 +22,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "aum_learner": "learner",
     "AUMLoss": "losses", "AUMLossFlat": "losses",
     "DecisionMetric": "decisions", "decided": "decisions",
-    "LastLayerScaleCallback": "recipes", "WarmStartCallback": "recipes",
+    "LastLayerScaleCallback": "recipes",
     "StratifiedShuffle": "sampling", "stratify_batches": "sampling",
 }
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,7 @@ from .vocab import class_names, is_multilabel, multi_hot_labels, pos_label_index
 from .losses import AUMLossFlat
 from .decisions import decided, is_decision_metric
 from .functional._inputs import check_multiclass_margin, check_non_negative
-from .recipes import LastLayerScaleCallback, WarmStartCallback, check_epochs
+from .recipes import LastLayerScaleCallback
 from .sampling import stratify_batches, train_labels
 
 __all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
@@ -91,7 +91,7 @@ def _multilabel_loss(loss: str, dls, normalize: str, average: str, pos_label, ma
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
-                pos_label=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0, warm_start: int = 0,
+                pos_label=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0,
                 last_layer_scale: float | None = None, **kwargs) -> Learner:
     """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label) trained with `loss`
     and measured by `AUROCCallback`.
@@ -107,9 +107,8 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     `vision_learner` (`pretrained`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
     `stratify=True` gives every training batch every class (`stratify_batches`; tabular and vision).
     Recipes for AUM (`fastai_aum.recipes`; README, "AUM recipes", for what they measured): `margin` and
-    `ce_weight` (AUM + ce_weight * cross-entropy) configure `AUMLossFlat`; `warm_start=k` trains the first
-    k epochs of each fit with cross-entropy (`WarmStartCallback`); `last_layer_scale` multiplies the last
-    layer's initial weights (0: all outputs start tied; `LastLayerScaleCallback`).
+    `ce_weight` (AUM + ce_weight * cross-entropy) configure `AUMLossFlat`; `last_layer_scale` multiplies the
+    last layer's initial weights (0: all outputs start tied; `LastLayerScaleCallback`).
     Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `pos_label` and
     `stratify` do not apply to them.
     """
@@ -124,7 +123,6 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     if stratify:
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
-    warm_start = check_epochs("warm_start", warm_start)
     if last_layer_scale is not None:
         check_non_negative("last_layer_scale", last_layer_scale)
     if margin and n_classes > 2 and not multilabel:
@@ -132,10 +130,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     loss_func = make_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)
-    if warm_start and not isinstance(loss_func, AUMLossFlat):
-        raise ValueError(f"`warm_start`={warm_start!r} trains with cross-entropy, then AUM: it needs loss='aum' "
-                         f"(or an AUMLossFlat), got {_loss_repr(loss)}")
-    recipes = [WarmStartCallback(warm_start)] if warm_start else []
+    recipes = []
     if last_layer_scale is not None:
         recipes.append(LastLayerScaleCallback(last_layer_scale))
     if n_out is None:

@@ -73,8 +73,7 @@ class AUMLossFlat(BinaryDecisions):
     at the first ranking that separates it): `margin=m` ranks each positive's score minus m (`aum`'s
     `margin`), so the loss is 0 only when every positive beats every negative by m; `ce_weight=lam`
     adds lam times the cross-entropy of the same outputs (binary cross-entropy of a single output or of
-    each label, softmax cross-entropy of several), which also gives the bias a meaning;
-    `cross_entropy_only`, set by `WarmStartCallback`, trains with the cross-entropy alone. With either,
+    each label, softmax cross-entropy of several), which also gives the bias a meaning. With it,
     `reduction='none'` gives each example its share of the 'mean' loss (AUM/n + ce_weight * ce_i/n).
 
     Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
@@ -84,14 +83,12 @@ class AUMLossFlat(BinaryDecisions):
     has both classes.
     """
     y_int = True
-    ce_weight, cross_entropy_only = 0.0, False  # class defaults: Learners exported before these options load
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh=0.5,
                  reduction: str = "mean", validate: bool = True, pos_label=None, vocab=None, multilabel: bool = False,
                  margin: float = 0.0, ce_weight: float = 0.0):
         self.func = AUMLoss(normalize, average, reduction, validate, margin)
         self.ce_weight = check_non_negative("ce_weight", ce_weight)
-        self.cross_entropy_only = False
         self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
@@ -196,17 +193,15 @@ class AUMLossFlat(BinaryDecisions):
         return value
 
     def _mix(self, value: Tensor, preds: Tensor, target: Tensor, kwargs: dict) -> Tensor:
-        """The loss from the AUM `value` of checked outputs: with the cross-entropy added `ce_weight` times,
-        or the cross-entropy alone (`cross_entropy_only`; the AUM, times 0, still flags non-finite outputs)."""
-        weight = 1.0 if self.cross_entropy_only else self.ce_weight
-        if not weight or not len(target):
+        """The loss from the AUM `value` of checked outputs, with the cross-entropy added `ce_weight` times."""
+        if not self.ce_weight or not len(target):
             return value
         probabilities = kwargs.get("probabilities")
         if probabilities is None:  # binary: two outputs may be probabilities (found on the first batch, then kept)
             two = not self.multilabel and preds.ndim == 2 and preds.shape[-1] == 2
             probabilities = two and self._probabilities(preds)
         ce = self._cross_entropy(preds, target, probabilities)
-        return (value * 0 if self.cross_entropy_only else value) + weight * ce
+        return value + self.ce_weight * ce
 
     def _cross_entropy(self, preds: Tensor, target: Tensor, probabilities: bool) -> Tensor:
         """The cross-entropy of the outputs (logits, or probabilities if `probabilities`): binary of a single
@@ -242,8 +237,7 @@ class AUMLossFlat(BinaryDecisions):
         self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
 
     def __getstate__(self) -> dict:
-        # no device tensor in a pickle, and no warm start left on (it belongs to a fit)
-        return {**self.__dict__, "_one_class": self.one_class_batches, "cross_entropy_only": False}
+        return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
 
 
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and

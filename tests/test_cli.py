@@ -48,18 +48,14 @@ def _user_csv(path, n_classes=2, seed=0):
 
 @pytest.mark.slow
 def test_recipes_on_the_command_line_are_compared_and_resumed(tmp_path, capsys):
-    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "ce, aum(margin=1.0), aum(warm_start=1,ce_weight=0.5)",
+    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "ce, aum(margin=1.0), aum(last_layer_scale=0,ce_weight=0.5)",
             "--out", str(tmp_path / "out")]
     assert main(argv) == 0, capsys.readouterr().err
     results = pd.read_csv(tmp_path / "out" / "results.csv")
-    hybrid = "aum(ce_weight=0.5,warm_start=1)"  # canonical names: options in a fixed order, numbers as %g
+    hybrid = "aum(ce_weight=0.5,last_layer_scale=0)"  # canonical names: options in a fixed order, numbers as %g
     assert list(dict.fromkeys(results["loss"])) == ["ce", "aum(margin=1)", hybrid]
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert config["protocol"]["losses"][hybrid] == {"loss": "aum", "warm_start": 1, "ce_weight": 0.5}
-    # the warm start's first epoch is cross-entropy, from the same weights over the same batches as 'ce'
-    first = results[results["epoch"] == 0].set_index(["loss", "seed"])["train_loss"]
-    for seed in (0, 1):
-        assert first[(hybrid, seed)] == pytest.approx(first[("ce", seed)], rel=1e-6)
+    assert config["protocol"]["losses"][hybrid] == {"loss": "aum", "last_layer_scale": 0.0, "ce_weight": 0.5}
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0  # the recipes' settings round-trip through config.json
     assert "resuming: 6 finished run(s)" in capsys.readouterr().out
@@ -107,8 +103,7 @@ def test_a_users_csv(tmp_path, capsys, n_classes):
     (["--losses", "aum(margin=1,margin=2)"], "gives margin twice"),
     (["--losses", "aum(margin=-1)"], "margin must be finite and >= 0, got '-1'"),
     (["--losses", "aum(margni=1)"], "expected option=value with an option among margin, ce_weight"),
-    (["--losses", "aum(warm_start=1.5)"], "warm_start must be an integer >= 0, got '1.5'"),
-    (["--losses", "aum(warm_start=3)", "--epochs", "3"], "the warm start covers all 3 epochs"),
+    (["--losses", "aum(last_layer_scale=x)"], "last_layer_scale must be a number >= 0, got 'x'"),
     (["--losses", "ce(margin=1)"], "unknown loss 'ce(margin=1)'"),
     (["--pos-frac", "1.5"], "--pos-frac must be between 0 and 1"),
     (["--seeds", "0"], "at least 1"),

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--sep", default=None, help="delimiter of the CSV file (default: detected among , ; tab |)")
     cmp.add_argument("--losses", default="aum,ce,weighted_ce",
                      help="comma-separated: aum, ce, weighted_ce, or an AUM recipe such as aum(margin=1), "
-                          "aum(ce_weight=1), aum(warm_start=5), aum(last_layer_scale=0) (default aum,ce,weighted_ce)")
+                          "aum(ce_weight=1), aum(last_layer_scale=0) (default aum,ce,weighted_ce)")
     cmp.add_argument("--seeds", type=int, default=None, help=f"number of paired seeds (default {DEFAULT_SEEDS})")
     cmp.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default {DEFAULT_EPOCHS})")
     cmp.add_argument("--lr", default=DEFAULT_LR, metavar="LR,...",
@@ -96,7 +96,7 @@ def _lr_grid(text: str) -> list[float]:
     return grid
 
 
-RECIPE_OPTIONS = {"margin": float, "ce_weight": float, "warm_start": int, "last_layer_scale": float}
+RECIPE_OPTIONS = {"margin": float, "ce_weight": float, "last_layer_scale": float}
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -112,7 +112,7 @@ def _split_top_level(text: str) -> list[str]:
     return [p.replace(" ", "") for p in parts + [current] if p.strip()]
 
 
-def _recipe(text: str, epochs: int):
+def _recipe(text: str):
     """One `--losses` entry: a loss name, or 'aum(option=value, ...)' as a dict of `aum_learner` arguments."""
     from ..learner import LOSSES
     if text in LOSSES:
@@ -131,14 +131,10 @@ def _recipe(text: str, epochs: int):
         try:
             number = RECIPE_OPTIONS[key](value)
         except ValueError:
-            kind = "an integer" if RECIPE_OPTIONS[key] is int else "a number"
-            raise UsageError(f"--losses: {_cut(text)!r}: {key} must be {kind} >= 0, got {_cut(value)!r}") from None
+            raise UsageError(f"--losses: {_cut(text)!r}: {key} must be a number >= 0, got {_cut(value)!r}") from None
         if not math.isfinite(number) or number < 0:
             raise UsageError(f"--losses: {_cut(text)!r}: {key} must be finite and >= 0, got {_cut(value)!r}")
         spec[key] = number
-    if spec.get("warm_start", 0) >= epochs:
-        raise UsageError(f"--losses: {_cut(text)!r}: the warm start covers all {epochs} epochs, so AUM would never "
-                         "train; use fewer warm-start epochs or more --epochs")
     return spec
 
 
@@ -150,14 +146,14 @@ def _recipe_name(spec) -> str:
     return f"aum({','.join(options)})" if options else "aum"
 
 
-def _losses(text: str, epochs: int) -> dict:
+def _losses(text: str) -> dict:
     """`--losses` as {canonical name: loss name or recipe}, checked."""
     entries = _split_top_level(text)
     if not entries:
         raise UsageError("--losses: no loss given; e.g. --losses aum,ce")
     losses = {}
     for entry in entries:
-        spec = _recipe(entry, epochs)
+        spec = _recipe(entry)
         name = _recipe_name(spec)
         if name in losses:
             raise UsageError(f"--losses must be distinct, got {name} twice in {_cut(text)}")
@@ -173,7 +169,7 @@ def _settings(args) -> dict:
     epochs = QUICK_EPOCHS if args.quick else args.epochs if args.epochs is not None else DEFAULT_EPOCHS
     if seeds < 1 or epochs < 1:
         raise UsageError(f"--seeds and --epochs must be at least 1, got {seeds} and {epochs}")
-    losses = _losses(args.losses, epochs)
+    losses = _losses(args.losses)
     if args.bs < 2:
         raise UsageError(f"--bs must be at least 2, got {args.bs}")
     if args.threads < 1:
@@ -297,7 +293,7 @@ def _compare(args) -> int:
           f"{len(settings['seeds'])} seeds x {len(settings['losses'])} losses x {n_lr} learning rate{'s' * (n_lr > 1)} "
           f"x {settings['epochs']} epochs", flush=True)
     if data["pos_label"] is not None:
-        print(f"positive class: {data['positive']}", flush=True)
+        print(f"positive class: {data['pos_label']}", flush=True)
     config = {"data": args.data, "target": target, "pos_label": data["pos_label"], "pos_frac": data["pos_frac"],
               "delimiter": data["delimiter"], "rows": len(df), "rows_dropped": data["rows_dropped"],
               "columns": data["columns"],

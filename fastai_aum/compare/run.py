@@ -34,7 +34,6 @@ from ..functional import auroc, auroc_ci
 from ..functional.precision_recall import average_precision
 from ..functional._inputs import check_multiclass_margin, check_non_negative
 from ..learner import LOSSES, aum_learner
-from ..recipes import WarmStartCallback, check_epochs
 
 __all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "Comparison", "SPLITS"]
 
@@ -44,14 +43,11 @@ _STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "t
 
 class _KeepBest(Callback):
     """Keeps, in memory, the weights of the epoch with the best validation AUROC; among epochs tied at that
-    maximum, the one with the lowest validation loss (the first of those if they tie too). A warm start's
-    two phases record different losses, which do not compare: a tie across them goes to the later phase."""
+    maximum, the one with the lowest validation loss (the first of those if they tie too)."""
     order = AUROCCallback.order + 2  # after the Recorder (order 50) has logged the epoch's losses and metrics
 
     def before_fit(self):
         self.best, self.best_loss, self.best_epoch, self.state, self.ties = -np.inf, np.inf, None, None, 0
-        warm = [cb for cb in self.learn.cbs if isinstance(cb, WarmStartCallback)]
-        self.phase = warm[0].phase if warm else (lambda epoch: 0)
 
     def after_epoch(self):
         value = self.auroc.metric.value
@@ -65,8 +61,7 @@ class _KeepBest(Callback):
             self.best, self.ties = value, 1
         elif value == self.best:
             self.ties += 1
-            later = self.phase(self.epoch) > self.phase(self.best_epoch)
-            if not (later or (self.phase(self.epoch) == self.phase(self.best_epoch) and loss < self.best_loss)):
+            if not loss < self.best_loss:
                 return
         else:
             return
@@ -97,7 +92,7 @@ def _learner_parameters() -> set[str]:
 
 def _learner_args(name: str, spec) -> dict:
     """`aum_learner` arguments of the entry `name` of `losses`: a loss name or object, or a dict of `aum_learner`
-    arguments (`loss`, default 'aum', and recipes such as `margin`, `ce_weight`, `warm_start`), checked now."""
+    arguments (`loss`, default 'aum', and recipes such as `margin`, `ce_weight`, `last_layer_scale`), checked now."""
     if not isinstance(spec, dict):
         return {"loss": spec}
     known = _learner_parameters()
@@ -111,7 +106,6 @@ def _learner_args(name: str, spec) -> dict:
             check_non_negative(key, args[key])
     if args.get("last_layer_scale") is not None:
         check_non_negative("last_layer_scale", args["last_layer_scale"])
-    check_epochs("warm_start", args.get("warm_start", 0))
     return args
 
 
@@ -249,7 +243,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     or each has an independent one ('per_seed'); it decides how the per-seed tests are pooled. `losses`
     are names ('aum', 'ce', 'weighted_ce') or loss objects, or a dict from a name to one of those or to a
     recipe, a dict of `aum_learner` arguments (e.g. `{'aum_m1': {'loss': 'aum', 'margin': 1.0},
-    'aum_warm3': {'warm_start': 3}}`; `loss` defaults to 'aum'). `lr` is one learning rate or a grid. Runs are
+    'hybrid': {'ce_weight': 1.0}}`; `loss` defaults to 'aum'). `lr` is one learning rate or a grid. Runs are
     paired: for a seed, every loss and learning rate starts from the same initial weights (all models get
     one output per class, so that they can) and sees the batches in the same order. When validation AUROC
     ties at its maximum, the tied epoch with the lowest validation loss is kept, with one warning.
