@@ -125,11 +125,12 @@ def shape_re(shape):
 
 @pytest.mark.parametrize("fn", ALL, ids=_ids)
 def test_one_hot_target_rejected(fn):
-    """Where multi-hot (multi-label) targets are not supported; `auroc` and `aum` read a (4, 3) 0/1 target
-    of the shape of the scores as multi-label, as scikit-learn reads a multilabel-indicator."""
+    """Where multi-hot (multi-label) targets are not supported; `auroc`, `aum` and `roc_curve` (like the
+    precision-recall functions) read a (4, 3) 0/1 target of the shape of the scores as multi-label, as
+    scikit-learn reads a multilabel-indicator."""
     y = torch.tensor([0, 1, 2, 1])
     one_hot = torch.nn.functional.one_hot(y, 3)
-    if fn in (auroc, aum):
+    if fn in (auroc, aum, roc_curve):
         fn(torch.rand(4, 3), one_hot)
     else:
         with pytest.raises(ValueError, match=r"`target` must have shape \(N,\) or \(N, 1\) with integer class labels, "

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._inputs import check_choice, check_sample_weight, prepare, warn_undefined
-from ._auc import ROC, _auroc_rows, _binary_roc, _partial_auroc
+from ._auc import ROC, _auroc_rows, _partial_auroc, roc_rows
 from ._scores import one_hot, positive_mask, ranking_scores
 from .multilabel import auroc_columns, auroc_samples
 
@@ -17,31 +17,37 @@ __all__ = ["ROC", "roc_curve", "auroc", "check_auroc_options"]
 
 
 def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None) -> ROC | list[ROC]:
-    """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
+    """ROC points of binary scores (ties grouped), or a list with one `ROC` per class (one-vs-rest) or label.
 
-    `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
-    classes; `target` holds the N labels. The constants are those of `aum`: added to the binary score
-    (`z1 - z0` for two columns), or to each class's probability. A class with no examples makes its
-    rate NaN, with one warning. `sample_weight` gives weighted rates; as scikit-learn, examples of
-    weight 0 are dropped first (their scores are no thresholds). `pos_label` names the positive label
-    of binary scores (needed unless the labels are {0, 1} or {-1, 1}, as in scikit-learn); `labels`
-    lists multiclass labels in sorted order, one per score column (default: the sorted labels).
+    The constants are those of `aum`: added to the binary score (`z1 - z0` for two columns), to each
+    class's probability, or to each label's score. A class with no examples makes its rate NaN, with
+    one warning. As scikit-learn, examples of weight 0 are dropped first (their scores are no thresholds).
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores; (N, K) logits or probabilities for K classes; or
+            (N, L) scores, one column per label, with a multi-hot `target`.
+        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        sample_weight: N non-negative weights: weighted rates.
+        pos_label: the positive label of binary scores (needed unless the labels are {0, 1} or {-1, 1}).
+        labels: multiclass labels in sorted order, one per score column (default: the sorted labels).
     """
     inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target, labels=labels, pos_label=pos_label,
-                  implicit_positive=False)
+                  implicit_positive=False, multilabel=True)
     s = inp.scores
     w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
     if w is not None and not bool((w > 0).any()):
         raise ValueError("`sample_weight` is 0 for every example: there is no ROC curve to draw")
     if inp.binary:
         score = s if s.ndim == 1 else s[:, 1].double() - s[:, 0].double()
-        curves = [_binary_roc(score, positive_mask(inp.labels), w)]
+        curves = roc_rows(score[None], positive_mask(inp.labels)[None], w)
+    elif inp.multilabel:
+        curves = roc_rows(s.T, inp.labels.T, w)
     else:
         p = s.double() if inp.probabilities else torch.softmax(s.double(), dim=1)
-        curves = [_binary_roc(p[:, k], inp.labels == k, w) for k in range(inp.num_classes)]
+        curves = roc_rows(p.T, one_hot(inp.labels, inp.num_classes).T, w)
     undefined = [k for k, c in enumerate(curves) if math.isnan(c.fpr[-1]) or math.isnan(c.tpr[-1])]
     if undefined:
-        which = "" if inp.binary else f" for class(es) {undefined}"
+        which = "" if inp.binary else f" for {'label(s)' if inp.multilabel else 'class(es)'} {undefined}"
         warn_undefined(f"roc_curve: only one class present{which}; the rate with no examples is NaN")
     return curves[0] if inp.binary else curves
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ._inputs import prepare, warn_undefined
 from ._scores import positive_mask, ranking_scores
-from ._sorting import group_end, group_marks, group_start, sort_rows_descending
+from ._counts import Counts
 
 __all__ = ["AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "placement_counts"]
 
@@ -62,20 +62,12 @@ def placement_counts(score: Tensor, positive: Tensor) -> Tensor:
     V01 the negatives' count / m, and the AUROC is the positives' total / (m * n). Every count is a
     half-integer, exact in float64.
     """
-    v, perm = sort_rows_descending(score[None])  # in the score's own dtype: 32-bit keys sort fastest
-    v, perm = v[0], perm[0]
-    pos = positive[perm].double()
-    tp = pos.cumsum(0)  # positives ranked at or above each sorted position
-    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
-    tp_above, fp_above, tp_through, fp_through = tp - pos, fp - (1 - pos), tp, fp  # without ties
-    if bool((v[1:] == v[:-1]).any()):  # group bookkeeping only where some scores tie
-        first, last = group_marks(v)
-        start, end = group_start(first), group_end(last)
-        tp_above, fp_above = tp[start] - pos[start], fp[start] - (1 - pos[start])  # strictly above the group
-        tp_through, fp_through = tp[end], fp[end]  # above or tied
+    c = Counts(score[None], positive[None])  # in the score's own dtype: 32-bit keys sort fastest
+    tp_above, fp_above = c.above(c.tp, c.pos), c.above(c.fp, c.neg)  # strictly above each one's group of ties
+    tp_through, fp_through = c.through(c.tp), c.through(c.fp)  # above or tied
     # positive: negatives below = n - fp_through, tied = fp_through - fp_above; negative: symmetric.
-    count = torch.where(pos.bool(), fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
-    return torch.empty_like(count).scatter_(0, perm, count)  # back to the examples' order
+    count = torch.where(c.pos.bool(), c.fp[..., -1:] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
+    return c.unsort(count)[0]  # back to the examples' order
 
 
 def _masked_var(x: Tensor, mask: Tensor, k: int) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ._inputs import check_choice, prepare
 from ._scores import positive_mask
-from ._sorting import sort_rows_descending
+from ._counts import Counts
 
 __all__ = ["BestThreshold", "best_threshold", "CRITERIA", "binary_problem"]
 
@@ -99,17 +99,11 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     _check_rate("max_fpr", max_fpr)
     _check_rate("min_tpr", min_tpr)
     score, positive = binary_problem(preds, target, what="best_threshold", validate=validate)
-    v, perm = sort_rows_descending(score.unsqueeze(0))
-    v, perm = v[0], perm[0]
-    n = len(v)
-    pos = positive[perm].double()
-    tp = pos.cumsum(0)
-    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
-    last = torch.ones_like(positive)
-    last[:-1] = v[1:] != v[:-1]
-    zero = tp.new_zeros(1)
+    points = Counts(score[None], positive[None]).points()
+    n = len(score)
+    zero = points.tp.new_zeros(1)
     # Cut k predicts the first k groups of tied scores positive (k = 0: none, k = G: all).
-    tp, fp, distinct = torch.cat([zero, tp[last]]), torch.cat([zero, fp[last]]), v[last]
+    tp, fp, distinct = torch.cat([zero, points.tp]), torch.cat([zero, points.fp]), points.values
     n_pos, n_neg = tp[-1], fp[-1]
     fn, tn = n_pos - tp, n_neg - fp
     tpr, fpr = tp / n_pos, fp / n_neg
@@ -145,6 +139,6 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     groups = len(distinct)
     hi = torch.cat([distinct[:1], distinct])[k]  # the clamped ends are replaced by +-inf below
     lo = torch.cat([distinct, distinct[-1:]])[k]
-    inf = torch.tensor(math.inf, dtype=v.dtype, device=v.device)
+    inf = torch.tensor(math.inf, dtype=distinct.dtype, device=distinct.device)
     threshold = torch.where(k == 0, inf, torch.where(k == groups, -inf, _interior_threshold(lo, hi)))
     return BestThreshold(threshold=threshold, value=value[k], tpr=tpr[k], fpr=fpr[k])
