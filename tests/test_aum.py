@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fastai_aum.functional import aum, aum_directional_derivatives
-from oracles import brute_aum, brute_directional_derivatives, brute_multiclass_aum, softmax64
+from fastai_aum.functional.aum_loss import _aum
+from oracles import brute_aum, brute_directional_derivatives, brute_multiclass_aum, brute_multilabel_aum, softmax64
 
 TOL = 1e-6
 NORMALIZE = ["rate", "count"]
@@ -185,6 +186,25 @@ def test_multiclass_probability_matrix_with_ties(k, normalize):
         for c in defined:
             expected_grad[:, c] = brute_directional_derivatives(p[:, c], onehot[:, c], normalize).mean(1) / len(defined)
         np.testing.assert_allclose(P.grad.numpy(), expected_grad, atol=TOL)
+
+
+def test_the_loss_entry_says_what_multiclass_scores_are():
+    """`aum` finds out whether (N, K) scores are probabilities; `_aum` (the loss's entry) is told: True uses
+    them as they are, False softmaxes even probability rows, None finds out; weighted alike."""
+    rng = np.random.default_rng(3)
+    p, y = _tied_probabilities(rng, 12, 4), np.r_[np.arange(4), rng.integers(0, 4, 8)]
+    w = rng.uniform(0, 2, 12)
+    P, Y = torch.from_numpy(p), torch.from_numpy(y)
+    with pytest.raises(TypeError, match="probabilities"):
+        aum(P, Y, probabilities=True)
+    for average in ["micro", "macro"]:
+        as_is, softmaxed = brute_multiclass_aum(p, y, "rate", average), brute_multiclass_aum(softmax64(p), y, "rate", average)
+        assert aum(P, Y, average=average).item() == pytest.approx(as_is, abs=TOL)
+        for probabilities, expected in [(True, as_is), (None, as_is), (False, softmaxed)]:
+            assert _aum(P, Y, average=average, probabilities=probabilities).item() == pytest.approx(expected, abs=TOL)
+            weighted = _aum(P, Y, average=average, probabilities=probabilities, sample_weight=w).item()
+            rows, onehot = p if expected is as_is else softmax64(p), y[:, None] == np.arange(4)
+            assert weighted == pytest.approx(brute_multilabel_aum(rows, onehot, "rate", average, w), abs=TOL)
 
 
 def test_multiclass_macro_skips_classes_without_both_labels():
