@@ -26,13 +26,15 @@ class ROC(NamedTuple):
 
 
 def roc_rows(rows: Tensor, positive: Tensor, weight: Tensor | None = None) -> list[ROC]:
-    """The ROC of each row of (B, N) scores against (B, N) booleans, from one `Counts`; with (N,) `weight`,
-    of the weighted counts (zero weights dropped first, as scikit-learn drops them, so that their scores
-    are no thresholds)."""
+    """The ROC of each row of (B, N) scores against (B, N) booleans (or of one (N,) row), from one
+    `Counts`; with (N,) `weight`, of the weighted counts (zero weights dropped first, as scikit-learn
+    drops them, so that their scores are no thresholds)."""
     if weight is not None:
         keep = weight > 0
-        rows, positive, weight = rows[:, keep], positive[:, keep], weight[keep]
+        rows, positive, weight = rows[..., keep], positive[..., keep], weight[keep]
     c = Counts(rows, positive, weight)
+    if rows.ndim == 1:
+        return [_roc(c.points())]
     return [_roc(c.points(b)) for b in range(len(rows))]
 
 
@@ -64,7 +66,7 @@ def _auroc_rows(scores: Tensor, positive: Tensor, weight: Tensor | None = None) 
 
 def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float, weight: Tensor | None = None) -> Tensor:
     """McClish-corrected partial AUROC up to `max_fpr`, as scikit-learn computes it."""
-    roc = roc_rows(score[None], positive[None], weight)[0]
+    roc = roc_rows(score, positive, weight)[0]
     fpr, tpr = roc.fpr, roc.tpr
     stop = int(torch.searchsorted(fpr, torch.tensor([max_fpr], dtype=fpr.dtype, device=fpr.device), right=True))
     x0, x1, y0, y1 = fpr[stop - 1], fpr[stop], tpr[stop - 1], tpr[stop]

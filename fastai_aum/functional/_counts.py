@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._sorting import Ties, find_ties, group_end, group_marks, group_start, sort_rows_descending
+from ._sorting import Ties, find_ties, group_end, group_start, sort_rows_descending
 
 __all__ = ["Counts", "Points"]
 
@@ -28,14 +28,15 @@ class Points(NamedTuple):
 
 
 class Counts:
-    """(B, N) rows of scores against (B, N) boolean labels, sorted once in decreasing order (stably).
+    """(B, N) rows of scores against (B, N) boolean labels, sorted once in decreasing order (stably); or
+    one (N,) row, which saves the batch dimension's overhead for one problem (not with `ties`).
 
     `v`, `perm`: the sorted scores and the sort permutation. `pos`, `neg`: each sorted element's positive
     and negative weight (float64: 1 or 0 without `weight`, else its weight or 0; `weight` is (N,) or
     (B, N)). `tp`, `fp`: the cumulative positive and negative weight through each sorted element;
     `predicted`, the cumulative weight (`tp + fp`, but one cumsum of the weights when weighted).
     Without weights every count is an integer, exact in float64. Ties are grouped once, lazily: `tied`
-    (one host-device sync), `ties` (the tied elements only, compacted) or `above` / `through` (the
+    (one host-device sync), `ties` (the tied elements only, compacted, of 2-d rows) or `above` / `through` (the
     counts strictly above each element's group, and through its end, for every element).
     """
 
@@ -87,34 +88,44 @@ class Counts:
     @cached_property
     def ties(self) -> Ties | None:
         """The tied elements only, with their groups' first and last columns, or None."""
-        return find_ties(self.v) if self.tied else None
+        return find_ties(self.v)  # which tells `tied` itself (one sync)
 
     @cached_property
-    def _groups(self) -> tuple[Tensor, Tensor]:
-        first, last = self._marks
-        return group_start(first), group_end(last)
+    def _last(self) -> Tensor:
+        """Mask of the sorted elements that close a group of ties (the distinct-threshold points)."""
+        last = torch.ones_like(self.v, dtype=torch.bool)
+        last[..., :-1] = self.v[..., 1:] != self.v[..., :-1]
+        return last
 
     @cached_property
-    def _marks(self) -> tuple[Tensor, Tensor]:
-        return group_marks(self.v)
+    def _start(self) -> Tensor:
+        first = torch.ones_like(self._last)
+        first[..., 1:] = self._last[..., :-1]
+        return group_start(first)
+
+    @cached_property
+    def _end(self) -> Tensor:
+        return group_end(self._last)
 
     def above(self, count: Tensor, own: Tensor) -> Tensor:
         """For every sorted element, the cumulative `count` strictly above its group of ties, given each
         element's `own` share of it (e.g. `tp` and `pos`)."""
         if not self.tied:
             return count - own
-        start = self._groups[0]
-        return count.gather(-1, start) - own.gather(-1, start)
+        return count.gather(-1, self._start) - own.gather(-1, self._start)
 
     def through(self, count: Tensor) -> Tensor:
         """For every sorted element, the cumulative `count` through the end of its group of ties."""
-        return count.gather(-1, self._groups[1]) if self.tied else count
+        return count.gather(-1, self._end) if self.tied else count
 
     # -------------------------------------------------------------------------- distinct points ---
 
-    def points(self, row: int = 0) -> Points:
-        """The distinct-threshold points of row `row`: the counts where each group of ties ends."""
-        last = self._marks[1][row]
+    def points(self, row: int | None = None) -> Points:
+        """The distinct-threshold points of the one (N,) row, or of row `row`: where each group of ties ends."""
+        if row is None:
+            last = self._last
+            return Points(self.v[last], self.tp[last], self.fp[last])
+        last = self._last[row]
         return Points(self.v[row][last], self.tp[row][last], self.fp[row][last])
 
     def unsort(self, x: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None)
         raise ValueError("`sample_weight` is 0 for every example: there is no ROC curve to draw")
     if inp.binary:
         score = s if s.ndim == 1 else s[:, 1].double() - s[:, 0].double()
-        curves = roc_rows(score[None], positive_mask(inp.labels)[None], w)
+        curves = roc_rows(score, positive_mask(inp.labels), w)
     elif inp.multilabel:
         curves = roc_rows(s.T, inp.labels.T, w)
     else:

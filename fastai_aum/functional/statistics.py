@@ -62,12 +62,12 @@ def placement_counts(score: Tensor, positive: Tensor) -> Tensor:
     V01 the negatives' count / m, and the AUROC is the positives' total / (m * n). Every count is a
     half-integer, exact in float64.
     """
-    c = Counts(score[None], positive[None])  # in the score's own dtype: 32-bit keys sort fastest
+    c = Counts(score, positive)  # in the score's own dtype: 32-bit keys sort fastest
     tp_above, fp_above = c.above(c.tp, c.pos), c.above(c.fp, c.neg)  # strictly above each one's group of ties
     tp_through, fp_through = c.through(c.tp), c.through(c.fp)  # above or tied
     # positive: negatives below = n - fp_through, tied = fp_through - fp_above; negative: symmetric.
-    count = torch.where(c.pos.bool(), c.fp[..., -1:] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
-    return c.unsort(count)[0]  # back to the examples' order
+    count = torch.where(c.pos.bool(), c.fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
+    return c.unsort(count)  # back to the examples' order
 
 
 def _masked_var(x: Tensor, mask: Tensor, k: int) -> Tensor:

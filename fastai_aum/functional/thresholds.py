@@ -99,7 +99,7 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     _check_rate("max_fpr", max_fpr)
     _check_rate("min_tpr", min_tpr)
     score, positive = binary_problem(preds, target, what="best_threshold", validate=validate)
-    points = Counts(score[None], positive[None]).points()
+    points = Counts(score, positive).points()
     n = len(score)
     zero = points.tp.new_zeros(1)
     # Cut k predicts the first k groups of tied scores positive (k = 0: none, k = G: all).
