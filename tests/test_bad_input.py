@@ -1,4 +1,4 @@
-"""DESIGN.md, "What bad input gets": a clear ValueError/TypeError naming the argument, or NaN plus
+"""What bad input gets (`docs/definitions.md`): a clear ValueError/TypeError naming the argument, or NaN plus
 one warning where AUROC is undefined; never a crash inside torch, never a silently wrong number."""
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def test_binary_one_class_gives_nan_and_exactly_one_warning(label, shape, max_fp
 @pytest.mark.parametrize("multi_class, average", [("ovr", "macro"), ("ovr", "weighted"), ("ovo", "macro"),
                                                   ("ovo", "weighted")])
 def test_multiclass_single_class_gives_nan_and_exactly_one_warning(multi_class, average):
-    """Only one class present in a 3-class target: AUROC is undefined; one clear warning (DESIGN.md)."""
+    """Only one class present in a 3-class target: AUROC is undefined; one clear warning."""
     p = torch.softmax(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), 1)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")

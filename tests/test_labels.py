@@ -40,7 +40,7 @@ def test_binary_auroc_labels_follow_roc_auc_score(names, seed):
     s, y = _binary(60, seed, names)
     w = np.random.default_rng(seed).integers(0, 3, 60).astype(np.float64)
     w[:2] = 1
-    if isinstance(names[0], str):  # numbers other than {0, 1}, {-1, 1} stay an error (DESIGN.md), unless pos_label
+    if isinstance(names[0], str):  # numbers other than {0, 1}, {-1, 1} stay an error, unless pos_label
         assert float(_quiet(auroc, s, y)) == pytest.approx(roc_auc_score(y, s), abs=TOL)
         assert float(_quiet(auroc, s, list(y))) == pytest.approx(roc_auc_score(y, s), abs=TOL)
         assert float(_quiet(auroc, s, y, sample_weight=w)) == pytest.approx(roc_auc_score(y, s, sample_weight=w),

@@ -14,9 +14,15 @@ __all__ = ["ROC", "auroc_rows", "roc_rows"]
 
 
 class ROC(NamedTuple):
-    """ROC points, ties grouped, in order of increasing constant `c` added to the scores.
+    """ROC points, ties grouped, in order of increasing constant `c` added to the scores: point j is what
+    thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
 
-    Point j is what thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
+    Args:
+        fpr: the false positive rate of each point (float64).
+        tpr: the true positive rate.
+        fnr: the false negative rate, 1 - tpr.
+        min_constant: the least constant of each point's interval (-inf for the first).
+        max_constant: the greatest constant of each point's interval (inf for the last).
     """
     fpr: Tensor
     tpr: Tensor

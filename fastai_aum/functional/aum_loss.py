@@ -375,7 +375,14 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margi
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
     They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
-    `margin` and `sample_weight` as for `aum`.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        target: N labels in {0, 1} (or bools).
+        normalize: 'rate' or 'count', as for `aum`.
+        margin: as for `aum`.
+        sample_weight: as for `aum`.
+        validate: False skips the value checks.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     margin = check_non_negative("margin", margin)

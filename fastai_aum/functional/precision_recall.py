@@ -14,9 +14,14 @@ __all__ = ["PR", "precision_recall_curve", "average_precision"]
 
 
 class PR(NamedTuple):
-    """Precision-recall points as scikit-learn's `precision_recall_curve` returns them: `thresholds` are
-    the distinct scores in increasing order; `precision[i]`, `recall[i]` (float64) are those of predicting
-    `score >= thresholds[i]` positive, and a last point (precision 1, recall 0) closes the curve."""
+    """Precision-recall points as scikit-learn's `precision_recall_curve` returns them; a last point
+    (precision 1, recall 0) closes the curve.
+
+    Args:
+        precision: float64, `precision[i]` that of predicting `score >= thresholds[i]` positive.
+        recall: float64, likewise.
+        thresholds: the distinct scores in increasing order, in the scores' dtype.
+    """
     precision: Tensor
     recall: Tensor
     thresholds: Tensor
@@ -59,8 +64,7 @@ def precision_recall_curve(preds, target) -> PR | list[PR]:
     or label with no positive example gets recall 1 at every threshold, with one `AUROCUndefinedWarning`.
 
     Args:
-        preds: (N,), (N, 1) or (N, 2) binary scores; (N, K) logits or probabilities for K classes; or
-            (N, L) scores, one column per label, with a multi-hot `target`.
+        preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
     """
     inp, s, positive = _read(preds, target)
@@ -96,18 +100,16 @@ def average_precision(preds, target, average: str | None = "macro", *, sample_we
     """Average precision, `sum_n (R_n - R_{n-1}) P_n` over the thresholds (step-wise, not interpolated),
     with scikit-learn's `average_precision_score` semantics. Returns float64.
 
-    K classes are scored one-vs-rest, ranked as `auroc` ranks them; L labels each by its own column.
-    A problem, class or label with no positive example has AP 0, with an `AUROCUndefinedWarning`, as
-    scikit-learn gives; it counts as 0 in the macro mean. Empty input, NaN/inf scores and labels out of
-    range raise a ValueError.
+    K classes are scored one-vs-rest, ranked as `auroc` ranks them, L labels each by its own column;
+    'weighted' weighs them by their positives' total weight, 'samples' averages each example's AP across
+    the labels. A problem, class, label or example with no positive example has AP 0, with an
+    `AUROCUndefinedWarning`, as scikit-learn gives; it counts as 0 in the means. Empty input, NaN/inf
+    scores and labels out of range raise a ValueError.
 
     Args:
-        preds: (N,), (N, 1) or (N, 2) binary scores; (N, K) logits or probabilities for K classes; or
-            (N, L) scores, one column per label, with a multi-hot `target`.
+        preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
-        average: 'macro' (mean over the columns), 'weighted' (by their positives' total weight), 'micro'
-            (all (score, label) pairs pooled), 'samples' (multi-label: per example, across the labels) or
-            None (per column, (K,) or (L,)); ignored for binary scores, as scikit-learn does.
+        average: 'macro', 'weighted', 'micro' (pooled), 'samples' (multi-label) or None; ignored for binary.
         sample_weight: N non-negative weights of precision and recall ('samples': of the examples' mean).
         pos_label: the positive label of binary scores, as for `roc_curve`.
         labels: multiclass labels in sorted order, as for `roc_curve`.

@@ -18,7 +18,14 @@ CRITERIA = ("youden", "balanced_accuracy", "f1", "accuracy", "cost", "tpr", "tnr
 
 
 class BestThreshold(NamedTuple):
-    """The chosen threshold (0-d, in the binary score's dtype) and, at it, the criterion, TPR and FPR (0-d float64)."""
+    """The chosen threshold and, at it, the criterion, TPR and FPR.
+
+    Args:
+        threshold: 0-d, in the binary score's dtype; predict positive iff `score > threshold`.
+        value: the criterion at it (0-d float64).
+        tpr: the true positive rate at it (0-d float64).
+        fpr: the false positive rate at it (0-d float64).
+    """
     threshold: Tensor
     value: Tensor
     tpr: Tensor
@@ -77,22 +84,24 @@ def _interior_threshold(lo: Tensor, hi: Tensor) -> Tensor:
 def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
                    validate: bool = True) -> BestThreshold:
-    """The threshold on the binary score that optimises `criterion` on these examples.
+    """The threshold on the binary score that optimises `criterion` on these examples (a `BestThreshold`).
 
-    Decision rule: an example is predicted positive iff `score > threshold`. `preds` is read as `auroc`
-    reads binary outputs ((N,), (N, 1), or (N, 2) whose score is `z1 - z0`); `target` holds labels in
-    {0, 1} or bools. Every distinct split of the sorted scores is a candidate (tied scores always fall
-    on the same side): `threshold = inf` predicts nothing positive, `-inf` everything, and a cut between
-    adjacent distinct scores lo < hi gets a threshold with lo <= t < hi exactly in the score's dtype
-    (their midpoint when it rounds strictly inside, else lo), so `score > t` reproduces it bit for bit.
+    Decision rule: an example is predicted positive iff `score > threshold`. Every distinct split of the
+    sorted scores is a candidate (tied scores always fall on the same side): `threshold = inf` predicts
+    nothing positive, `-inf` everything, and a cut between adjacent distinct scores lo < hi gets a
+    threshold with lo <= t < hi exactly in the score's dtype (their midpoint when it rounds strictly
+    inside, else lo), so `score > t` reproduces it bit for bit. Among equally good cuts the one with the
+    highest threshold (fewest predicted positives) wins. One sort, O(N log N), on the inputs' device.
 
-    Criteria, maximised: `'youden'` (TPR - FPR), `'balanced_accuracy'` ((TPR + TNR) / 2), `'f1'`
-    (2TP / (2TP + FP + FN), 0 when TP = 0), `'accuracy'`, `'tpr'` (with `max_fpr`), `'tnr'` (with
-    `min_tpr`); minimised: `'cost'`, the mean cost (cost_fp * FP + cost_fn * FN) / N. `max_fpr` and
-    `min_tpr` keep only the cuts with FPR <= max_fpr and TPR >= min_tpr. Among equally good cuts the
-    one with the highest threshold (fewest predicted positives) wins. Returns a `BestThreshold`:
-    `threshold` in the score's dtype, `value` (the criterion), `tpr` and `fpr` in float64. One sort,
-    O(N log N), on the inputs' device.
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns), as `auroc` reads them.
+        target: N labels in {0, 1} (or bools); both classes needed.
+        criterion: maximised 'youden', 'balanced_accuracy', 'f1', 'accuracy', 'tpr', 'tnr'; minimised 'cost'.
+        cost_fp: the cost of a false positive ('cost': the mean (cost_fp * FP + cost_fn * FN) / N).
+        cost_fn: the cost of a false negative.
+        max_fpr: keep only the cuts with FPR <= max_fpr (e.g. with 'tpr').
+        min_tpr: keep only the cuts with TPR >= min_tpr (e.g. with 'tnr').
+        validate: False skips the value checks.
     """
     check_choice("criterion", criterion, CRITERIA)
     _check_costs(cost_fp, cost_fn)
