@@ -127,7 +127,7 @@ def test_margin_as_a_tensor_is_accepted():
     assert aum(s, y, margin=torch.tensor(0.5)).item() == aum(s, y, margin=0.5).item()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.floats(-5, 5), st.integers(0, 1)), min_size=2, max_size=30),
        st.floats(0.0, 3.0), st.floats(0.1, 10.0), st.randoms(use_true_random=False))
 def test_margin_properties(pairs, margin, c, rnd):
