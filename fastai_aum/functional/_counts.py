@@ -36,8 +36,8 @@ class Counts:
     (B, N)). `tp`, `fp`: the cumulative positive and negative weight through each sorted element;
     `predicted`, the cumulative weight (`tp + fp`, but one cumsum of the weights when weighted).
     Without weights every count is an integer, exact in float64. Ties are grouped once, lazily: `tied`
-    (one host-device sync), `ties` (the tied elements only, compacted, of 2-d rows) or `above` / `through` (the
-    counts strictly above each element's group, and through its end, for every element).
+    (one host-device sync), `ties` (the tied elements only, compacted; 2-d rows) or `above` / `through`
+    (the counts strictly above each element's group, and through its end, for every element).
     """
 
     def __init__(self, scores: Tensor, positive: Tensor, weight: Tensor | None = None):
