@@ -38,10 +38,19 @@ def roc_rows(rows: Tensor, positive: Tensor, weight: Tensor | None = None) -> li
     if weight is not None:
         keep = weight > 0
         rows, positive, weight = rows[..., keep], positive[..., keep], weight[keep]
+    if rows.ndim == 2 and rows.numel() > _BATCH_ROWS_UP_TO and rows.device.type == "cpu":
+        return [_roc(_points(row, pos, weight)[0]) for row, pos in zip(rows, positive)]
+    return [_roc(p) for p in _points(rows, positive, weight)]
+
+
+def _points(rows: Tensor, positive: Tensor, weight: Tensor | None) -> list[Points]:
+    """The distinct-threshold points of each row (or of the one (N,) row), from one `Counts`; only they
+    stay in memory for what follows."""
     c = Counts(rows, positive, weight)
-    if rows.ndim == 1:
-        return [_roc(c.points())]
-    return [_roc(c.points(b)) for b in range(len(rows))]
+    return [c.points()] if rows.ndim == 1 else [c.points(b) for b in range(len(rows))]
+
+
+_BATCH_ROWS_UP_TO = 2**19  # elements; beyond, one row at a time is faster on the CPU (memory locality; measured)
 
 
 def _roc(p: Points) -> ROC:

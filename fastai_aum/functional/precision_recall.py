@@ -68,13 +68,11 @@ def precision_recall_curve(preds, target) -> PR | list[PR]:
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
     """
     inp, s, positive = _read(preds, target)
-    if inp.binary:
-        c = Counts(s, positive)
-        curves = [_curve(c.points())]
-    else:
-        c = Counts(s.T, positive.T)
-        curves = [_curve(c.points(k)) for k in range(len(c.v))]
+    c = Counts(s, positive) if inp.binary else Counts(s.T, positive.T)
+    points = [c.points()] if inp.binary else [c.points(k) for k in range(len(c.v))]
     no_positive = (c.positives.reshape(-1) == 0).nonzero().flatten().tolist()
+    del c  # the full-length rows are no longer needed (less memory in use for what follows)
+    curves = [_curve(p) for p in points]
     if no_positive:
         which = "`target`" if inp.binary else f"`target` for {_columns(inp)} {no_positive}"
         warn_undefined(f"precision_recall_curve: no positive example in {which}; recall is set to 1 at every "
