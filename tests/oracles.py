@@ -1,7 +1,7 @@
 """Slow, obviously-correct reference implementations (numpy/python, float64).
 
 Independent of fastai_aum on purpose: nothing here imports the package. They evaluate the
-definitions in DESIGN.md literally, in O(N^2), and are only meant for small inputs.
+definitions in `docs/definitions.md` literally, in O(N^2), and are only meant for small inputs.
 """
 from __future__ import annotations
 

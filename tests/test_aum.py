@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fastai_aum.functional import aum, aum_directional_derivatives
-from oracles import brute_aum, brute_directional_derivatives, brute_multiclass_aum, softmax64
+from fastai_aum.functional.aum_loss import _aum
+from oracles import brute_aum, brute_directional_derivatives, brute_multiclass_aum, brute_multilabel_aum, softmax64
 
 TOL = 1e-6
 NORMALIZE = ["rate", "count"]
@@ -23,26 +24,26 @@ def _random_binary(rng, n=None, levels=None):
 # --------------------------------------------------------------------------------- binary ---
 
 @pytest.mark.parametrize("normalize", NORMALIZE)
-@pytest.mark.parametrize("seed", range(8))
-def test_binary_random_ties_vs_brute_force(normalize, seed):
-    rng = np.random.default_rng(seed)
-    n_one_class = n_tied = 0
-    for _ in range(40):
-        s, y = _random_binary(rng)
-        n_one_class += y.min() == y.max()
-        n_tied += len(np.unique(s)) < len(s)
-        expected = brute_aum(s, y, normalize)
-        lr = brute_directional_derivatives(s, y, normalize)
-        st = torch.tensor(s, requires_grad=True)
-        value = aum(st, torch.from_numpy(y), normalize=normalize)
-        assert value.item() == pytest.approx(expected, abs=TOL), (s, y)
-        got_lr = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)
-        np.testing.assert_allclose(got_lr.numpy(), lr, atol=TOL, rtol=0, err_msg=f"s={s}, y={y}")
-        value.backward()
-        np.testing.assert_allclose(st.grad.numpy(), lr.mean(1), atol=TOL, rtol=0, err_msg=f"s={s}, y={y}")
-        if y.min() == y.max():
-            assert value.item() == 0.0
-    assert n_tied > 20  # the draws really contain ties
+def test_binary_random_ties_vs_brute_force(normalize):
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n_one_class = n_tied = 0
+        for _ in range(40):
+            s, y = _random_binary(rng)
+            n_one_class += y.min() == y.max()
+            n_tied += len(np.unique(s)) < len(s)
+            expected = brute_aum(s, y, normalize)
+            lr = brute_directional_derivatives(s, y, normalize)
+            st = torch.tensor(s, requires_grad=True)
+            value = aum(st, torch.from_numpy(y), normalize=normalize)
+            assert value.item() == pytest.approx(expected, abs=TOL), (s, y)
+            got_lr = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)
+            np.testing.assert_allclose(got_lr.numpy(), lr, atol=TOL, rtol=0, err_msg=f"s={s}, y={y}")
+            value.backward()
+            np.testing.assert_allclose(st.grad.numpy(), lr.mean(1), atol=TOL, rtol=0, err_msg=f"s={s}, y={y}")
+            if y.min() == y.max():
+                assert value.item() == 0.0
+        assert n_tied > 20  # the draws really contain ties
 
 
 @pytest.mark.parametrize("normalize", NORMALIZE)
@@ -59,69 +60,71 @@ def test_binary_one_class_inputs_give_zero(normalize):
 
 
 @pytest.mark.parametrize("normalize", NORMALIZE)
-@pytest.mark.parametrize("seed", range(3))
-def test_binary_continuous_float32_and_float64(normalize, seed):
-    rng = np.random.default_rng(seed)
-    s = rng.normal(size=30)
-    y = rng.integers(0, 2, 30)
-    expected = brute_aum(s, y, normalize)
-    lr = brute_directional_derivatives(s, y, normalize)
-    np.testing.assert_allclose(lr[:, 0], lr[:, 1], atol=TOL)  # no ties: left == right
-    assert float(aum(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)) == pytest.approx(expected, abs=1e-9)
-    s32 = s.astype(np.float32)
-    t32 = torch.from_numpy(s32).requires_grad_()
-    v32 = aum(t32, torch.from_numpy(y), normalize=normalize)
-    assert v32.dtype == torch.float32
-    assert v32.item() == pytest.approx(brute_aum(s32, y, normalize), abs=1e-4)
-    v32.backward()
-    assert t32.grad.dtype == torch.float32
-    np.testing.assert_allclose(t32.grad.numpy(), brute_directional_derivatives(s32, y, normalize).mean(1), atol=1e-5)
+def test_binary_continuous_float32_and_float64(normalize):
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        s = rng.normal(size=30)
+        y = rng.integers(0, 2, 30)
+        expected = brute_aum(s, y, normalize)
+        lr = brute_directional_derivatives(s, y, normalize)
+        np.testing.assert_allclose(lr[:, 0], lr[:, 1], atol=TOL)  # no ties: left == right
+        got = float(aum(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize))
+        assert got == pytest.approx(expected, abs=1e-9)
+        s32 = s.astype(np.float32)
+        t32 = torch.from_numpy(s32).requires_grad_()
+        v32 = aum(t32, torch.from_numpy(y), normalize=normalize)
+        assert v32.dtype == torch.float32
+        assert v32.item() == pytest.approx(brute_aum(s32, y, normalize), abs=1e-4)
+        v32.backward()
+        assert t32.grad.dtype == torch.float32
+        expected_grad = brute_directional_derivatives(s32, y, normalize).mean(1)
+        np.testing.assert_allclose(t32.grad.numpy(), expected_grad, atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("normalize", NORMALIZE)
-def test_binary_larger_n_with_ties(seed, normalize):
+def test_binary_larger_n_with_ties(normalize):
     """N = 60 over 5 levels: big tie groups; the directional derivatives still match."""
-    rng = np.random.default_rng(100 + seed)
-    s = rng.integers(0, 5, 60).astype(np.float64)
-    y = rng.integers(0, 2, 60)
-    lr = brute_directional_derivatives(s, y, normalize)
-    assert float(aum(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)) == pytest.approx(
-        brute_aum(s, y, normalize), abs=TOL)
-    got = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)
-    np.testing.assert_allclose(got.numpy(), lr, atol=TOL, rtol=0)
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        s = rng.integers(0, 5, 60).astype(np.float64)
+        y = rng.integers(0, 2, 60)
+        lr = brute_directional_derivatives(s, y, normalize)
+        assert float(aum(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)) == pytest.approx(
+            brute_aum(s, y, normalize), abs=TOL)
+        got = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize=normalize)
+        np.testing.assert_allclose(got.numpy(), lr, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("normalize", NORMALIZE)
-@pytest.mark.parametrize("seed", range(4))
-def test_binary_shapes(normalize, seed):
-    rng = np.random.default_rng(seed)
-    s, y = _random_binary(rng, n=10, levels=3)
-    expected = brute_aum(s, y, normalize)
-    lr = brute_directional_derivatives(s, y, normalize)
-    target = torch.from_numpy(y)
-    # (N, 1)
-    col = torch.tensor(s[:, None], requires_grad=True)
-    v = aum(col, target, normalize=normalize)
-    assert v.item() == pytest.approx(expected, abs=TOL)
-    v.backward()
-    assert col.grad.shape == (10, 1)
-    np.testing.assert_allclose(col.grad[:, 0].numpy(), lr.mean(1), atol=TOL)
-    np.testing.assert_allclose(aum_directional_derivatives(col.detach(), target, normalize=normalize).numpy(), lr,
-                               atol=TOL)
-    # (N, 2): the score is z1 - z0
-    z0 = rng.integers(-2, 3, 10).astype(np.float64)
-    z = torch.tensor(np.stack([z0, z0 + s], axis=1), requires_grad=True)
-    v = aum(z, target, normalize=normalize)
-    assert v.item() == pytest.approx(expected, abs=TOL)
-    v.backward()
-    np.testing.assert_allclose(z.grad[:, 1].numpy(), lr.mean(1), atol=TOL)
-    np.testing.assert_allclose(z.grad[:, 0].numpy(), -lr.mean(1), atol=TOL)
-    np.testing.assert_allclose(aum_directional_derivatives(z.detach(), target, normalize=normalize).numpy(), lr,
-                               atol=TOL)
-    # target as (N, 1), float and bool
-    for t in (target[:, None], target.double(), target.bool()):
-        assert float(aum(torch.from_numpy(s), t, normalize=normalize)) == pytest.approx(expected, abs=TOL)
+def test_binary_shapes(normalize):
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        s, y = _random_binary(rng, n=10, levels=3)
+        expected = brute_aum(s, y, normalize)
+        lr = brute_directional_derivatives(s, y, normalize)
+        target = torch.from_numpy(y)
+        # (N, 1)
+        col = torch.tensor(s[:, None], requires_grad=True)
+        v = aum(col, target, normalize=normalize)
+        assert v.item() == pytest.approx(expected, abs=TOL)
+        v.backward()
+        assert col.grad.shape == (10, 1)
+        np.testing.assert_allclose(col.grad[:, 0].numpy(), lr.mean(1), atol=TOL)
+        np.testing.assert_allclose(aum_directional_derivatives(col.detach(), target, normalize=normalize).numpy(), lr,
+                                   atol=TOL)
+        # (N, 2): the score is z1 - z0
+        z0 = rng.integers(-2, 3, 10).astype(np.float64)
+        z = torch.tensor(np.stack([z0, z0 + s], axis=1), requires_grad=True)
+        v = aum(z, target, normalize=normalize)
+        assert v.item() == pytest.approx(expected, abs=TOL)
+        v.backward()
+        np.testing.assert_allclose(z.grad[:, 1].numpy(), lr.mean(1), atol=TOL)
+        np.testing.assert_allclose(z.grad[:, 0].numpy(), -lr.mean(1), atol=TOL)
+        np.testing.assert_allclose(aum_directional_derivatives(z.detach(), target, normalize=normalize).numpy(), lr,
+                                   atol=TOL)
+        # target as (N, 1), float and bool
+        for t in (target[:, None], target.double(), target.bool()):
+            assert float(aum(torch.from_numpy(s), t, normalize=normalize)) == pytest.approx(expected, abs=TOL)
 
 
 # ----------------------------------------------------------------------------- multiclass ---
@@ -185,6 +188,26 @@ def test_multiclass_probability_matrix_with_ties(k, normalize):
         for c in defined:
             expected_grad[:, c] = brute_directional_derivatives(p[:, c], onehot[:, c], normalize).mean(1) / len(defined)
         np.testing.assert_allclose(P.grad.numpy(), expected_grad, atol=TOL)
+
+
+def test_the_loss_entry_says_what_multiclass_scores_are():
+    """`aum` finds out whether (N, K) scores are probabilities; `_aum` (the loss's entry) is told: True uses
+    them as they are, False softmaxes even probability rows, None finds out; weighted alike."""
+    rng = np.random.default_rng(3)
+    p, y = _tied_probabilities(rng, 12, 4), np.r_[np.arange(4), rng.integers(0, 4, 8)]
+    w = rng.uniform(0, 2, 12)
+    P, Y = torch.from_numpy(p), torch.from_numpy(y)
+    with pytest.raises(TypeError, match="probabilities"):
+        aum(P, Y, probabilities=True)
+    for average in ["micro", "macro"]:
+        as_is = brute_multiclass_aum(p, y, "rate", average)
+        softmaxed = brute_multiclass_aum(softmax64(p), y, "rate", average)
+        assert aum(P, Y, average=average).item() == pytest.approx(as_is, abs=TOL)
+        for probabilities, expected in [(True, as_is), (None, as_is), (False, softmaxed)]:
+            assert _aum(P, Y, average=average, probabilities=probabilities).item() == pytest.approx(expected, abs=TOL)
+            weighted = _aum(P, Y, average=average, probabilities=probabilities, sample_weight=w).item()
+            rows, onehot = p if expected is as_is else softmax64(p), y[:, None] == np.arange(4)
+            assert weighted == pytest.approx(brute_multilabel_aum(rows, onehot, "rate", average, w), abs=TOL)
 
 
 def test_multiclass_macro_skips_classes_without_both_labels():

@@ -36,15 +36,15 @@ def _close(a, b, rel):
 
 # ------------------------------------------------------------------------------------------ Platt ---
 
-@pytest.mark.parametrize("seed", range(8))
-def test_platt_without_prior_correction_is_logistic_regression(seed):
-    s, y = _overlapping(seed)
-    fit = platt_scaling(torch.tensor(s), torch.tensor(y), prior_correction=False)
-    lr = _unpenalised().fit(s[:, None], y)
-    _close(fit.slope, lr.coef_[0, 0], 1e-4)
-    _close(fit.intercept, lr.intercept_[0], 1e-4)
-    x = np.linspace(s.min() - 1, s.max() + 1, 50)
-    np.testing.assert_allclose(fit(torch.tensor(x)).numpy(), lr.predict_proba(x[:, None])[:, 1], atol=1e-6)
+def test_platt_without_prior_correction_is_logistic_regression():
+    for seed in range(8):
+        s, y = _overlapping(seed)
+        fit = platt_scaling(torch.tensor(s), torch.tensor(y), prior_correction=False)
+        lr = _unpenalised().fit(s[:, None], y)
+        _close(fit.slope, lr.coef_[0, 0], 1e-4)
+        _close(fit.intercept, lr.intercept_[0], 1e-4)
+        x = np.linspace(s.min() - 1, s.max() + 1, 50)
+        np.testing.assert_allclose(fit(torch.tensor(x)).numpy(), lr.predict_proba(x[:, None])[:, 1], atol=1e-6)
 
 
 def _smoothed_logistic_regression(s, y):
@@ -55,18 +55,18 @@ def _smoothed_logistic_regression(s, y):
     return _unpenalised().fit(x, labels, sample_weight=np.r_[t, 1 - t])
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_platt_with_prior_correction_fits_the_smoothed_targets(seed):
-    s, y = _overlapping(seed, ties=seed % 2 == 1)
-    fit = platt_scaling(torch.tensor(s), torch.tensor(y))
-    lr = _smoothed_logistic_regression(s, y)
-    _close(fit.slope, lr.coef_[0, 0], 1e-4)
-    _close(fit.intercept, lr.intercept_[0], 1e-4)
-    # tighter than scikit-learn's solver: the likelihood is stationary at the fit
-    n_pos, n_neg = y.sum(), (~y).sum()
-    residual = 1 / (1 + np.exp(-(fit.slope * s + fit.intercept))) - np.where(y, (n_pos + 1) / (n_pos + 2),
-                                                                            1 / (n_neg + 2))
-    assert abs(residual.mean()) < 1e-10 and abs((residual * s).mean()) < 1e-10 * (1 + np.abs(s).max())
+def test_platt_with_prior_correction_fits_the_smoothed_targets():
+    for seed in range(8):
+        s, y = _overlapping(seed, ties=seed % 2 == 1)
+        fit = platt_scaling(torch.tensor(s), torch.tensor(y))
+        lr = _smoothed_logistic_regression(s, y)
+        _close(fit.slope, lr.coef_[0, 0], 1e-4)
+        _close(fit.intercept, lr.intercept_[0], 1e-4)
+        # tighter than scikit-learn's solver: the likelihood is stationary at the fit
+        n_pos, n_neg = y.sum(), (~y).sum()
+        residual = 1 / (1 + np.exp(-(fit.slope * s + fit.intercept))) - np.where(y, (n_pos + 1) / (n_pos + 2),
+                                                                                1 / (n_neg + 2))
+        assert abs(residual.mean()) < 1e-10 and abs((residual * s).mean()) < 1e-10 * (1 + np.abs(s).max())
 
 
 @pytest.mark.parametrize("gap", [0.0, 1.0, 1e3, 1e6])
@@ -114,15 +114,15 @@ def test_platt_dtypes_and_shapes():
 
 # --------------------------------------------------------------------------------------- isotonic ---
 
-@pytest.mark.parametrize("seed", range(10))
-def test_isotonic_matches_scikit_learn(seed):
-    s, y = _overlapping(seed, ties=seed % 2 == 0)
-    iso = isotonic_calibration(torch.tensor(s), torch.tensor(y))
-    ref = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
-    assert bool((iso.x[1:] > iso.x[:-1]).all()) and bool((iso.y[1:] >= iso.y[:-1]).all())
-    rng = np.random.default_rng(seed + 100)
-    x = np.r_[rng.uniform(s.min() - 2, s.max() + 2, 200), s, s.min() - 10, s.max() + 10]
-    np.testing.assert_allclose(iso(torch.tensor(x)).numpy(), ref.predict(x), rtol=0, atol=1e-9)
+def test_isotonic_matches_scikit_learn():
+    for seed in range(10):
+        s, y = _overlapping(seed, ties=seed % 2 == 0)
+        iso = isotonic_calibration(torch.tensor(s), torch.tensor(y))
+        ref = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
+        assert bool((iso.x[1:] > iso.x[:-1]).all()) and bool((iso.y[1:] >= iso.y[:-1]).all())
+        rng = np.random.default_rng(seed + 100)
+        x = np.r_[rng.uniform(s.min() - 2, s.max() + 2, 200), s, s.min() - 10, s.max() + 10]
+        np.testing.assert_allclose(iso(torch.tensor(x)).numpy(), ref.predict(x), rtol=0, atol=1e-9)
 
 
 def test_isotonic_small_cases():
@@ -182,24 +182,24 @@ def test_calls_on_cuda():
 
 # ------------------------------------------------------------------------------------ proper scores ---
 
-@pytest.mark.parametrize("seed", range(5))
-def test_brier_and_log_loss_match_scikit_learn(seed):
-    rng = np.random.default_rng(seed)
-    n = 100
-    y = rng.random(n) < 0.4
-    p = rng.uniform(0, 1, n)
-    p[:3] = [0.0, 1.0, 0.5]
-    b = brier_score(torch.tensor(p), torch.tensor(y))
-    assert b.dtype == torch.float64 and b.ndim == 0
-    assert float(b) == pytest.approx(brier_score_loss(y, p), abs=1e-9)
-    inner = np.clip(p, 1e-3, 1 - 1e-3)  # scikit-learn clips at its own eps: compare away from 0 and 1
-    ll = log_loss(torch.tensor(inner), torch.tensor(y))
-    assert ll.dtype == torch.float64 and ll.ndim == 0
-    assert float(ll) == pytest.approx(sk_log_loss(y, inner, labels=[0, 1]), abs=1e-9)
-    rows = torch.tensor(np.stack([1 - inner, inner], 1))
-    assert float(log_loss(rows, torch.tensor(y))) == pytest.approx(float(ll), abs=1e-12)
-    assert float(brier_score(torch.tensor(p, dtype=torch.float32)[:, None], torch.tensor(y).long())) == \
-        pytest.approx(brier_score_loss(y, p.astype(np.float32)), abs=1e-7)
+def test_brier_and_log_loss_match_scikit_learn():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        n = 100
+        y = rng.random(n) < 0.4
+        p = rng.uniform(0, 1, n)
+        p[:3] = [0.0, 1.0, 0.5]
+        b = brier_score(torch.tensor(p), torch.tensor(y))
+        assert b.dtype == torch.float64 and b.ndim == 0
+        assert float(b) == pytest.approx(brier_score_loss(y, p), abs=1e-9)
+        inner = np.clip(p, 1e-3, 1 - 1e-3)  # scikit-learn clips at its own eps: compare away from 0 and 1
+        ll = log_loss(torch.tensor(inner), torch.tensor(y))
+        assert ll.dtype == torch.float64 and ll.ndim == 0
+        assert float(ll) == pytest.approx(sk_log_loss(y, inner, labels=[0, 1]), abs=1e-9)
+        rows = torch.tensor(np.stack([1 - inner, inner], 1))
+        assert float(log_loss(rows, torch.tensor(y))) == pytest.approx(float(ll), abs=1e-12)
+        assert float(brier_score(torch.tensor(p, dtype=torch.float32)[:, None], torch.tensor(y).long())) == \
+            pytest.approx(brier_score_loss(y, p.astype(np.float32)), abs=1e-7)
 
 
 def test_log_loss_clips_with_eps():

@@ -62,8 +62,7 @@ def _sound(name, result, preds):
 
 @pytest.mark.parametrize("name", ["auroc", "auroc_ovo", "auroc_per_class", "auroc_partial", "aum", "aum_macro",
                                   "roc_curve", "aum_directional_derivatives"])
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(args=inputs())
 def test_only_clear_errors(args, name):
     preds, target = args
@@ -123,8 +122,7 @@ def exotic_inputs(draw):
 
 
 @pytest.mark.parametrize("name", ["auroc", "aum", "aum_count"])
-@settings(max_examples=200, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(args=exotic_inputs())
 def test_exotic_inputs_right_value_or_clear_error(args, name):
     from oracles import brute_aum

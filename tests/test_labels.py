@@ -34,37 +34,37 @@ NAMES = [["neg", "pos"], ["b", "a"], ["spam", "ham"], [3, 7], [-1.5, 2.5]]
 
 
 @pytest.mark.parametrize("names", NAMES, ids=str)
-@pytest.mark.parametrize("seed", range(6))
-def test_binary_auroc_labels_follow_roc_auc_score(names, seed):
+def test_binary_auroc_labels_follow_roc_auc_score(names):
     """Two labels and binary scores: the greater label (sorted) is positive, unless `pos_label` says."""
-    s, y = _binary(60, seed, names)
-    w = np.random.default_rng(seed).integers(0, 3, 60).astype(np.float64)
-    w[:2] = 1
-    if isinstance(names[0], str):  # numbers other than {0, 1}, {-1, 1} stay an error (DESIGN.md), unless pos_label
-        assert float(_quiet(auroc, s, y)) == pytest.approx(roc_auc_score(y, s), abs=TOL)
-        assert float(_quiet(auroc, s, list(y))) == pytest.approx(roc_auc_score(y, s), abs=TOL)
-        assert float(_quiet(auroc, s, y, sample_weight=w)) == pytest.approx(roc_auc_score(y, s, sample_weight=w),
-                                                                             abs=TOL)
-    for pos in names:
-        ref = roc_auc_score(y == pos, s, sample_weight=w)
-        got = _quiet(auroc, torch.from_numpy(s), y, pos_label=pos, sample_weight=w)
-        assert float(got) == pytest.approx(ref, abs=TOL)
+    for seed in range(6):
+        s, y = _binary(60, seed, names)
+        w = np.random.default_rng(seed).integers(0, 3, 60).astype(np.float64)
+        w[:2] = 1
+        if isinstance(names[0], str):  # numbers other than {0, 1}, {-1, 1} stay an error, unless pos_label
+            assert float(_quiet(auroc, s, y)) == pytest.approx(roc_auc_score(y, s), abs=TOL)
+            assert float(_quiet(auroc, s, list(y))) == pytest.approx(roc_auc_score(y, s), abs=TOL)
+            assert float(_quiet(auroc, s, y, sample_weight=w)) == pytest.approx(roc_auc_score(y, s, sample_weight=w),
+                                                                                 abs=TOL)
+        for pos in names:
+            ref = roc_auc_score(y == pos, s, sample_weight=w)
+            got = _quiet(auroc, torch.from_numpy(s), y, pos_label=pos, sample_weight=w)
+            assert float(got) == pytest.approx(ref, abs=TOL)
 
 
 @pytest.mark.parametrize("names", NAMES + [[0, 1], [-1, 1]], ids=str)
-@pytest.mark.parametrize("seed", range(4))
-def test_roc_curve_and_average_precision_pos_label(names, seed):
+def test_roc_curve_and_average_precision_pos_label(names):
     """scikit-learn refuses float labels ('continuous'); `pos_label` makes them as clear as any other."""
-    s, y = _binary(50, seed, names)
-    for pos in names:
-        ref_y, ref_pos = (y, pos) if not isinstance(pos, float) else ((y == pos).astype(int), 1)
-        fpr, tpr, thr = sk_roc_curve(ref_y, s, pos_label=ref_pos, drop_intermediate=False)
-        roc = _quiet(roc_curve, s, y, pos_label=pos)
-        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
-        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
-        np.testing.assert_array_equal(-roc.max_constant.numpy()[:-1], thr[1:])
-        assert float(_quiet(average_precision, s, y, pos_label=pos)) == pytest.approx(
-            average_precision_score(ref_y, s, pos_label=ref_pos), abs=TOL)
+    for seed in range(4):
+        s, y = _binary(50, seed, names)
+        for pos in names:
+            ref_y, ref_pos = (y, pos) if not isinstance(pos, float) else ((y == pos).astype(int), 1)
+            fpr, tpr, thr = sk_roc_curve(ref_y, s, pos_label=ref_pos, drop_intermediate=False)
+            roc = _quiet(roc_curve, s, y, pos_label=pos)
+            np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+            np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+            np.testing.assert_array_equal(-roc.max_constant.numpy()[:-1], thr[1:])
+            assert float(_quiet(average_precision, s, y, pos_label=pos)) == pytest.approx(
+                average_precision_score(ref_y, s, pos_label=ref_pos), abs=TOL)
 
 
 def test_minus_one_one_labels_need_no_pos_label():
@@ -107,20 +107,20 @@ def _multiclass(n, k, seed):
 
 @pytest.mark.parametrize("classes", [["ant", "bee", "cat", "dog"], [2, 5, 11, 40], [-3, 0, 1, 9]], ids=str)
 @pytest.mark.parametrize("average", ["macro", "weighted", "micro", None])
-@pytest.mark.parametrize("seed", range(4))
-def test_multiclass_labels_match_sklearn(classes, average, seed):
-    p, idx = _multiclass(80, 4, seed)
-    y = np.asarray(classes)[idx]
-    w = np.random.default_rng(seed).integers(1, 3, 80).astype(np.float64)
-    ref = roc_auc_score(y, p, multi_class="ovr", average=average, labels=classes, sample_weight=w)
-    got = _quiet(auroc, torch.from_numpy(p), y, average=average, labels=classes, sample_weight=w)
-    np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
-    if isinstance(classes[0], str):  # without labels=: the sorted labels, as scikit-learn
-        got = _quiet(auroc, torch.from_numpy(p), list(y), average=average, sample_weight=w)
+def test_multiclass_labels_match_sklearn(classes, average):
+    for seed in range(4):
+        p, idx = _multiclass(80, 4, seed)
+        y = np.asarray(classes)[idx]
+        w = np.random.default_rng(seed).integers(1, 3, 80).astype(np.float64)
+        ref = roc_auc_score(y, p, multi_class="ovr", average=average, labels=classes, sample_weight=w)
+        got = _quiet(auroc, torch.from_numpy(p), y, average=average, labels=classes, sample_weight=w)
         np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
-    for mode in ("macro", "weighted"):
-        assert float(_quiet(auroc, p, y, multi_class="ovo", average=mode, labels=classes)) == pytest.approx(
-            roc_auc_score(y, p, multi_class="ovo", average=mode, labels=classes), abs=TOL)
+        if isinstance(classes[0], str):  # without labels=: the sorted labels, as scikit-learn
+            got = _quiet(auroc, torch.from_numpy(p), list(y), average=average, sample_weight=w)
+            np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+        for mode in ("macro", "weighted"):
+            assert float(_quiet(auroc, p, y, multi_class="ovo", average=mode, labels=classes)) == pytest.approx(
+                roc_auc_score(y, p, multi_class="ovo", average=mode, labels=classes), abs=TOL)
 
 
 def test_multiclass_labels_roc_curve_and_average_precision():

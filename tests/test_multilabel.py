@@ -1,5 +1,6 @@
-"""Multi-label (multi-hot (N, L) target) AUROC against `sklearn.metrics.roc_auc_score` (float64, 1e-9),
-and multi-label AUM against the binary brute-force oracle applied per label and pooled."""
+"""Multi-label (multi-hot (N, L) target) AUROC against `sklearn.metrics.roc_auc_score` (float64, 1e-9), the
+curves and average precision against scikit-learn's per column, and multi-label AUM against the binary
+brute-force oracle applied per label and pooled."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve as sk_pr_curve, roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import aum, auroc
+from fastai_aum.functional import aum, auroc, average_precision, precision_recall_curve, roc_curve
 from oracles import brute_directional_derivatives, brute_multilabel_aum
 
 TOL = 1e-9
@@ -49,23 +51,23 @@ def _weights(n, seed):
 
 
 @pytest.mark.parametrize("average", AVERAGES)
-@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("n, num_labels", [(2, 2), (7, 3), (60, 5), (400, 4)])
-def test_multilabel_auroc_matches_sklearn(average, seed, n, num_labels):
-    s, y = _multilabel(n, num_labels, seed)
-    got = _quiet(torch.from_numpy(s), torch.from_numpy(y), average=average)
-    assert got.dtype == torch.float64
-    np.testing.assert_allclose(got.numpy(), _ref(y, s, average), atol=TOL, rtol=0)
+def test_multilabel_auroc_matches_sklearn(average, n, num_labels):
+    for seed in range(6):
+        s, y = _multilabel(n, num_labels, seed)
+        got = _quiet(torch.from_numpy(s), torch.from_numpy(y), average=average)
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), _ref(y, s, average), atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("average", AVERAGES)
-@pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("max_fpr", [None, 0.3, 0.8])
-def test_multilabel_sample_weight_with_zeros_and_max_fpr(average, seed, max_fpr):
-    s, y = _multilabel(80, 4, seed)
-    w = _weights(80, seed)
-    got = _quiet(torch.from_numpy(s), torch.from_numpy(y), average=average, sample_weight=w, max_fpr=max_fpr)
-    np.testing.assert_allclose(got.numpy(), _ref(y, s, average, sample_weight=w, max_fpr=max_fpr), atol=TOL, rtol=0)
+def test_multilabel_sample_weight_with_zeros_and_max_fpr(average, max_fpr):
+    for seed in range(6):
+        s, y = _multilabel(80, 4, seed)
+        w = _weights(80, seed)
+        got = _quiet(torch.from_numpy(s), torch.from_numpy(y), average=average, sample_weight=w, max_fpr=max_fpr)
+        np.testing.assert_allclose(got.numpy(), _ref(y, s, average, sample_weight=w, max_fpr=max_fpr), atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("target_dtype", [torch.bool, torch.int64, torch.float32, torch.uint8])
@@ -160,6 +162,101 @@ def test_empty_multilabel_is_nan_with_a_warning():
     assert got.shape == (3,) and torch.isnan(got).all()
 
 
+# ------------------------------------------------------------------- curves and average precision ---
+
+def _sk(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's own no-positive warnings
+        return fn(*args, **kwargs)
+
+
+def _assert_curves(s, y, w=None):
+    """One ROC and (unweighted) one PR curve per label, each scikit-learn's of its column."""
+    t_s, t_y = torch.from_numpy(s), torch.from_numpy(y)
+    rocs = roc_curve(t_s, t_y, sample_weight=w)
+    assert isinstance(rocs, list) and len(rocs) == y.shape[1]
+    for col, roc in enumerate(rocs):
+        fpr, tpr, thr = _sk(sk_roc_curve, y[:, col], s[:, col], sample_weight=w, drop_intermediate=False)
+        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.max_constant.numpy()[:-1], -thr[1:], atol=TOL, rtol=0)
+    if w is not None:
+        return
+    prs = precision_recall_curve(t_s, t_y)
+    assert isinstance(prs, list) and len(prs) == y.shape[1]
+    for col, pr in enumerate(prs):
+        precision, recall, thr = _sk(sk_pr_curve, y[:, col], s[:, col])
+        np.testing.assert_allclose(pr.precision.numpy(), precision, atol=TOL, rtol=0)
+        np.testing.assert_allclose(pr.recall.numpy(), recall, atol=TOL, rtol=0)
+        np.testing.assert_allclose(pr.thresholds.numpy(), thr, atol=0, rtol=0)
+
+
+def _assert_average_precision(s, y, w=None):
+    for average in AVERAGES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AUROCUndefinedWarning)  # labels without positive weight
+            got = average_precision(torch.from_numpy(s), torch.from_numpy(y), average=average, sample_weight=w)
+        assert got.dtype == torch.float64
+        expected = _sk(average_precision_score, y, s, average=average, sample_weight=w)
+        np.testing.assert_allclose(got.numpy(), expected, atol=TOL, rtol=0, err_msg=str(average))
+
+
+def test_multilabel_curves_and_average_precision_match_sklearn():
+    for seed in range(6):
+        for n, num_labels in [(2, 2), (7, 3), (60, 5), (400, 4)]:
+            s, y = _multilabel(n, num_labels, seed)
+            w = _weights(n, seed)
+            _assert_curves(s, y)
+            _assert_curves(s, y, w)
+            _assert_average_precision(s, y)
+            _assert_average_precision(s, y, w)
+
+
+def test_multilabel_curves_are_those_of_each_column():
+    """What a loop over the label columns gives, bit for bit."""
+    s, y = _multilabel(300, 4, 7)
+    t_s, t_y = torch.from_numpy(s).float(), torch.from_numpy(y)
+    for curve in (roc_curve, precision_recall_curve):
+        for col, got in enumerate(curve(t_s, t_y)):
+            for a, b in zip(got, curve(t_s[:, col], t_y[:, col])):
+                assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_multilabel_curves_and_average_precision_without_positives():
+    """A label without positives: NaN TPR, recall 1 and AP 0 with one warning each, as scikit-learn gives;
+    an example without positives counts AP 0 in average='samples'."""
+    s, y = _multilabel(40, 4, 5)
+    y[:, 2] = 0
+    y[3] = 0
+    t_s, t_y = torch.from_numpy(s), torch.from_numpy(y)
+    with pytest.warns(AUROCUndefinedWarning, match=r"label\(s\) \[2\]") as rec:
+        rocs = roc_curve(t_s, t_y)
+    assert len(rec) == 1 and torch.isnan(rocs[2].tpr).all() and not torch.isnan(rocs[1].tpr).any()
+    with pytest.warns(AUROCUndefinedWarning, match=r"label\(s\) \[2\]") as rec:
+        prs = precision_recall_curve(t_s, t_y)
+    assert len(rec) == 1 and torch.equal(prs[2].recall[:-1], torch.ones(len(prs[2].recall) - 1, dtype=torch.float64))
+    with pytest.warns(AUROCUndefinedWarning, match=r"label\(s\) \[2\] have no positive"):
+        average_precision(t_s, t_y)
+    empty = int((y.sum(1) == 0).sum())
+    with pytest.warns(AUROCUndefinedWarning, match=rf"{empty} of 40 examples have no positive label"):
+        average_precision(t_s, t_y, average="samples")
+    _assert_average_precision(s, y)
+    _assert_average_precision(s, y, _weights(40, 5))
+    y[:] = 0  # no positive anywhere: 'weighted' gives 0, as scikit-learn
+    with pytest.warns(AUROCUndefinedWarning):
+        got = average_precision(t_s, torch.from_numpy(y), average="weighted")
+    assert float(got) == _sk(average_precision_score, y, s, average="weighted")
+
+
+def test_multilabel_average_precision_samples_with_zero_total_weight_is_nan():
+    s, y = _multilabel(10, 3, 0)
+    with pytest.warns(AUROCUndefinedWarning, match="sums to 0"):
+        got = average_precision(torch.from_numpy(s), torch.from_numpy(y), average="samples", sample_weight=np.zeros(10))
+    assert math.isnan(float(got))
+    with pytest.raises(ValueError, match=r"`labels` and `pos_label` apply to class labels"):
+        average_precision(torch.from_numpy(s), torch.from_numpy(y), pos_label=1)
+
+
 # ------------------------------------------------------------------------------------- AUM ---
 
 def _aum_grad(s, y, **kw):
@@ -186,16 +283,16 @@ def _brute_grad(s, y, normalize, average, weights=None):
 
 @pytest.mark.parametrize("average", ["micro", "macro"])
 @pytest.mark.parametrize("normalize", ["rate", "count"])
-@pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("weighted", [False, True])
-def test_multilabel_aum_matches_brute_force(average, normalize, seed, weighted):
-    s, y = _multilabel(12, 3, seed, levels=2)  # many ties
-    if seed == 4:
-        y[:, 2] = 0  # a label with one class: left out of macro
-    w = _weights(12, seed) if weighted else None
-    value, grad = _aum_grad(s, y, normalize=normalize, average=average, sample_weight=w)
-    assert value == pytest.approx(brute_multilabel_aum(s, y, normalize, average, w), abs=1e-9)
-    np.testing.assert_allclose(grad, _brute_grad(s, y, normalize, average, w), atol=1e-6)
+def test_multilabel_aum_matches_brute_force(average, normalize, weighted):
+    for seed in range(5):
+        s, y = _multilabel(12, 3, seed, levels=2)  # many ties
+        if seed == 4:
+            y[:, 2] = 0  # a label with one class: left out of macro
+        w = _weights(12, seed) if weighted else None
+        value, grad = _aum_grad(s, y, normalize=normalize, average=average, sample_weight=w)
+        assert value == pytest.approx(brute_multilabel_aum(s, y, normalize, average, w), abs=1e-9)
+        np.testing.assert_allclose(grad, _brute_grad(s, y, normalize, average, w), atol=1e-6)
 
 
 def test_multilabel_aum_uses_raw_scores_and_float32():

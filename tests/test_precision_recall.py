@@ -57,29 +57,29 @@ def _binary(rng, allow_one_class=False):
 
 # ------------------------------------------------------------------------------------------ binary ---
 
-@pytest.mark.parametrize("seed", range(300))
-def test_binary_matches_sklearn(seed):
-    rng = np.random.default_rng(seed)
-    y, n = _binary(rng, allow_one_class=seed % 10 == 0)
-    top = int(rng.integers(1, 10))
-    kind = seed % 4
-    if kind == 0:  # (N,) integer-valued scores with ties
-        s = rng.integers(0, top + 1, n).astype(np.float64)
-        preds, score = torch.tensor(s), s
-    elif kind == 1:  # (N, 1) float32
-        s = (rng.integers(0, top + 1, n) / 4).astype(np.float32)
-        preds, score = torch.tensor(s)[:, None], s.astype(np.float64)
-    elif kind == 2:  # (N, 2) logits: the score is z1 - z0
-        z = rng.integers(-top, top + 1, (n, 2)).astype(np.float32)
-        preds, score = torch.tensor(z), z[:, 1].astype(np.float64) - z[:, 0].astype(np.float64)
-    else:  # (N, 2) probabilities: ranked by p1
-        p1 = rng.integers(0, top + 1, n) / top
-        preds, score = torch.tensor(np.stack([1 - p1, p1], 1)), p1
-    target = torch.tensor(y)
-    ap = _ours(average_precision, preds, target)
-    assert ap.dtype == torch.float64 and ap.ndim == 0
-    assert abs(float(ap) - _sk(average_precision_score, y, score)) <= 1e-9
-    _assert_curve(_ours(precision_recall_curve, preds, target), *_sk(sk_curve, y, score))
+def test_binary_matches_sklearn():
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        y, n = _binary(rng, allow_one_class=seed % 10 == 0)
+        top = int(rng.integers(1, 10))
+        kind = seed % 4
+        if kind == 0:  # (N,) integer-valued scores with ties
+            s = rng.integers(0, top + 1, n).astype(np.float64)
+            preds, score = torch.tensor(s), s
+        elif kind == 1:  # (N, 1) float32
+            s = (rng.integers(0, top + 1, n) / 4).astype(np.float32)
+            preds, score = torch.tensor(s)[:, None], s.astype(np.float64)
+        elif kind == 2:  # (N, 2) logits: the score is z1 - z0
+            z = rng.integers(-top, top + 1, (n, 2)).astype(np.float32)
+            preds, score = torch.tensor(z), z[:, 1].astype(np.float64) - z[:, 0].astype(np.float64)
+        else:  # (N, 2) probabilities: ranked by p1
+            p1 = rng.integers(0, top + 1, n) / top
+            preds, score = torch.tensor(np.stack([1 - p1, p1], 1)), p1
+        target = torch.tensor(y)
+        ap = _ours(average_precision, preds, target)
+        assert ap.dtype == torch.float64 and ap.ndim == 0
+        assert abs(float(ap) - _sk(average_precision_score, y, score)) <= 1e-9
+        _assert_curve(_ours(precision_recall_curve, preds, target), *_sk(sk_curve, y, score))
 
 
 def test_continuous_scores():
@@ -118,7 +118,7 @@ def test_all_positive_binary_is_one_without_warning():
         assert float(average_precision(torch.tensor(s), torch.tensor(y))) == 1.0 == average_precision_score(y, s)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80)
 @given(st.lists(st.tuples(st.integers(-5, 5), st.integers(0, 1)), min_size=1, max_size=40), st.randoms())
 def test_binary_permutation_invariant(pairs, rnd):
     s = np.array([p[0] for p in pairs], dtype=np.float64)
@@ -134,7 +134,7 @@ def test_binary_permutation_invariant(pairs, rnd):
     assert abs(float(ap_a) - float(ap_b)) <= 1e-12
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80)
 @given(st.lists(st.tuples(st.integers(-5, 5), st.integers(0, 1)), min_size=1, max_size=40),
        st.floats(0.1, 10), st.floats(-100, 100))
 def test_ap_invariant_under_increasing_transforms(pairs, scale, shift):
@@ -155,35 +155,35 @@ def _multiclass(rng):
     return y, logits, k
 
 
-@pytest.mark.parametrize("seed", range(200))
-def test_multiclass_average_precision_matches_sklearn(seed):
-    rng = np.random.default_rng(10_000 + seed)
-    y, logits, k = _multiclass(rng)
-    probs = _softmax(logits)
-    onehot = label_binarize(y, classes=list(range(k)))
-    for average in AVERAGES:
-        expected = _sk(average_precision_score, onehot, probs, average=average)
-        for preds in (torch.tensor(logits), torch.tensor(probs), torch.tensor(logits, dtype=torch.float32)):
-            ours = _ours(average_precision, preds, torch.tensor(y), average=average)
-            assert ours.dtype == torch.float64
-            np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-9)
+def test_multiclass_average_precision_matches_sklearn():
+    for seed in range(200):
+        rng = np.random.default_rng(10_000 + seed)
+        y, logits, k = _multiclass(rng)
+        probs = _softmax(logits)
+        onehot = label_binarize(y, classes=list(range(k)))
+        for average in AVERAGES:
+            expected = _sk(average_precision_score, onehot, probs, average=average)
+            for preds in (torch.tensor(logits), torch.tensor(probs), torch.tensor(logits, dtype=torch.float32)):
+                ours = _ours(average_precision, preds, torch.tensor(y), average=average)
+                assert ours.dtype == torch.float64
+                np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("seed", range(100))
-def test_multiclass_curves_match_sklearn(seed):
-    rng = np.random.default_rng(20_000 + seed)
-    y, logits, k = _multiclass(rng)
-    probs = _softmax(logits)
-    onehot = label_binarize(y, classes=list(range(k)))
-    from_probs = _ours(precision_recall_curve, torch.tensor(probs), torch.tensor(y))
-    from_logits = _ours(precision_recall_curve, torch.tensor(logits), torch.tensor(y))
-    assert isinstance(from_probs, list) and len(from_probs) == len(from_logits) == k
-    for c in range(k):
-        expected = _sk(sk_curve, onehot[:, c], probs[:, c])
-        _assert_curve(from_probs[c], *expected)
-        # logits are ranked by log-softmax: thresholds are log-probabilities
-        pr = from_logits[c]
-        _assert_curve(PR(pr.precision, pr.recall, pr.thresholds.exp()), *expected)
+def test_multiclass_curves_match_sklearn():
+    for seed in range(100):
+        rng = np.random.default_rng(20_000 + seed)
+        y, logits, k = _multiclass(rng)
+        probs = _softmax(logits)
+        onehot = label_binarize(y, classes=list(range(k)))
+        from_probs = _ours(precision_recall_curve, torch.tensor(probs), torch.tensor(y))
+        from_logits = _ours(precision_recall_curve, torch.tensor(logits), torch.tensor(y))
+        assert isinstance(from_probs, list) and len(from_probs) == len(from_logits) == k
+        for c in range(k):
+            expected = _sk(sk_curve, onehot[:, c], probs[:, c])
+            _assert_curve(from_probs[c], *expected)
+            # logits are ranked by log-softmax: thresholds are log-probabilities
+            pr = from_logits[c]
+            _assert_curve(PR(pr.precision, pr.recall, pr.thresholds.exp()), *expected)
 
 
 def test_multiclass_missing_class_counts_as_zero_with_one_warning():
@@ -202,7 +202,7 @@ def test_multiclass_missing_class_counts_as_zero_with_one_warning():
     assert curves[2].recall[:-1].eq(1).all()
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.lists(st.tuples(st.integers(-2, 2), st.integers(-2, 2), st.integers(-2, 2), st.integers(0, 2)),
                 min_size=1, max_size=30), st.randoms())
 def test_multiclass_permutation_invariant(rows, rnd):

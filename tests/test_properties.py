@@ -1,4 +1,4 @@
-"""Hypothesis property tests of auroc and aum (deterministic: derandomized, no example database)."""
+"""Hypothesis property tests of auroc and aum (deterministic: the suite's derandomized profile, tests/conftest.py)."""
 from __future__ import annotations
 
 import math
@@ -7,14 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from fastai_aum.functional import aum, aum_directional_derivatives, auroc
 from oracles import brute_aum
 
-SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 NORMALIZE = st.sampled_from(["rate", "count"])
 
 
@@ -44,7 +43,7 @@ def _aum(s, y, normalize="rate"):
 
 # ---------------------------------------------------------------------------- permutation ---
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(binary_problems(min_size=1), NORMALIZE)
 def test_permutation_invariance(problem, normalize):
     s, y, perm = problem
@@ -61,7 +60,7 @@ def test_permutation_invariance(problem, normalize):
     np.testing.assert_allclose(x_perm.grad.numpy(), x.grad.numpy()[perm], atol=1e-9)
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=25)
 @given(st.integers(3, 5), st.integers(4, 25), st.randoms(use_true_random=False), st.sampled_from(["micro", "macro"]))
 def test_permutation_invariance_multiclass(k, n, rnd, average):
     rng = np.random.default_rng(rnd.getrandbits(32))
@@ -87,7 +86,7 @@ TRANSFORMS = {
 }
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(binary_problems(max_size=40), st.sampled_from(sorted(TRANSFORMS)))
 def test_auroc_invariant_under_increasing_transforms(problem, name):
     s, y, _ = problem
@@ -101,7 +100,7 @@ def test_auroc_invariant_under_increasing_transforms(problem, name):
     assert _auroc(t, y) == pytest.approx(expected, abs=1e-12)
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(binary_problems(max_size=40))
 def test_auroc_reversed_scores(problem):
     s, y, _ = problem
@@ -111,7 +110,7 @@ def test_auroc_reversed_scores(problem):
 
 # ------------------------------------------------------------------------------- AUM facts ---
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=60)
 @given(binary_problems(), NORMALIZE, st.floats(0.01, 100.0), st.floats(-1000.0, 1000.0))
 def test_aum_scaling_and_shift(problem, normalize, a, c):
     s, y, _ = problem
@@ -122,7 +121,7 @@ def test_aum_scaling_and_shift(problem, normalize, a, c):
     assert _aum(s + c, y, normalize) == pytest.approx(base, rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(binary_problems(), NORMALIZE)
 def test_aum_zero_iff_no_overlap(problem, normalize):
     """AUM is 0 when the scores separate the classes (or all are equal), and > 0 when a negative
@@ -139,7 +138,7 @@ def test_aum_zero_iff_no_overlap(problem, normalize):
         assert value > 0
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(binary_problems(min_size=2, max_size=25), NORMALIZE)
 def test_derivative_identities(problem, normalize):
     """Gradient = mean of left and right; away from ties, shift invariance makes the partials sum to 0
@@ -170,7 +169,7 @@ def distinct_problems(draw, min_size=2, max_size=15):
     return scores, np.array(labels)
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=40)
 @given(distinct_problems(), NORMALIZE)
 def test_gradcheck_away_from_ties(problem, normalize):
     s, y = problem

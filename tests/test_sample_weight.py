@@ -33,14 +33,14 @@ def _binary(n, seed, levels=5):
     return s, y, w
 
 
-@pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("n", [2, 5, 30, 1000, 40_000])
 @pytest.mark.parametrize("max_fpr", [None, 0.25, 1.0])
-def test_binary_auroc_with_zero_weights(seed, n, max_fpr):
-    s, y, w = _binary(n, seed)
-    got = _quiet(auroc, torch.from_numpy(s), torch.from_numpy(y), max_fpr=max_fpr, sample_weight=w)
-    assert got.dtype == torch.float64 and got.shape == ()
-    assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr, sample_weight=w), abs=TOL)
+def test_binary_auroc_with_zero_weights(n, max_fpr):
+    for seed in range(10):
+        s, y, w = _binary(n, seed)
+        got = _quiet(auroc, torch.from_numpy(s), torch.from_numpy(y), max_fpr=max_fpr, sample_weight=w)
+        assert got.dtype == torch.float64 and got.shape == ()
+        assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr, sample_weight=w), abs=TOL)
 
 
 def test_integer_weights_equal_repetition_and_ones_change_nothing():
@@ -62,21 +62,21 @@ def test_two_column_logits_and_weight_shapes():
 
 
 @pytest.mark.parametrize("average", ["macro", "weighted", "micro", None])
-@pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("probabilities", [True, False])
-def test_ovr_matches_sklearn(average, seed, probabilities):
-    rng = np.random.default_rng(seed)
-    n, k = 120, 4
-    z = rng.normal(size=(n, k))  # logits: untied (numpy's softmax would tie or untie tied logits at random)
-    c = rng.integers(1, 4, (n, k)).astype(np.float64)
-    p = c / c.sum(1, keepdims=True) if probabilities else np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    y = rng.permutation(np.concatenate([np.arange(k), np.arange(k), rng.integers(0, k, n - 2 * k)]))
-    w = rng.integers(0, 3, n).astype(np.float64)
-    w[np.unique(y, return_index=True)[1]] = 1.0  # every class keeps some weight
-    got = _quiet(auroc, torch.from_numpy(p if probabilities else z), torch.from_numpy(y), average=average,
-                 sample_weight=w)
-    ref = roc_auc_score(y, p, multi_class="ovr", average=average, sample_weight=w)
-    np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+def test_ovr_matches_sklearn(average, probabilities):
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n, k = 120, 4
+        z = rng.normal(size=(n, k))  # logits: untied (numpy's softmax would tie or untie tied logits at random)
+        c = rng.integers(1, 4, (n, k)).astype(np.float64)
+        p = c / c.sum(1, keepdims=True) if probabilities else np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        y = rng.permutation(np.concatenate([np.arange(k), np.arange(k), rng.integers(0, k, n - 2 * k)]))
+        w = rng.integers(0, 3, n).astype(np.float64)
+        w[np.unique(y, return_index=True)[1]] = 1.0  # every class keeps some weight
+        got = _quiet(auroc, torch.from_numpy(p if probabilities else z), torch.from_numpy(y), average=average,
+                     sample_weight=w)
+        ref = roc_auc_score(y, p, multi_class="ovr", average=average, sample_weight=w)
+        np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
 
 
 def test_ovo_refuses_weights_as_sklearn():
@@ -106,15 +106,15 @@ def test_bad_weights(bad, match):
         roc_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=bad)
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_roc_curve_matches_sklearn_and_drops_zero_weights(seed):
-    s, y, w = _binary(60, seed)
-    fpr, tpr, thr = sk_roc_curve(y, s, sample_weight=w, drop_intermediate=False)
-    roc = _quiet(roc_curve, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
-    np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
-    np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
-    np.testing.assert_array_equal(-roc.max_constant.numpy()[:-1], thr[1:])  # score > -c: the constant is -threshold
-    assert float(torch.trapezoid(roc.tpr, roc.fpr)) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=TOL)
+def test_roc_curve_matches_sklearn_and_drops_zero_weights():
+    for seed in range(10):
+        s, y, w = _binary(60, seed)
+        fpr, tpr, thr = sk_roc_curve(y, s, sample_weight=w, drop_intermediate=False)
+        roc = _quiet(roc_curve, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
+        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+        np.testing.assert_array_equal(-roc.max_constant.numpy()[:-1], thr[1:])  # score > -c: the constant is -threshold
+        assert float(torch.trapezoid(roc.tpr, roc.fpr)) == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=TOL)
 
 
 def test_roc_curve_multiclass_weighted():
@@ -137,19 +137,19 @@ def test_roc_curve_all_zero_weights():
 # ------------------------------------------------------------------------------------- AUM ---
 
 @pytest.mark.parametrize("normalize", ["rate", "count"])
-@pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("n", [2, 3, 9, 25])
-def test_weighted_aum_and_derivatives_match_brute_force(normalize, seed, n):
-    s, y, w = _binary(n, seed, levels=3)  # heavy ties
-    ts = torch.tensor(s, requires_grad=True)
-    value = aum(ts, torch.from_numpy(y), normalize, sample_weight=w)
-    value.backward()
-    brute = brute_directional_derivatives(s, y, normalize, weights=w)
-    assert float(value.detach()) == pytest.approx(brute_aum(s, y, normalize, w), abs=1e-9)
-    got = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize, sample_weight=w)
-    np.testing.assert_allclose(got.numpy(), brute, atol=1e-6)
-    np.testing.assert_allclose(ts.grad.numpy(), brute.mean(1), atol=1e-6)
-    assert np.all(ts.grad.numpy()[w == 0] == 0)  # a weightless example has no say
+def test_weighted_aum_and_derivatives_match_brute_force(normalize, n):
+    for seed in range(8):
+        s, y, w = _binary(n, seed, levels=3)  # heavy ties
+        ts = torch.tensor(s, requires_grad=True)
+        value = aum(ts, torch.from_numpy(y), normalize, sample_weight=w)
+        value.backward()
+        brute = brute_directional_derivatives(s, y, normalize, weights=w)
+        assert float(value.detach()) == pytest.approx(brute_aum(s, y, normalize, w), abs=1e-9)
+        got = aum_directional_derivatives(torch.from_numpy(s), torch.from_numpy(y), normalize, sample_weight=w)
+        np.testing.assert_allclose(got.numpy(), brute, atol=1e-6)
+        np.testing.assert_allclose(ts.grad.numpy(), brute.mean(1), atol=1e-6)
+        assert np.all(ts.grad.numpy()[w == 0] == 0)  # a weightless example has no say
 
 
 def test_weighted_aum_with_unit_and_integer_weights():
@@ -166,15 +166,15 @@ def test_weighted_aum_with_unit_and_integer_weights():
 
 
 @pytest.mark.parametrize("average", ["micro", "macro"])
-@pytest.mark.parametrize("seed", range(4))
-def test_weighted_multiclass_aum_matches_brute_force(average, seed):
-    rng = np.random.default_rng(seed)
-    p = rng.dirichlet(np.ones(3), 15)
-    y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 12)])
-    w = rng.integers(0, 3, 15).astype(np.float64)
-    onehot = np.eye(3, dtype=np.int64)[y]
-    got = aum(torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
-    assert float(got) == pytest.approx(brute_multilabel_aum(p, onehot, "rate", average, w), abs=1e-9)
+def test_weighted_multiclass_aum_matches_brute_force(average):
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        p = rng.dirichlet(np.ones(3), 15)
+        y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 12)])
+        w = rng.integers(0, 3, 15).astype(np.float64)
+        onehot = np.eye(3, dtype=np.int64)[y]
+        got = aum(torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
+        assert float(got) == pytest.approx(brute_multilabel_aum(p, onehot, "rate", average, w), abs=1e-9)
 
 
 def test_weighted_aum_under_torch_func_and_bad_weights():
@@ -189,25 +189,25 @@ def test_weighted_aum_under_torch_func_and_bad_weights():
 
 # ------------------------------------------------------------------------------ average precision ---
 
-@pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("n", [3, 40, 2000])
-def test_binary_average_precision_with_zero_weights(seed, n):
-    s, y, w = _binary(n, seed)
-    w[0] = 0.0  # the top score may be weightless too
-    s[0] = 10.0
-    got = _quiet(average_precision, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
-    assert float(got) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=TOL)
+def test_binary_average_precision_with_zero_weights(n):
+    for seed in range(10):
+        s, y, w = _binary(n, seed)
+        w[0] = 0.0  # the top score may be weightless too
+        s[0] = 10.0
+        got = _quiet(average_precision, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
+        assert float(got) == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=TOL)
 
 
 @pytest.mark.parametrize("average", ["macro", "weighted", "micro", None])
-@pytest.mark.parametrize("seed", range(6))
-def test_multiclass_average_precision_weighted(average, seed):
-    rng = np.random.default_rng(seed)
-    c = rng.integers(1, 4, (80, 3)).astype(np.float64)
-    p = c / c.sum(1, keepdims=True)
-    y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 77)])
-    w = rng.integers(0, 3, 80).astype(np.float64)
-    w[:3] = 1
-    got = _quiet(average_precision, torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
-    ref = average_precision_score(np.eye(3)[y], p, average=average, sample_weight=w)
-    np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+def test_multiclass_average_precision_weighted(average):
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        c = rng.integers(1, 4, (80, 3)).astype(np.float64)
+        p = c / c.sum(1, keepdims=True)
+        y = np.concatenate([[0, 1, 2], rng.integers(0, 3, 77)])
+        w = rng.integers(0, 3, 80).astype(np.float64)
+        w[:3] = 1
+        got = _quiet(average_precision, torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
+        ref = average_precision_score(np.eye(3)[y], p, average=average, sample_weight=w)
+        np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)

@@ -87,32 +87,32 @@ def _close(actual, expected, tol=1e-9):
 
 # ------------------------------------------------------------------------------------ auroc_ci ---
 
-@pytest.mark.parametrize("seed", range(300))
-def test_ci_matches_brute_force_delong(seed):
-    rng = np.random.default_rng(seed)
-    y, s = _problem(rng)
-    level = [0.95, 0.9, 0.99, 0.5][seed % 4]
-    res = auroc_ci(torch.tensor(s), torch.tensor(y), level=level)
-    assert isinstance(res, AUROCInterval)
-    assert all(v.dtype == torch.float64 and v.ndim == 0 for v in res)
-    for actual, expected in zip(res, oracle_ci(s, y, level)):
-        _close(actual, expected)
-    assert abs(float(res.auroc) - roc_auc_score(y, s)) <= 1e-12
-    assert float(res.auroc) == float(auroc(torch.tensor(s), torch.tensor(y)))
+def test_ci_matches_brute_force_delong():
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        y, s = _problem(rng)
+        level = [0.95, 0.9, 0.99, 0.5][seed % 4]
+        res = auroc_ci(torch.tensor(s), torch.tensor(y), level=level)
+        assert isinstance(res, AUROCInterval)
+        assert all(v.dtype == torch.float64 and v.ndim == 0 for v in res)
+        for actual, expected in zip(res, oracle_ci(s, y, level)):
+            _close(actual, expected)
+        assert abs(float(res.auroc) - roc_auc_score(y, s)) <= 1e-12
+        assert float(res.auroc) == float(auroc(torch.tensor(s), torch.tensor(y)))
 
 
-@pytest.mark.parametrize("seed", range(100))
-def test_ci_two_column_logits_and_one_column(seed):
-    rng = np.random.default_rng(1000 + seed)
-    y, _ = _problem(rng)
-    logits = rng.integers(-3, 4, (len(y), 2)).astype(np.float64)
-    expected = oracle_ci(logits[:, 1] - logits[:, 0], y, 0.95)
-    for preds in (torch.tensor(logits), torch.tensor(logits, dtype=torch.float32)):
-        for actual, e in zip(auroc_ci(preds, torch.tensor(y)), expected):
+def test_ci_two_column_logits_and_one_column():
+    for seed in range(100):
+        rng = np.random.default_rng(1000 + seed)
+        y, _ = _problem(rng)
+        logits = rng.integers(-3, 4, (len(y), 2)).astype(np.float64)
+        expected = oracle_ci(logits[:, 1] - logits[:, 0], y, 0.95)
+        for preds in (torch.tensor(logits), torch.tensor(logits, dtype=torch.float32)):
+            for actual, e in zip(auroc_ci(preds, torch.tensor(y)), expected):
+                _close(actual, e)
+        col = torch.tensor(logits[:, :1])
+        for actual, e in zip(auroc_ci(col, torch.tensor(y)[:, None]), oracle_ci(logits[:, 0], y, 0.95)):
             _close(actual, e)
-    col = torch.tensor(logits[:, :1])
-    for actual, e in zip(auroc_ci(col, torch.tensor(y)[:, None]), oracle_ci(logits[:, 0], y, 0.95)):
-        _close(actual, e)
 
 
 def test_ci_probability_matrix_ranked_by_p1():
@@ -132,7 +132,7 @@ def test_ci_continuous_float32_scores():
         _close(actual, e)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 1)), min_size=4, max_size=40), st.randoms())
 def test_ci_permutation_invariant(pairs, rnd):
     s = np.array([p[0] for p in pairs], dtype=np.float64)
@@ -224,29 +224,29 @@ def test_ci_does_not_squash_logits():
 
 # ---------------------------------------------------------------------------------- auroc_test ---
 
-@pytest.mark.parametrize("seed", range(300))
-def test_test_matches_brute_force_delong(seed):
-    rng = np.random.default_rng(5000 + seed)
-    y, a = _problem(rng)
-    # correlated second model: the first one plus integer noise, sometimes unrelated
-    b = a + rng.integers(-2, 3, len(y)) if seed % 3 else rng.integers(0, 4, len(y)).astype(np.float64)
-    res = auroc_test(torch.tensor(a), torch.tensor(b), torch.tensor(y))
-    assert isinstance(res, AUROCTest)
-    assert all(v.dtype == torch.float64 and v.ndim == 0 for v in res)
-    for actual, e in zip(res, oracle_test(a, b, y)):
-        _close(actual, e)
-    assert abs(float(res.auroc_a) - roc_auc_score(y, a)) <= 1e-12
-    assert abs(float(res.auroc_b) - roc_auc_score(y, b)) <= 1e-12
+def test_test_matches_brute_force_delong():
+    for seed in range(300):
+        rng = np.random.default_rng(5000 + seed)
+        y, a = _problem(rng)
+        # correlated second model: the first one plus integer noise, sometimes unrelated
+        b = a + rng.integers(-2, 3, len(y)) if seed % 3 else rng.integers(0, 4, len(y)).astype(np.float64)
+        res = auroc_test(torch.tensor(a), torch.tensor(b), torch.tensor(y))
+        assert isinstance(res, AUROCTest)
+        assert all(v.dtype == torch.float64 and v.ndim == 0 for v in res)
+        for actual, e in zip(res, oracle_test(a, b, y)):
+            _close(actual, e)
+        assert abs(float(res.auroc_a) - roc_auc_score(y, a)) <= 1e-12
+        assert abs(float(res.auroc_b) - roc_auc_score(y, b)) <= 1e-12
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_test_mixed_shapes_and_logits(seed):
-    rng = np.random.default_rng(9000 + seed)
-    y, a = _problem(rng)
-    logits = rng.integers(-3, 4, (len(y), 2)).astype(np.float64)
-    res = auroc_test(torch.tensor(a)[:, None], torch.tensor(logits, dtype=torch.float32), torch.tensor(y))
-    for actual, e in zip(res, oracle_test(a, logits[:, 1] - logits[:, 0], y)):
-        _close(actual, e)
+def test_test_mixed_shapes_and_logits():
+    for seed in range(60):
+        rng = np.random.default_rng(9000 + seed)
+        y, a = _problem(rng)
+        logits = rng.integers(-3, 4, (len(y), 2)).astype(np.float64)
+        res = auroc_test(torch.tensor(a)[:, None], torch.tensor(logits, dtype=torch.float32), torch.tensor(y))
+        for actual, e in zip(res, oracle_test(a, logits[:, 1] - logits[:, 0], y)):
+            _close(actual, e)
 
 
 def test_test_continuous_against_tied_scores():
@@ -277,7 +277,7 @@ def test_test_is_antisymmetric():
     assert float(ab.z) == -float(ba.z) and float(ab.p_value) == float(ba.p_value)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 1)), min_size=4, max_size=40),
        st.randoms())
 def test_test_permutation_invariant(rows, rnd):

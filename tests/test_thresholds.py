@@ -222,7 +222,7 @@ def test_gradients_are_not_needed():
 scores = st.lists(st.integers(-4, 4), min_size=2, max_size=30)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(data=st.data(), values=scores, criterion=st.sampled_from(CRITERIA))
 def test_permutation_invariance(data, values, criterion):
     n = len(values)
@@ -233,7 +233,7 @@ def test_permutation_invariance(data, values, criterion):
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(data=st.data(), values=scores, criterion=st.sampled_from(CRITERIA),
        transform=st.sampled_from(["exp", "affine", "cube"]))
 def test_invariant_under_increasing_transform(data, values, criterion, transform):

@@ -1,11 +1,12 @@
 """Pure-torch ROC curves, exact AUROC and the differentiable AUM loss (no fastai import).
 
 Everything here sorts once per problem and works batched over rows, on any device. Scores are
-"larger means more positive"; see DESIGN.md for the definitions this package implements. One module
-per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its derivatives), `thresholds` (the
-best decision threshold), `calibration` (Platt, isotonic, Brier score, log loss), `statistics`
-(DeLong's interval and test), `precision_recall` (PR curves, average precision); `_scores` and
-`_sorting` are the shared machinery.
+"larger means more positive"; `docs/definitions.md` defines AUM, ties, the directional derivatives and
+the rules for bad input. One module per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its
+derivatives), `thresholds` (the best decision threshold), `calibration` (Platt, isotonic, Brier score,
+log loss), `statistics` (DeLong's interval and test), `precision_recall` (PR curves, average
+precision); `_counts` (sorted rows' cumulative TP and FP, the one counting core of the ROC and PR
+quantities), `_scores` and `_sorting` are the shared machinery.
 """
 from ._inputs import AUROCUndefinedWarning, ProbabilityRowsWarning
 from ._scores import binary_score

@@ -1,5 +1,5 @@
-"""The AUROC machinery shared by `roc` and `multilabel`: ROC points and batched, weighted Mann-Whitney
-AUROC of sorted rows (pure torch)."""
+"""The AUROC machinery shared by `roc` and `multilabel`, on the counting core `Counts`: ROC points and
+batched, weighted Mann-Whitney AUROC of rows (pure torch)."""
 from __future__ import annotations
 
 import math
@@ -8,15 +8,21 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._sorting import find_ties, sort_rows_descending
+from ._counts import Counts, Points
 
-__all__ = ["ROC", "auroc_rows"]
+__all__ = ["ROC", "auroc_rows", "roc_rows"]
 
 
 class ROC(NamedTuple):
-    """ROC points, ties grouped, in order of increasing constant `c` added to the scores.
+    """ROC points, ties grouped, in order of increasing constant `c` added to the scores: point j is what
+    thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
 
-    Point j is what thresholding `score + c > 0` gives for every `c` in `(min_constant[j], max_constant[j])`.
+    Args:
+        fpr: the false positive rate of each point (float64).
+        tpr: the true positive rate.
+        fnr: the false negative rate, 1 - tpr.
+        min_constant: the least constant of each point's interval (-inf for the first).
+        max_constant: the greatest constant of each point's interval (inf for the last).
     """
     fpr: Tensor
     tpr: Tensor
@@ -25,24 +31,30 @@ class ROC(NamedTuple):
     max_constant: Tensor
 
 
-def _binary_roc(score: Tensor, positive: Tensor, weight: Tensor | None = None) -> ROC:
-    """The ROC of one binary problem; with `weight`, of the weighted counts (zero weights dropped first,
-    as scikit-learn drops them, so that their scores are no thresholds)."""
+def roc_rows(rows: Tensor, positive: Tensor, weight: Tensor | None = None) -> list[ROC]:
+    """The ROC of each row of (B, N) scores against (B, N) booleans (or of one (N,) row), from one
+    `Counts`; with (N,) `weight`, of the weighted counts (zero weights dropped first, as scikit-learn
+    drops them, so that their scores are no thresholds)."""
     if weight is not None:
         keep = weight > 0
-        score, positive, weight = score[keep], positive[keep], weight[keep]
-    v, perm = sort_rows_descending(score.unsqueeze(0))
-    v, perm = v[0], perm[0]
-    pos = positive[perm].double()
-    if weight is None:
-        tp = pos.cumsum(0)
-        fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
-    else:
-        w = weight[perm]
-        tp, fp = (pos * w).cumsum(0), ((1 - pos) * w).cumsum(0)
-    last = torch.ones_like(positive)
-    last[:-1] = v[1:] != v[:-1]
-    tp, fp, thr = tp[last], fp[last], -v[last].double()
+        rows, positive, weight = rows[..., keep], positive[..., keep], weight[keep]
+    if rows.ndim == 2 and rows.numel() > _BATCH_ROWS_UP_TO and rows.device.type == "cpu":
+        return [_roc(_points(row, pos, weight)[0]) for row, pos in zip(rows, positive)]
+    return [_roc(p) for p in _points(rows, positive, weight)]
+
+
+def _points(rows: Tensor, positive: Tensor, weight: Tensor | None) -> list[Points]:
+    """The distinct-threshold points of each row (or of the one (N,) row), from one `Counts`; only they
+    stay in memory for what follows."""
+    c = Counts(rows, positive, weight)
+    return [c.points()] if rows.ndim == 1 else [c.points(b) for b in range(len(rows))]
+
+
+_BATCH_ROWS_UP_TO = 2**19  # elements; beyond, one row at a time is faster on the CPU (memory locality; measured)
+
+
+def _roc(p: Points) -> ROC:
+    tp, fp, thr = p.tp, p.fp, -p.values.double()
     n_pos, n_neg = tp[-1], fp[-1]
     zero = tp.new_zeros(1)
     inf = tp.new_full((1,), math.inf)
@@ -55,39 +67,21 @@ def _auroc_rows(scores: Tensor, positive: Tensor, weight: Tensor | None = None) 
     """Exact AUROC of each row of (B, N) scores against (B, N) boolean labels; NaN where a row has one class.
 
     Mann-Whitney: each negative counts the positives ranked above it, plus half of those tied with it.
-    With `weight` ((N,) or (B, N)), each pair counts the product of its weights.
+    With `weight` ((N,) or (B, N)), each pair counts the product of its weights. Only the tied elements
+    get group bookkeeping (usually few; none without ties).
     """
-    v, perm = sort_rows_descending(scores)
-    pos = positive.gather(-1, perm).double()
-    if weight is not None:
-        return _weighted_auroc_sorted(v, pos, weight.expand_as(scores).gather(-1, perm))
-    tp = pos.cumsum(-1)
-    pairs = ((1 - pos) * tp).sum(-1)  # exact for untied negatives
-    t = find_ties(v)
-    if t is not None:
-        tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
-        fix = (1 - pos[t.row, t.col]) * (tp_group - tp[t.row, t.col])
-        pairs = pairs.index_add(0, t.row, fix)
-    n_pos = tp[..., -1]
-    return pairs / (n_pos * (v.shape[-1] - n_pos))
-
-
-def _weighted_auroc_sorted(v: Tensor, pos: Tensor, w: Tensor) -> Tensor:
-    """`_auroc_rows` of sorted rows `v` with their float64 labels and weights."""
-    wp = pos * w
-    wn = w - wp
-    tp = wp.cumsum(-1)
-    pairs = (wn * tp).sum(-1)
-    t = find_ties(v)
-    if t is not None:
-        tp_group = (tp[t.row, t.start] - wp[t.row, t.start] + tp[t.row, t.end]) / 2
-        pairs = pairs.index_add(0, t.row, wn[t.row, t.col] * (tp_group - tp[t.row, t.col]))
-    return pairs / (tp[..., -1] * wn.sum(-1))
+    c = Counts(scores, positive, weight)
+    pairs = (c.neg * c.tp).sum(-1)  # exact for untied negatives
+    t = c.ties
+    if t is not None:  # a tied negative counts the positives above its group and half of those in it
+        tp_group = (c.tp[t.row, t.start] - c.pos[t.row, t.start] + c.tp[t.row, t.end]) / 2
+        pairs = pairs.index_add(0, t.row, c.neg[t.row, t.col] * (tp_group - c.tp[t.row, t.col]))
+    return pairs / (c.positives * c.negatives)
 
 
 def _partial_auroc(score: Tensor, positive: Tensor, max_fpr: float, weight: Tensor | None = None) -> Tensor:
     """McClish-corrected partial AUROC up to `max_fpr`, as scikit-learn computes it."""
-    roc = _binary_roc(score, positive, weight)
+    roc = roc_rows(score, positive, weight)[0]
     fpr, tpr = roc.fpr, roc.tpr
     stop = int(torch.searchsorted(fpr, torch.tensor([max_fpr], dtype=fpr.dtype, device=fpr.device), right=True))
     x0, x1, y0, y1 = fpr[stop - 1], fpr[stop], tpr[stop - 1], tpr[stop]

@@ -216,7 +216,8 @@ def check_finite(preds: Tensor) -> None:
 def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
             binary_finite_check: bool = True, multilabel: bool = False, labels=None, pos_label=None,
             implicit_positive: bool | None = None) -> Inputs:
-    """Check `preds` and `target` against DESIGN.md's rules and return them in canonical form.
+    """Check `preds` and `target` against the rules for bad input (`docs/definitions.md`) and return them
+    in canonical form.
 
     `preds` of shape (N,) or (N, 1) is a binary score, (N, 2) binary logits or probabilities (kept as
     (N, 2) here; callers pick the score), (N, K > 2) multiclass. `target` holds N integer labels.

@@ -11,7 +11,11 @@ __all__ = ["binary_score", "ranking_scores", "log_softmax", "one_hot", "positive
 
 
 def binary_score(preds: Tensor) -> Tensor:
-    """The binary score of model outputs: the value itself for (N,) or (N, 1), `z1 - z0` for (N, 2)."""
+    """The binary score of model outputs: the value itself for (N,) or (N, 1), `z1 - z0` for (N, 2).
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) model outputs.
+    """
     if preds.ndim == 2 and preds.shape[1] == 2:
         return preds[:, 1] - preds[:, 0]
     return preds if preds.ndim == 1 else preds.reshape(preds.shape[0])

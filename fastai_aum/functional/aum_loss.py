@@ -258,11 +258,11 @@ def _weighted_apply(scores: Tensor, positive: Tensor, weight: Tensor, normalize:
     return _WeightedAUMFunction.apply(scores, positive, weight, normalize)[0]
 
 
-def _columns(inp: Inputs) -> tuple[Tensor, Tensor]:
+def _columns(inp: Inputs, probabilities: bool | None) -> tuple[Tensor, Tensor]:
     """(N, K) scores and (N, K) boolean membership of a multiclass (softmax, one-vs-rest) or multi-label problem."""
     if inp.multilabel:
         return inp.scores, inp.labels
-    p = inp.scores if inp.probabilities else torch.softmax(inp.scores, dim=1)
+    p = inp.scores if _are_probabilities(inp, probabilities) else torch.softmax(inp.scores, dim=1)
     return p, one_hot(inp.labels, inp.num_classes)
 
 
@@ -271,7 +271,13 @@ def _shift(scores: Tensor, member: Tensor, margin: float) -> Tensor:
     return scores if margin == 0 else scores - margin * member.to(scores.dtype)
 
 
-def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate: bool, margin: float) -> Tensor:
+def _are_probabilities(inp: Inputs, probabilities: bool | None) -> bool:
+    """Whether multiclass scores are probabilities: as the caller knows, else found out (a host-device sync)."""
+    return inp.probabilities if probabilities is None else probabilities
+
+
+def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate: bool, margin: float,
+                  probabilities: bool | None) -> Tensor:
     """`aum` with (N,) float64 sample weights."""
     if validate and not inp.multilabel:
         check_finite(inp.scores)
@@ -280,7 +286,7 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
         return _weighted_apply(_shift(binary_score(inp.scores), positive, margin), positive, w, normalize)
     if margin and not inp.multilabel:
         check_multiclass_margin(margin)
-    s, member = _columns(inp)
+    s, member = _columns(inp, probabilities)
     s = _shift(s, member, margin)
     if average == "micro":
         return _weighted_apply(s.reshape(-1), member.reshape(-1), w[:, None].expand_as(s).reshape(-1), normalize)
@@ -291,28 +297,37 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
 
 
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
-        sample_weight=None, validate: bool = True, probabilities: bool | None = None) -> Tensor:
+        sample_weight=None, validate: bool = True) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
-    Binary `preds` are (N,), (N, 1) or (N, 2) (scored as `z1 - z0`); (N, K > 2) are multiclass,
-    taken through softmax unless they already are probabilities, and scored one-vs-rest: `'micro'`
-    pools all N*K (probability, is-class) pairs into one binary AUM, `'macro'` averages the per-class
-    AUMs over the classes with both positives and negatives. `normalize='rate'` divides FP by the
-    number of negatives and FN by the number of positives; `'count'` does not. A problem with one
-    class gives 0, still attached to the graph. `validate=False` skips the value checks. For K > 2,
-    `probabilities` says whether `preds` are probabilities (rows summing to 1) or logits; None finds
-    out, which costs a host-device sync off the CPU.
+    AUM integrates, over the constant c added to every score, min(FP(c), FN(c)) of the decision
+    `score + c > 0` (`docs/definitions.md`); its gradient is the mean of the left and right directional
+    derivatives (they differ only at ties). Binary scores are `z1 - z0` for two columns; K > 2 columns
+    go through softmax unless they already are probabilities (which costs a host-device sync off the
+    CPU to find out), one-vs-rest; a multi-hot target ranks each label's own column (a logit, as it is).
+    A problem with one class gives 0, still attached to the graph.
 
-    A multi-hot (N, L) `target` of the shape of `preds` is multi-label: column l of `preds` is label l's
-    binary score (a logit, used as it is); `'macro'` averages the per-label AUMs over the labels with both
-    classes, `'micro'` pools the N*L (score, label) pairs. `sample_weight` (N non-negative numbers)
-    weighs FP and FN (and, with 'rate', divides by the total negative and positive weight); each
-    score's gradient scales with its weight.
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores, (N, K > 2) multiclass logits or probabilities, or
+            (N, L) multi-label scores.
+        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        normalize: 'rate' divides FP by the (weighted) negatives and FN by the positives; 'count' does not.
+        average: 'micro' pools all (score, label) pairs into one binary AUM; 'macro' averages the AUMs of
+            the classes or labels with both classes.
+        margin: m >= 0 ranks each positive's (member's) score minus m (multiclass: the probabilities, so
+            m < 1): the loss is 0 only when every positive beats every negative by m.
+        sample_weight: N non-negative weights of FP and FN; each score's gradient scales with its weight.
+        validate: False skips the value checks (finiteness, label range).
+    """
+    return _aum(preds, target, normalize, average, margin=margin, sample_weight=sample_weight, validate=validate)
 
-    `margin` m >= 0 ranks `score - m` for the positives (binary), and each class's or label's score
-    minus m for its members (multiclass: the softmax probabilities, so m < 1; multi-label: the logits): the loss
-    is 0 only when every positive beats every negative by at least m, so training does not stop at the
-    first ranking that separates the batch. m = 0 is plain AUM.
+
+def _aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
+         sample_weight=None, validate: bool = True, probabilities: bool | None = None) -> Tensor:
+    """`aum`, for callers that already know what multiclass `preds` are (`AUMLossFlat` decides it once,
+    on its first batch): `probabilities=True` means rows of probabilities, False logits (softmaxed),
+    None finds out as `aum` does (a host-device sync off the CPU). Ignored for binary and multi-label
+    scores. Private: the public `aum` always finds out.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
@@ -320,7 +335,7 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
     inp = prepare(preds, target, validate=validate, binary_finite_check=False, multilabel=True)
     if sample_weight is not None:
         w = check_sample_weight(sample_weight, len(inp.labels), inp.scores.device)
-        return _weighted_aum(inp, normalize, average, w, validate, margin)
+        return _weighted_aum(inp, normalize, average, w, validate, margin, probabilities)
     if inp.binary:
         positive = positive_mask(inp.labels)
         value = _aum_apply(_shift(binary_score(inp.scores), positive, margin), positive, normalize)
@@ -336,9 +351,7 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
         if average == "micro":
             return _aum_apply(p.reshape(-1), inp.labels.reshape(-1), normalize)
     else:
-        if probabilities is None:
-            probabilities = inp.probabilities
-        p = inp.scores if probabilities else torch.softmax(inp.scores, dim=1)
+        p = inp.scores if _are_probabilities(inp, probabilities) else torch.softmax(inp.scores, dim=1)
         if average == "micro" or margin:
             onehot = one_hot(inp.labels, inp.num_classes)
             p = _shift(p, onehot, margin)
@@ -362,7 +375,14 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margi
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
     They differ only at ties; `aum`'s gradient is their mean. Half-precision scores give float32.
-    `margin` and `sample_weight` as for `aum`.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        target: N labels in {0, 1} (or bools).
+        normalize: 'rate' or 'count', as for `aum`.
+        margin: as for `aum`.
+        sample_weight: as for `aum`.
+        validate: False skips the value checks.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     margin = check_non_negative("margin", margin)

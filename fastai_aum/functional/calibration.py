@@ -33,13 +33,22 @@ def _calibration_input(scores) -> tuple[Tensor, torch.dtype]:
 # ------------------------------------------------------------------------------------------ Platt ---
 
 class PlattScaling(NamedTuple):
-    """A fitted Platt scaling: probability = sigmoid(slope * score + intercept). Call it on scores."""
+    """A fitted Platt scaling: probability = sigmoid(slope * score + intercept). Call it on scores.
+
+    Args:
+        slope: the slope of the scores.
+        intercept: the intercept.
+    """
     slope: float
     intercept: float
 
     def __call__(self, scores: Tensor) -> Tensor:
         """Calibrated probabilities of binary scores, computed in float64, returned in the scores' float
-        dtype (float32 for half, float64 for integers); (N, 2) logits are read as z1 - z0."""
+        dtype (float32 for half, float64 for integers).
+
+        Args:
+            scores: (), (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        """
         s, dtype = _calibration_input(scores)
         return torch.sigmoid(self.slope * s + self.intercept).to(dtype)
 
@@ -88,12 +97,17 @@ def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int
                   tol: float = 1e-12) -> PlattScaling:
     """Fit Platt scaling, sigmoid(slope * score + intercept), by maximum likelihood on binary scores.
 
-    `preds` is (N,), (N, 1) or (N, 2) (score z1 - z0); `target` labels in {0, 1}. With
-    `prior_correction` (Platt 1999, as scikit-learn's `CalibratedClassifierCV(method='sigmoid')`)
+    With `prior_correction` (Platt 1999, as scikit-learn's `CalibratedClassifierCV(method='sigmoid')`)
     positives are fitted to (n_pos + 1) / (n_pos + 2) and negatives to 1 / (n_neg + 2), which keeps the
     fit finite when the scores separate the classes; without it such data has no maximum-likelihood
-    fit, and a ValueError says so. Newton's method in float64 stops when the Newton decrement falls below
-    `tol` or after `max_iter` steps. Scores that are all equal give slope 0.
+    fit, and a ValueError says so. Newton's method runs in float64. Scores that are all equal give slope 0.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        target: N labels in {0, 1} (or bools); both classes needed.
+        prior_correction: fit Platt's corrected targets instead of 0 and 1.
+        max_iter: the most Newton steps.
+        tol: stop when the Newton decrement falls below it.
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
@@ -127,14 +141,22 @@ def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int
 # --------------------------------------------------------------------------------------- isotonic ---
 
 class IsotonicCalibration(NamedTuple):
-    """A fitted isotonic calibration: increasing breakpoints `x` (float64) and non-decreasing
-    probabilities `y` at them. Call it on scores: linear interpolation, clipped outside [x[0], x[-1]]."""
+    """A fitted isotonic calibration. Call it on scores: linear interpolation, clipped outside [x[0], x[-1]].
+
+    Args:
+        x: increasing breakpoints (float64).
+        y: non-decreasing probabilities at them.
+    """
     x: Tensor
     y: Tensor
 
     def __call__(self, scores: Tensor) -> Tensor:
         """Calibrated probabilities of binary scores, as scikit-learn's `IsotonicRegression(
-        out_of_bounds='clip')` predicts them, in the scores' float dtype; (N, 2) logits read as z1 - z0."""
+        out_of_bounds='clip')` predicts them, in the scores' float dtype.
+
+        Args:
+            scores: (), (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        """
         s, dtype = _calibration_input(scores)
         x, y = self.x.to(s.device), self.y.to(s.device)
         if len(x) == 1:
@@ -164,8 +186,12 @@ def isotonic_calibration(preds, target) -> IsotonicCalibration:
     """Fit an isotonic (non-decreasing) calibration of binary scores, as scikit-learn's
     `IsotonicRegression(out_of_bounds='clip', y_min=0, y_max=1)`.
 
-    `preds` is (N,), (N, 1) or (N, 2) (score z1 - z0); `target` labels in {0, 1}. Tied scores are
-    first merged into one point (mean label, weighted by their count); then pool-adjacent-violators.
+    Tied scores are first merged into one point (mean label, weighted by their count); then
+    pool-adjacent-violators.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
+        target: N labels in {0, 1} (or bools); both classes needed.
     """
     score, positive = binary_problem(preds, target, what="isotonic_calibration")
     s = score.double().cpu()
@@ -208,13 +234,24 @@ def _probabilities(probs, target) -> tuple[Tensor, Tensor]:
 
 
 def brier_score(probs, target) -> Tensor:
-    """The Brier score of binary positive-class probabilities: mean (p - y)^2, a float64 0-d tensor."""
+    """The Brier score of binary positive-class probabilities: mean (p - y)^2, a float64 0-d tensor.
+
+    Args:
+        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows (column 1 used).
+        target: N labels in {0, 1} (or bools).
+    """
     p, y = _probabilities(probs, target)
     return ((p - y) ** 2).mean()
 
 
 def log_loss(probs, target, eps: float = 1e-15) -> Tensor:
-    """Binary log loss: mean -[y log p + (1 - y) log(1 - p)] with p clipped to [eps, 1 - eps], float64 0-d."""
+    """Binary log loss: mean -[y log p + (1 - y) log(1 - p)] with p clipped to [eps, 1 - eps], float64 0-d.
+
+    Args:
+        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows (column 1 used).
+        target: N labels in {0, 1} (or bools).
+        eps: the clipping of p, in [0, 0.5).
+    """
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 0.5:
         raise ValueError(f"`eps` must be a number in [0, 0.5), got {eps!r}")
     p, y = _probabilities(probs, target)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._inputs import check_choice, check_sample_weight, prepare, warn_undefined
-from ._auc import ROC, _auroc_rows, _binary_roc, _partial_auroc
+from ._auc import ROC, _auroc_rows, _partial_auroc, roc_rows
 from ._scores import one_hot, positive_mask, ranking_scores
 from .multilabel import auroc_columns, auroc_samples
 
@@ -17,31 +17,36 @@ __all__ = ["ROC", "roc_curve", "auroc", "check_auroc_options"]
 
 
 def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None) -> ROC | list[ROC]:
-    """ROC points of binary scores (ties grouped), or one-vs-rest, a list with one `ROC` per class.
+    """ROC points of binary scores (ties grouped), or a list with one `ROC` per class (one-vs-rest) or label.
 
-    `preds` is (N,), (N, 1) or (N, 2) for a binary problem and (N, K) logits or probabilities for K
-    classes; `target` holds the N labels. The constants are those of `aum`: added to the binary score
-    (`z1 - z0` for two columns), or to each class's probability. A class with no examples makes its
-    rate NaN, with one warning. `sample_weight` gives weighted rates; as scikit-learn, examples of
-    weight 0 are dropped first (their scores are no thresholds). `pos_label` names the positive label
-    of binary scores (needed unless the labels are {0, 1} or {-1, 1}, as in scikit-learn); `labels`
-    lists multiclass labels in sorted order, one per score column (default: the sorted labels).
+    The constants are those of `aum`: added to the binary score (`z1 - z0` for two columns), to each
+    class's probability, or to each label's score. A class with no examples makes its rate NaN, with one
+    warning. As scikit-learn, examples of weight 0 are dropped first (their scores are no thresholds).
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
+        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        sample_weight: N non-negative weights, for weighted rates.
+        pos_label: the positive label of binary scores (needed unless the labels are {0, 1} or {-1, 1}).
+        labels: the K class labels in sorted order, one per score column (default: the sorted labels).
     """
     inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target, labels=labels, pos_label=pos_label,
-                  implicit_positive=False)
+                  implicit_positive=False, multilabel=True)
     s = inp.scores
     w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
     if w is not None and not bool((w > 0).any()):
         raise ValueError("`sample_weight` is 0 for every example: there is no ROC curve to draw")
     if inp.binary:
         score = s if s.ndim == 1 else s[:, 1].double() - s[:, 0].double()
-        curves = [_binary_roc(score, positive_mask(inp.labels), w)]
+        curves = roc_rows(score, positive_mask(inp.labels), w)
+    elif inp.multilabel:
+        curves = roc_rows(s.T, inp.labels.T, w)
     else:
         p = s.double() if inp.probabilities else torch.softmax(s.double(), dim=1)
-        curves = [_binary_roc(p[:, k], inp.labels == k, w) for k in range(inp.num_classes)]
+        curves = roc_rows(p.T, one_hot(inp.labels, inp.num_classes).T, w)
     undefined = [k for k, c in enumerate(curves) if math.isnan(c.fpr[-1]) or math.isnan(c.tpr[-1])]
     if undefined:
-        which = "" if inp.binary else f" for class(es) {undefined}"
+        which = "" if inp.binary else f" for {'label(s)' if inp.multilabel else 'class(es)'} {undefined}"
         warn_undefined(f"roc_curve: only one class present{which}; the rate with no examples is NaN")
     return curves[0] if inp.binary else curves
 
@@ -49,7 +54,13 @@ def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None)
 # --------------------------------------------------------------------------------------- AUROC ---
 
 def check_auroc_options(average, multi_class, max_fpr) -> None:
-    """Raise a ValueError unless `auroc` accepts these options (for some problem)."""
+    """Raise a ValueError unless `auroc` accepts these options (for some problem).
+
+    Args:
+        average: as for `auroc` ('samples' excepted).
+        multi_class: as for `auroc`.
+        max_fpr: as for `auroc`.
+    """
     check_choice("multi_class", multi_class, ("ovr", "ovo"))
     check_choice("average", average, ("macro", "weighted", "micro", None))
     if max_fpr is not None and (isinstance(max_fpr, bool) or not isinstance(max_fpr, numbers.Real)
@@ -61,20 +72,22 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
           *, sample_weight=None, labels=None, pos_label=None, validate: bool = True) -> Tensor:
     """Exact area under the ROC curve, with scikit-learn's `roc_auc_score` semantics (ties get half credit).
 
-    Binary `preds` are (N,), (N, 1) or (N, 2); multiclass `preds` are (N, K) logits or probabilities,
-    scored one-vs-rest (`multi_class='ovr'`, `average` in 'macro', 'weighted', 'micro' or None for
-    per-class values) or one-vs-one (`'ovo'`, Hand and Till, `average` in 'macro', 'weighted').
-    A multi-hot (N, L) `target` of the shape of `preds` is multi-label: each label's column of scores
-    (logits or probabilities, ranked as they are) against its 0/1 column, averaged by `average` in
-    'macro', 'weighted', 'micro', 'samples' (per example, across labels) or None.
-    `max_fpr` gives the McClish-corrected partial AUROC (binary and multi-label). `sample_weight`
-    (N non-negative numbers) weighs each example's pairs, as scikit-learn does (not with 'ovo').
-    Class labels may be strings: two labels with binary scores make the greater (sorted) one positive,
-    as `roc_auc_score` does, unless `pos_label` names it; multiclass labels are sorted, or given in
-    sorted order by `labels` (one per score column). Binary labels {-1, 1} read as {0, 1}.
-    Returns a float64 tensor, NaN with an `AUROCUndefinedWarning` where AUROC is undefined; a class
-    or label with one class only is averaged out with that warning. `validate=False` skips the value
-    checks (finiteness, label range), which cost host-device syncs.
+    Multiclass scores are ranked one-vs-rest (`ovr`) or one-vs-one (Hand and Till); a multi-hot target
+    ranks each label by its own column of scores, as it is. Class labels may be strings: two labels with
+    binary scores make the greater (sorted) one positive, as `roc_auc_score` does; binary {-1, 1} labels
+    read as {0, 1}. Returns float64, NaN with an `AUROCUndefinedWarning` where AUROC is undefined; a class
+    or label with one class only is averaged out with that warning.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
+        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        average: 'macro', 'weighted' (by positives), 'micro' (not ovo), 'samples' (multi-label) or None.
+        multi_class: 'ovr' (one-vs-rest) or 'ovo' (one-vs-one, 'macro' or 'weighted' only).
+        max_fpr: McClish-corrected partial AUROC up to this FPR (binary and multi-label).
+        sample_weight: N non-negative weights of each example's pairs, as scikit-learn (not with 'ovo').
+        labels: the K class labels in sorted order, one per score column (default: the sorted labels).
+        pos_label: the positive label of binary scores (default: the greater of two labels).
+        validate: False skips the value checks (finiteness, label range), which cost host-device syncs.
     """
     check_auroc_options(None if average == "samples" else average, multi_class, max_fpr)
     if isinstance(preds, Tensor):

@@ -15,14 +15,20 @@ from torch import Tensor
 
 from ._inputs import prepare, warn_undefined
 from ._scores import positive_mask, ranking_scores
-from ._sorting import group_end, group_marks, group_start, sort_rows_descending
+from ._counts import Counts
 
 __all__ = ["AUROCInterval", "AUROCTest", "auroc_ci", "auroc_test", "placement_counts"]
 
 
 class AUROCInterval(NamedTuple):
-    """An AUROC with its DeLong standard error and the confidence interval `auroc +- z * std_err`, clipped
-    to [0, 1] (0-d float64 tensors)."""
+    """An AUROC with its DeLong standard error and confidence interval (0-d float64 tensors).
+
+    Args:
+        auroc: the AUROC.
+        low: `auroc - z * std_err`, clipped to [0, 1].
+        high: `auroc + z * std_err`, clipped to [0, 1].
+        std_err: DeLong's standard error.
+    """
     auroc: Tensor
     low: Tensor
     high: Tensor
@@ -30,8 +36,14 @@ class AUROCInterval(NamedTuple):
 
 
 class AUROCTest(NamedTuple):
-    """DeLong's paired test of two AUROCs on the same examples: both AUROCs, the z statistic of their
-    difference `auroc_a - auroc_b` and its two-sided p-value (0-d float64 tensors)."""
+    """DeLong's paired test of two AUROCs on the same examples (0-d float64 tensors).
+
+    Args:
+        auroc_a: the AUROC of `preds_a`.
+        auroc_b: the AUROC of `preds_b`.
+        z: the z statistic of the difference `auroc_a - auroc_b`.
+        p_value: its two-sided p-value.
+    """
     auroc_a: Tensor
     auroc_b: Tensor
     z: Tensor
@@ -62,20 +74,12 @@ def placement_counts(score: Tensor, positive: Tensor) -> Tensor:
     V01 the negatives' count / m, and the AUROC is the positives' total / (m * n). Every count is a
     half-integer, exact in float64.
     """
-    v, perm = sort_rows_descending(score[None])  # in the score's own dtype: 32-bit keys sort fastest
-    v, perm = v[0], perm[0]
-    pos = positive[perm].double()
-    tp = pos.cumsum(0)  # positives ranked at or above each sorted position
-    fp = torch.arange(1, len(v) + 1, device=v.device, dtype=torch.float64) - tp
-    tp_above, fp_above, tp_through, fp_through = tp - pos, fp - (1 - pos), tp, fp  # without ties
-    if bool((v[1:] == v[:-1]).any()):  # group bookkeeping only where some scores tie
-        first, last = group_marks(v)
-        start, end = group_start(first), group_end(last)
-        tp_above, fp_above = tp[start] - pos[start], fp[start] - (1 - pos[start])  # strictly above the group
-        tp_through, fp_through = tp[end], fp[end]  # above or tied
+    c = Counts(score, positive)  # in the score's own dtype: 32-bit keys sort fastest
+    tp_above, fp_above = c.above(c.tp, c.pos), c.above(c.fp, c.neg)  # strictly above each one's group of ties
+    tp_through, fp_through = c.through(c.tp), c.through(c.fp)  # above or tied
     # positive: negatives below = n - fp_through, tied = fp_through - fp_above; negative: symmetric.
-    count = torch.where(pos.bool(), fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
-    return torch.empty_like(count).scatter_(0, perm, count)  # back to the examples' order
+    count = torch.where(c.pos.bool(), c.fp[-1] - (fp_through + fp_above) / 2, (tp_through + tp_above) / 2)
+    return c.unsort(count)  # back to the examples' order
 
 
 def _masked_var(x: Tensor, mask: Tensor, k: int) -> Tensor:
@@ -92,13 +96,16 @@ def _check_level(level) -> None:
 def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
     """The AUROC with DeLong's standard error and confidence interval, as R pROC's `ci.auc(method="delong")`.
 
-    `preds` is read as `auroc` reads binary outputs ((N,), (N, 1), or (N, 2) ranked as `z1 - z0`, or
-    by p1 for a probability matrix); ties count half. The variance is `var(V10)/m + var(V01)/n` over the
-    m positives' and n negatives' placement values (sample variances, ddof=1); the interval is
-    `auroc +- z * std_err` with z the two-sided normal quantile of `level`, clipped to [0, 1].
-    With one class (or no examples) every value is NaN, with one `AUROCUndefinedWarning`; with exactly
-    one positive or one negative the AUROC is exact but its variance is undefined: `std_err`, `low` and
-    `high` are NaN, with a warning.
+    Ties count half. The variance is `var(V10)/m + var(V01)/n` over the m positives' and n negatives'
+    placement values (sample variances, ddof=1); the interval is `auroc +- z * std_err` with z the
+    two-sided normal quantile of `level`, clipped to [0, 1]. With one class (or no examples) every value
+    is NaN, with one `AUROCUndefinedWarning`; with exactly one positive or one negative the AUROC is exact
+    but its variance is undefined: `std_err`, `low` and `high` are NaN, with a warning.
+
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores, read as `auroc` reads them (`z1 - z0`, or p1).
+        target: N labels in {0, 1} (or bools).
+        level: the confidence level of the interval, in (0, 1).
     """
     _check_level(level)
     score, positive = _binary_scores(preds, target, "preds")
@@ -135,12 +142,16 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
     """DeLong's two-sided test that two correlated AUROCs on the same examples are equal, as R pROC's
     `roc.test(method="delong", paired=TRUE)`.
 
-    `preds_a` and `preds_b` score the same N examples (each read as `auroc_ci` reads `preds`);
     `z = (A - B) / sqrt(var(A) + var(B) - 2 cov(A, B))` from the placement values, and
     `p_value = 2 * Phi(-|z|)`. When the difference and its variance are both 0 (e.g. identical
     rankings), z is 0 and p is 1, as pROC decides; a nonzero difference with variance 0 gives
     z = +-inf and p = 0. With one class every value is NaN, with one `AUROCUndefinedWarning`; with
     exactly one positive or negative the AUROCs are exact and z, p are NaN, with a warning.
+
+    Args:
+        preds_a: the first model's binary scores of the N examples, read as `auroc_ci` reads `preds`.
+        preds_b: the second model's, likewise.
+        target: N labels in {0, 1} (or bools).
     """
     len_a, len_b = _length(preds_a), _length(preds_b)
     if len_a is not None and len_b is not None and len_a != len_b:

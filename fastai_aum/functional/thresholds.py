@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ._inputs import check_choice, prepare
 from ._scores import positive_mask
-from ._sorting import sort_rows_descending
+from ._counts import Counts
 
 __all__ = ["BestThreshold", "best_threshold", "CRITERIA", "binary_problem"]
 
@@ -18,7 +18,14 @@ CRITERIA = ("youden", "balanced_accuracy", "f1", "accuracy", "cost", "tpr", "tnr
 
 
 class BestThreshold(NamedTuple):
-    """The chosen threshold (0-d, in the binary score's dtype) and, at it, the criterion, TPR and FPR (0-d float64)."""
+    """The chosen threshold and, at it, the criterion, TPR and FPR.
+
+    Args:
+        threshold: 0-d, in the binary score's dtype; predict positive iff `score > threshold`.
+        value: the criterion at it (0-d float64).
+        tpr: the true positive rate at it (0-d float64).
+        fpr: the false positive rate at it (0-d float64).
+    """
     threshold: Tensor
     value: Tensor
     tpr: Tensor
@@ -77,39 +84,35 @@ def _interior_threshold(lo: Tensor, hi: Tensor) -> Tensor:
 def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
                    validate: bool = True) -> BestThreshold:
-    """The threshold on the binary score that optimises `criterion` on these examples.
+    """The threshold on the binary score that optimises `criterion` on these examples (a `BestThreshold`).
 
-    Decision rule: an example is predicted positive iff `score > threshold`. `preds` is read as `auroc`
-    reads binary outputs ((N,), (N, 1), or (N, 2) whose score is `z1 - z0`); `target` holds labels in
-    {0, 1} or bools. Every distinct split of the sorted scores is a candidate (tied scores always fall
-    on the same side): `threshold = inf` predicts nothing positive, `-inf` everything, and a cut between
-    adjacent distinct scores lo < hi gets a threshold with lo <= t < hi exactly in the score's dtype
-    (their midpoint when it rounds strictly inside, else lo), so `score > t` reproduces it bit for bit.
+    Decision rule: an example is predicted positive iff `score > threshold`. Every distinct split of the
+    sorted scores is a candidate (tied scores always fall on the same side): `threshold = inf` predicts
+    nothing positive, `-inf` everything, and a cut between adjacent distinct scores lo < hi gets a
+    threshold with lo <= t < hi exactly in the score's dtype (their midpoint when it rounds strictly
+    inside, else lo), so `score > t` reproduces it bit for bit. Among equally good cuts the one with the
+    highest threshold (fewest predicted positives) wins. One sort, O(N log N), on the inputs' device.
 
-    Criteria, maximised: `'youden'` (TPR - FPR), `'balanced_accuracy'` ((TPR + TNR) / 2), `'f1'`
-    (2TP / (2TP + FP + FN), 0 when TP = 0), `'accuracy'`, `'tpr'` (with `max_fpr`), `'tnr'` (with
-    `min_tpr`); minimised: `'cost'`, the mean cost (cost_fp * FP + cost_fn * FN) / N. `max_fpr` and
-    `min_tpr` keep only the cuts with FPR <= max_fpr and TPR >= min_tpr. Among equally good cuts the
-    one with the highest threshold (fewest predicted positives) wins. Returns a `BestThreshold`:
-    `threshold` in the score's dtype, `value` (the criterion), `tpr` and `fpr` in float64. One sort,
-    O(N log N), on the inputs' device.
+    Args:
+        preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns), as `auroc` reads them.
+        target: N labels in {0, 1} (or bools); both classes needed.
+        criterion: maximised 'youden', 'balanced_accuracy', 'f1', 'accuracy', 'tpr', 'tnr'; minimised 'cost'.
+        cost_fp: the cost of a false positive ('cost': the mean (cost_fp * FP + cost_fn * FN) / N).
+        cost_fn: the cost of a false negative.
+        max_fpr: keep only the cuts with FPR <= max_fpr (e.g. with 'tpr').
+        min_tpr: keep only the cuts with TPR >= min_tpr (e.g. with 'tnr').
+        validate: False skips the value checks.
     """
     check_choice("criterion", criterion, CRITERIA)
     _check_costs(cost_fp, cost_fn)
     _check_rate("max_fpr", max_fpr)
     _check_rate("min_tpr", min_tpr)
     score, positive = binary_problem(preds, target, what="best_threshold", validate=validate)
-    v, perm = sort_rows_descending(score.unsqueeze(0))
-    v, perm = v[0], perm[0]
-    n = len(v)
-    pos = positive[perm].double()
-    tp = pos.cumsum(0)
-    fp = torch.arange(1, n + 1, device=v.device, dtype=torch.float64) - tp
-    last = torch.ones_like(positive)
-    last[:-1] = v[1:] != v[:-1]
-    zero = tp.new_zeros(1)
+    points = Counts(score, positive).points()
+    n = len(score)
+    zero = points.tp.new_zeros(1)
     # Cut k predicts the first k groups of tied scores positive (k = 0: none, k = G: all).
-    tp, fp, distinct = torch.cat([zero, tp[last]]), torch.cat([zero, fp[last]]), v[last]
+    tp, fp, distinct = torch.cat([zero, points.tp]), torch.cat([zero, points.fp]), points.values
     n_pos, n_neg = tp[-1], fp[-1]
     fn, tn = n_pos - tp, n_neg - fp
     tpr, fpr = tp / n_pos, fp / n_neg
@@ -145,6 +148,6 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     groups = len(distinct)
     hi = torch.cat([distinct[:1], distinct])[k]  # the clamped ends are replaced by +-inf below
     lo = torch.cat([distinct, distinct[-1:]])[k]
-    inf = torch.tensor(math.inf, dtype=v.dtype, device=v.device)
+    inf = torch.tensor(math.inf, dtype=distinct.dtype, device=distinct.device)
     threshold = torch.where(k == 0, inf, torch.where(k == groups, -inf, _interior_threshold(lo, hi)))
     return BestThreshold(threshold=threshold, value=value[k], tpr=tpr[k], fpr=fpr[k])
