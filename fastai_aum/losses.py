@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
 from .loss_decodes import BinaryDecisions
-from .functional import aum
+from .functional.aum_loss import _aum
 
 __all__ = ["AUMLoss", "AUMLossFlat"]
 
@@ -34,7 +34,7 @@ class AUMLoss(nn.Module):
     def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None,
                 probabilities: bool | None = None) -> Tensor:
         validate = self.validate if validate is None else validate
-        value = aum(preds, target, normalize=self.normalize, average=self.average, margin=self.margin,
+        value = _aum(preds, target, normalize=self.normalize, average=self.average, margin=self.margin,
                     validate=validate, probabilities=probabilities)
         return self.reduce(value, len(target))
 

@@ -69,8 +69,7 @@ class AveragePrecisionColumn(Metric):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AUROCUndefinedWarning)  # the AUROC column warns about the same pass
             if self.parent._multi_hot(preds, targs):
-                return torch.stack([average_precision(preds[:, k], (targs[:, k] != 0).long())
-                                    for k in range(preds.shape[1])]).mean().item()
+                return average_precision(preds, targs != 0).item()  # the mean over labels
             return average_precision(*self.parent._oriented(preds, targs)).item()
 
 
@@ -89,14 +88,14 @@ def multilabel_roc(preds: Tensor, targs: Tensor) -> list[ROC]:
     """One binary ROC curve per label of (N, L) scores and a multi-hot (N, L) target."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AUROCUndefinedWarning)
-        return [roc_curve(preds[:, k], (targs[:, k] != 0).long()) for k in range(preds.shape[1])]
+        return roc_curve(preds, targs != 0)
 
 
 def multilabel_pr(preds: Tensor, targs: Tensor) -> list[PR]:
     """One precision-recall curve per label of (N, L) scores and a multi-hot (N, L) target."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AUROCUndefinedWarning)
-        return [precision_recall_curve(preds[:, k], (targs[:, k] != 0).long()) for k in range(preds.shape[1])]
+        return precision_recall_curve(preds, targs != 0)
 
 
 def reads_own_data(learn) -> bool:
