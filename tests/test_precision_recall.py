@@ -149,18 +149,17 @@ def test_ap_invariant_under_increasing_transforms(pairs, scale, shift):
 # -------------------------------------------------------------------------------------- multiclass ---
 
 def _multiclass(rng):
+    """Tied multiclass logits, their softmax probabilities and the one-hot labels scikit-learn scores."""
     n, k = int(rng.integers(1, 50)), int(rng.integers(3, 6))
     y = rng.integers(0, k, n)
     logits = rng.integers(-2, 3, (n, k)).astype(np.float64)
-    return y, logits, k
+    return y, logits, k, _softmax(logits), label_binarize(y, classes=list(range(k)))
 
 
 def test_multiclass_average_precision_matches_sklearn():
     for seed in range(200):
         rng = np.random.default_rng(10_000 + seed)
-        y, logits, k = _multiclass(rng)
-        probs = _softmax(logits)
-        onehot = label_binarize(y, classes=list(range(k)))
+        y, logits, k, probs, onehot = _multiclass(rng)
         for average in AVERAGES:
             expected = _sk(average_precision_score, onehot, probs, average=average)
             for preds in (torch.tensor(logits), torch.tensor(probs), torch.tensor(logits, dtype=torch.float32)):
@@ -172,9 +171,7 @@ def test_multiclass_average_precision_matches_sklearn():
 def test_multiclass_curves_match_sklearn():
     for seed in range(100):
         rng = np.random.default_rng(20_000 + seed)
-        y, logits, k = _multiclass(rng)
-        probs = _softmax(logits)
-        onehot = label_binarize(y, classes=list(range(k)))
+        y, logits, k, probs, onehot = _multiclass(rng)
         from_probs = _ours(precision_recall_curve, torch.tensor(probs), torch.tensor(y))
         from_logits = _ours(precision_recall_curve, torch.tensor(logits), torch.tensor(y))
         assert isinstance(from_probs, list) and len(from_probs) == len(from_logits) == k
