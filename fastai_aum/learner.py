@@ -18,7 +18,7 @@ from .functional._inputs import check_multiclass_margin, check_non_negative
 from .recipes import LastLayerScaleCallback
 from .sampling import stratify_batches, train_labels
 
-__all__ = ["aum_learner", "data_kind", "make_loss", "LOSSES"]
+__all__ = ["aum_learner", "check_learner_options", "data_kind", "make_loss", "LOSSES"]
 
 LOSSES = ("aum", "ce", "weighted_ce")
 
@@ -51,10 +51,6 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", pos_la
 
     Multi-label DataLoaders (`is_multilabel`) get `AUMLossFlat(multilabel=True)`, fastai's
     `BCEWithLogitsLossFlat`, or that with `pos_weight` n_neg/n_pos per label (training set)."""
-    for name, value in (("margin", margin), ("ce_weight", ce_weight)):
-        if value and loss != "aum":
-            where = "set it on the loss object" if not isinstance(loss, str) else "use loss='aum'"
-            raise ValueError(f"`{name}`={value!r} is an option of the AUM loss, but `loss` is {_loss_repr(loss)}; {where}")
     if not isinstance(loss, str):
         return loss
     if loss in LOSSES and is_multilabel(dls):
@@ -88,6 +84,37 @@ def _multilabel_loss(loss: str, dls, normalize: str, average: str, pos_label, ma
     return BCEWithLogitsLossFlat(pos_weight=(len(y) - n_pos) / n_pos.clamp_min(1))
 
 
+def check_learner_options(dls, loss="aum", pos_label=None, stratify: bool = False, margin: float = 0.0,
+                          ce_weight: float = 0.0, last_layer_scale: float | None = None) -> None:
+    """Raise the ValueError that `aum_learner(dls, ...)` would raise for these options, before anything is
+    built or trained (`compare_losses` checks every recipe with it before its first fit).
+
+    Args:
+        dls: the DataLoaders the Learner is for.
+        loss, pos_label, stratify, margin, ce_weight, last_layer_scale: as in `aum_learner`.
+    """
+    classes = class_names(dls)
+    multilabel = is_multilabel(dls)
+    if multilabel and (pos_label is not None or stratify):
+        what = f"`pos_label`={pos_label!r}" if pos_label is not None else "`stratify=True`"
+        raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
+                         f"({len(classes or [])} labels)")
+    if not multilabel:
+        pos_label_index(classes, pos_label)
+    for name, value in (("margin", margin), ("ce_weight", ce_weight)):
+        check_non_negative(name, value)
+        if value and loss != "aum":
+            where = "set it on the loss object" if not isinstance(loss, str) else "use loss='aum'"
+            raise ValueError(f"`{name}`={value!r} is an option of the AUM loss, but `loss` is {_loss_repr(loss)}; {where}")
+    if last_layer_scale is not None:
+        check_non_negative("last_layer_scale", last_layer_scale)
+    n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
+    if margin and n_classes > 2 and not multilabel:
+        check_multiclass_margin(margin)
+    if isinstance(loss, str) and loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
+
+
 @delegates(Learner, but=["loss_func"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
@@ -115,18 +142,11 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     kind = data_kind(dls)
     classes = class_names(dls)
     multilabel = is_multilabel(dls)
-    if multilabel and (pos_label is not None or stratify):
-        what = f"`pos_label`={pos_label!r}" if pos_label is not None else "`stratify=True`"
-        raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
-                         f"({len(classes or [])} labels)")
-    pos = None if multilabel else pos_label_index(classes, pos_label)  # a clear error now, before any model is built
+    check_learner_options(dls, loss, pos_label, stratify, margin, ce_weight, last_layer_scale)
+    pos = None if multilabel else pos_label_index(classes, pos_label)
     if stratify:
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
-    if last_layer_scale is not None:
-        check_non_negative("last_layer_scale", last_layer_scale)
-    if margin and n_classes > 2 and not multilabel:
-        check_multiclass_margin(margin)
     loss_func = make_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
         loss_func.bind(classes)

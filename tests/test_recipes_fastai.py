@@ -18,7 +18,7 @@ from fastai.torch_core import set_seed
 
 from fastai_aum import AUMLossFlat, LastLayerScaleCallback, aum_learner, compare_losses_on_df
 from fastai_aum.functional import aum
-from fastai_aum.learner import make_loss
+from fastai_aum.learner import check_learner_options, make_loss
 from fastai_aum.recipes import last_layer
 from fastai_fixtures import breast_df, breast_dls, quiet, single_torch_thread, wine_data, wine_dls  # noqa: F401
 from oracles import brute_aum
@@ -127,11 +127,11 @@ def test_recipe_options_are_checked_by_name_and_survive_pickling():
     assert "margin" not in repr(AUMLossFlat())
 
 
-def test_make_loss_refuses_recipe_options_for_other_losses(breast_dls):  # noqa: F811
+def test_recipe_options_are_refused_for_other_losses(breast_dls):  # noqa: F811
     with pytest.raises(ValueError, match="`margin`=1.0 is an option of the AUM loss, but `loss` is 'ce'"):
-        make_loss("ce", breast_dls, margin=1.0)
+        check_learner_options(breast_dls, "ce", margin=1.0)
     with pytest.raises(ValueError, match="`ce_weight`=0.5 .* CrossEntropyLossFlat; set it on the loss object"):
-        make_loss(CrossEntropyLossFlat(), breast_dls, ce_weight=0.5)
+        aum_learner(breast_dls, loss=CrossEntropyLossFlat(), ce_weight=0.5)
     loss = make_loss("aum", breast_dls, margin=1.0, ce_weight=0.5)
     assert (loss.margin, loss.ce_weight) == (1.0, 0.5)
 
