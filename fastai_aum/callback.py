@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 
 import pandas as pd
-from fastai.callback.core import Callback
 from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Metric, Recorder
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
@@ -13,13 +12,14 @@ from .metrics import (AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _Tra
 from .functional._inputs import AUROCUndefinedWarning
 from .vocab import class_names, describe_positive, format_classes
 from .functional import ROC
+from .training import TrainingFitCallback
 
 
 
 __all__ = ["AUROCCallback"]
 
 
-class AUROCCallback(Callback):
+class AUROCCallback(TrainingFitCallback):
     """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
     `name` (and, with `train=True`, `train_<name>` over the epoch's training batches; with
     `average=None` on multiclass or multi-label data, a column `<name>_<class>` per class or label and
@@ -43,7 +43,7 @@ class AUROCCallback(Callback):
         self.ap_metric = AveragePrecisionColumn(self.metric) if average_precision else None
         self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []
-        self._training = self._new_fit = self._announced = False
+        self._announced = False
 
     def _own_metrics(self) -> list[Metric]:
         return [m for m in (self.metric, *self.class_metrics, self.ap_metric, self.train_metric) if m is not None]
@@ -74,62 +74,25 @@ class AUROCCallback(Callback):
                 self._detach(self.learn)  # the old columns go; `_attach` puts the new ones in
             self.class_metrics = [ClassAUROC(m, k, n) for k, n in enumerate(names)]
 
-    def _training_fit(self) -> bool:
-        """A real training fit: not `validate`/`get_preds` (which hold the Learner's lock), not `lr_find`."""
-        lock = getattr(self.learn, "lock", None)
-        return not (hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds")
-                    or (lock is not None and lock.locked()))
-
-    def _check_validation_classes(self) -> None:
-        """Warn, or raise when a tracker monitors this AUROC, if the validation set has fewer than two classes."""
-        classes = self.metric.classes
-        if self.metric.multilabel:  # each label's one-class case is the functional `auroc`'s warning
-            return
-        labels = valid_labels(self.dls) if classes is not None else None
-        if not labels:
-            return
-        present = sorted(set(labels))
-        if len(present) >= 2:
-            return
-        names = [classes[c] if 0 <= c < len(classes) else c for c in present]
-        what = (f"{self.metric.name}: the validation set ({len(labels)} example(s)) holds one class only, "
-                f"{format_classes(names)} of {format_classes(classes)}, so AUROC is undefined (NaN) every epoch")
-        monitored = {m.name for m in (self.metric, *self.class_metrics)}
-        trackers = [cb for cb in self.learn.cbs if isinstance(cb, TrackerCallback) and cb.monitor in monitored]
-        if trackers:
-            t = trackers[0]
-            raise ValueError(f"{what}; {type(t).__name__}(monitor={t.monitor!r}) cannot track it (it would never "
-                             "find a best epoch): give the validation set both classes (e.g. a stratified split) "
-                             "or monitor 'valid_loss'")
-        if ONE_CLASS not in self.metric._warned:
-            self.metric._warned.add(ONE_CLASS)
-            warnings.warn(f"{what}; SaveModelCallback or EarlyStoppingCallback with monitor={self.metric.name!r} "
-                          "could not track it", AUROCUndefinedWarning, stacklevel=2)
-
-    # fastai runs `validate` and `get_preds` as a fit of one epoch with no training, so a training
-    # run is recognised by its `before_train`.
-    def before_fit(self) -> None:
+    def before_fit(self) -> None:  # `validate` and `get_preds` too: they are fits of one epoch without training
         for metric in (self.metric, self.train_metric):
             if metric is not None:
                 metric.setup(self.learn)
         self._set_class_metrics()
         self._attach()
-        if self._training_fit():
-            self._check_validation_classes()
         if not self._announced and self.metric._binary() \
                 and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
             print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric._pos)}")
             self._announced = True
-        # `lr_find` trains too, but its "epochs" are no epochs: leave the history alone
-        self._training, self._new_fit = False, not hasattr(self.learn, "lr_finder")
+
+    def before_training_fit(self) -> None:
+        check_validation_classes(self.learn, self.metric, self.class_metrics)
+        self._history = []
 
     def before_validate(self) -> None:
         self._attach()
 
     def before_train(self) -> None:
-        if self._new_fit:
-            self._history, self._new_fit = [], False
-        self._training = not hasattr(self.learn, "lr_finder")
         if self.train_metric is not None:
             self.train_metric.clear()
 
@@ -138,7 +101,7 @@ class AUROCCallback(Callback):
             self.train_metric.add(self.pred, self.y, self.learn)
 
     def after_epoch(self) -> None:
-        if not self._training:
+        if not self.training_fit:  # `lr_find`'s "epochs" are no epochs: the history is left alone
             return
         row = {"epoch": self.epoch, self.metric.name: self.metric.value}
         row.update({c.name: c.value for c in self.class_metrics})
@@ -184,3 +147,30 @@ class AUROCCallback(Callback):
         vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title, kind=kind)
+
+
+def check_validation_classes(learn, metric: AUROC, class_metrics: list[ClassAUROC]) -> None:
+    """Warn, or raise when a tracker monitors `metric`, if the validation set has fewer than two classes."""
+    classes = metric.classes
+    if metric.multilabel:  # each label's one-class case is the functional `auroc`'s warning
+        return
+    labels = valid_labels(learn.dls) if classes is not None else None
+    if not labels:
+        return
+    present = sorted(set(labels))
+    if len(present) >= 2:
+        return
+    names = [classes[c] if 0 <= c < len(classes) else c for c in present]
+    what = (f"{metric.name}: the validation set ({len(labels)} example(s)) holds one class only, "
+            f"{format_classes(names)} of {format_classes(classes)}, so AUROC is undefined (NaN) every epoch")
+    monitored = {m.name for m in (metric, *class_metrics)}
+    trackers = [cb for cb in learn.cbs if isinstance(cb, TrackerCallback) and cb.monitor in monitored]
+    if trackers:
+        t = trackers[0]
+        raise ValueError(f"{what}; {type(t).__name__}(monitor={t.monitor!r}) cannot track it (it would never "
+                         "find a best epoch): give the validation set both classes (e.g. a stratified split) "
+                         "or monitor 'valid_loss'")
+    if ONE_CLASS not in metric._warned:
+        metric._warned.add(ONE_CLASS)
+        warnings.warn(f"{what}; SaveModelCallback or EarlyStoppingCallback with monitor={metric.name!r} "
+                      "could not track it", AUROCUndefinedWarning, stacklevel=2)

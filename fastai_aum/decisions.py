@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
-from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
 from torch import Tensor
@@ -20,6 +19,7 @@ from torch import Tensor
 import torch.nn.functional as F
 from fastai.learner import AvgMetric, Metric
 from fastai.metrics import AccumMetric, ActivationType, accuracy, error_rate
+from .training import TrainingFitCallback
 from .vocab import class_names
 from .loss_decodes import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
@@ -137,7 +137,7 @@ def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Ten
 Learner.tune_threshold, Learner.calibrate = tune_threshold, calibrate  # as fastai adds `lr_find`
 
 
-class DecisionThresholdCallback(Callback):
+class DecisionThresholdCallback(TrainingFitCallback):
     """At the end of each `fit`, calibrate (if `calibrate` names a method) and tune the decision
     threshold on the validation set: `learn.tune_threshold(criterion, **kwargs)`. The result is in
     `self.tuned` (and `self.calibration`), and on the Learner as `learn.decision_threshold`. It runs
@@ -149,19 +149,10 @@ class DecisionThresholdCallback(Callback):
             raise ValueError(f"`calibrate` must be None or one of {', '.join(map(repr, CALIBRATIONS))}, got {calibrate!r}")
         self.criterion, self.method, self.kwargs = criterion, calibrate, kwargs
         self.tuned = self.calibration = None
-        self._trained = False
-
-    # fastai runs `get_preds` and `validate` as fits without training: only a fit that trained is tuned
-    def before_fit(self) -> None:
-        self._trained = False
-
-    def before_train(self) -> None:
-        self._trained = not hasattr(self.learn, "lr_finder")
 
     def after_fit(self) -> None:
-        if not self._trained:
+        if not self.training_fit:  # `validate`, `get_preds` and `lr_find` are not tuned after
             return
-        self._trained = False
         recorder = getattr(self.learn, "recorder", None)
         kept = {k: getattr(recorder, k) for k in ("lrs", "iters", "losses", "values") if hasattr(recorder, k)}
         try:

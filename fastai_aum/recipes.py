@@ -9,10 +9,10 @@ from __future__ import annotations
 
 
 import torch
-from fastai.callback.core import Callback
 from torch import nn
 
 from .functional._inputs import check_non_negative
+from .training import TrainingFitCallback
 
 __all__ = ["LastLayerScaleCallback", "last_layer"]
 
@@ -28,25 +28,33 @@ def last_layer(model: nn.Module) -> nn.Module:
     return found[-1]
 
 
-class LastLayerScaleCallback(Callback):
+class LastLayerScaleCallback(TrainingFitCallback):
     """Multiply the last layer's weights and bias by `scale` (0 zeroes them) when this Learner first trains.
 
     The outputs start near 0 (all tied at `scale=0`), so AUM's tie gradient, rather than the random
     initial weights, picks the first direction. It acts once, at the first training epoch of a fit (not
     in `lr_find`, `validate`, `get_preds` or `predict`); later fits keep the trained weights. Do not give
-    it to a Learner whose trained weights you load: they would be scaled at its first fit. `layer` is the
-    module to scale (default: `last_layer(model)`)."""
+    it to a Learner whose trained weights you load: they would be scaled at its first fit. Each layer is
+    scaled once, so the callback may be reused for another Learner.
+
+    Args:
+        scale: the factor (>= 0).
+        layer: the module to scale (default: `last_layer(learn.model)`).
+    """
     order = -10
 
     def __init__(self, scale: float = 0.0, layer: nn.Module | None = None):
-        self.scale, self.layer, self.done = check_non_negative("scale", scale), layer, False
+        self.scale, self.layer = check_non_negative("scale", scale), layer
 
-    def before_train(self) -> None:
-        if self.done or getattr(self.learn, "lr_finder", None) is not None:
-            return
+    def before_training_fit(self) -> None:
         layer = self.layer if self.layer is not None else last_layer(self.learn.model)
+        if getattr(layer, _SCALED, False):  # a later fit of the same model keeps its trained weights
+            return
         with torch.no_grad():
             for p in (layer.weight, getattr(layer, "bias", None)):
                 if isinstance(p, torch.Tensor):
                     p.mul_(self.scale)
-        self.done = True
+        setattr(layer, _SCALED, True)
+
+
+_SCALED = "_fastai_aum_last_layer_scaled"  # marks the layer itself, so that each model is scaled once

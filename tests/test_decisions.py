@@ -13,7 +13,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from fastai.interpret import ClassificationInterpretation  # noqa: E402

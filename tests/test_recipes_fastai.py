@@ -239,11 +239,22 @@ def test_last_layer_scale_leaves_loaded_weights_alone_outside_training(breast_dl
         learn.get_preds()
         learn.lr_find(num_it=12, show_plot=False)
     torch.testing.assert_close(layer.weight.detach(), before)  # nothing scaled outside a training fit
-    cb = next(c for c in learn.cbs if isinstance(c, LastLayerScaleCallback))
-    assert not cb.done
     with quiet(learn):
         learn.fit(1, 0.0)  # lr 0: the weights stay as the callback left them
     assert torch.equal(layer.weight.detach(), torch.zeros_like(before))
+
+
+def test_last_layer_scale_acts_once_per_model_and_again_for_another_learner(breast_dls):  # noqa: F811
+    cb = LastLayerScaleCallback(0.5)
+    first, second = _learner(breast_dls), _learner(breast_dls)
+    w1, w2 = (last_layer(learn.model).weight.detach().clone() for learn in (first, second))
+    with quiet(first):
+        first.fit(1, 0.0, cbs=cb)
+        first.fit(1, 0.0, cbs=cb)  # the same model: scaled once, not twice
+    torch.testing.assert_close(last_layer(first.model).weight.detach(), 0.5 * w1)
+    with quiet(second):
+        second.fit(1, 0.0, cbs=cb)  # the callback reused for another Learner scales that one too
+    torch.testing.assert_close(last_layer(second.model).weight.detach(), 0.5 * w2)
 
 
 def test_last_layer_scale_of_a_given_layer(breast_dls):  # noqa: F811

@@ -33,7 +33,6 @@ def auroc_columns(s: Tensor, positive: Tensor, average: str | None, weight: Tens
     `roc_auc_score` averages them ('macro', 'weighted' by the (weighted) number of positives, 'micro'
     pooling every (score, label) pair, None per column). Columns that lack a class are averaged out with
     one warning (None: NaN), where scikit-learn would give NaN; `what` names the columns in it."""
-    n = s.shape[0]
     if average == "micro":
         w = None if weight is None else weight[:, None].expand_as(s).reshape(1, -1)
         value = auroc_rows(s.reshape(1, -1), positive.reshape(1, -1), w, max_fpr)[0]
