@@ -2,11 +2,14 @@
 
 The public names below are imported on first use, so that `import fastai_aum` (and the `fastai-aum`
 command's `--help`) does not import fastai and torch until something needs them. Using any of them
-loads them all, which also adds `Learner.tune_threshold` and `Learner.calibrate` (`fastai_aum.decisions`).
+loads them all. `import fastai_aum` alone gives fastai's `Learner` the methods `tune_threshold` and
+`calibrate` (`fastai_aum.decisions`), as soon as fastai is imported.
 """
 from __future__ import annotations
 
 import importlib
+
+from ._learner_methods import add_learner_methods
 
 __version__ = "0.1.0"
 
@@ -26,6 +29,8 @@ _EXPORTS = {  # public name -> the module that defines it
     "StratifiedShuffle": "sampling", "stratify_batches": "sampling",
 }
 __all__ = sorted(_EXPORTS)
+
+add_learner_methods()
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Learner
+from fastcore.basics import patch_to
 from torch import Tensor
 
 import torch.nn.functional as F
@@ -134,7 +135,8 @@ def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Ten
                        float(log_loss(before, y)), float(log_loss(after, y)))
 
 
-Learner.tune_threshold, Learner.calibrate = tune_threshold, calibrate  # as fastai adds `lr_find`
+patch_to(Learner)(tune_threshold)  # `learn.tune_threshold(...)`, as fastai adds `lr_find`
+patch_to(Learner)(calibrate)
 
 
 class DecisionThresholdCallback(TrainingFitCallback):

@@ -226,3 +226,28 @@ def test_any_public_name_brings_the_whole_package_and_what_it_adds_to_fastai():
             "print(all(hasattr(Learner, a) for a in ('fit_one_cycle', 'no_bar', 'tune_threshold', 'calibrate')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.stdout.strip() == "True", run.stdout + run.stderr
+
+
+def test_import_fastai_aum_alone_adds_the_learner_methods_whichever_is_imported_first():
+    """`import fastai_aum` before or after fastai: `learn.tune_threshold()` works on a plain fastai Learner
+    without any other name of the package being used, and equals the module function's result."""
+    import subprocess
+    import sys
+    script = """
+import warnings
+warnings.simplefilter("ignore")
+from fastai.tabular.all import CategoryBlock, TabularDataLoaders, tabular_learner
+from sklearn.datasets import load_breast_cancer
+df = load_breast_cancer(as_frame=True).frame
+df["target"] = df["target"].map({0: "malignant", 1: "benign"})
+dls = TabularDataLoaders.from_df(df, y_names="target", cont_names=list(df.columns[:5]), y_block=CategoryBlock(), bs=64)
+learn = tabular_learner(dls, layers=[8])
+assert "fastai_aum.decisions" not in sys.modules
+with learn.no_bar(), learn.no_logging():
+    tuned = learn.tune_threshold()
+    from fastai_aum.decisions import tune_threshold
+    print(tuned == tune_threshold(learn), type(tuned).__name__)
+"""
+    for first in ("import sys, fastai_aum\nassert 'fastai' not in sys.modules\n", "import sys, fastai.learner, fastai_aum\n"):
+        run = subprocess.run([sys.executable, "-c", first + script], capture_output=True, text=True, timeout=300)
+        assert run.stdout.strip().splitlines()[-1:] == ["True TunedThreshold"], run.stdout + run.stderr
