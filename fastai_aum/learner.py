@@ -6,6 +6,7 @@ import warnings
 import torch
 from fastai.data.transforms import get_c
 from fastai.learner import Learner
+from fastai.tabular.learner import tabular_learner
 from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
 from fastcore.foundation import L
 from fastcore.meta import delegates
@@ -115,29 +116,38 @@ def check_learner_options(dls, loss="aum", pos_label=None, stratify: bool = Fals
         raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
 
-@delegates(Learner, but=["loss_func"])
+# The keyword arguments go to the builder of the data's kind; the signature shows tabular_learner's (those of
+# `Learner` are common to all three), and `**kwargs` stays for vision_learner's and text_classifier_learner's.
+@delegates(tabular_learner, keep=True, but=["dls", "n_out", "loss_func", "cbs", "metrics"])
 def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: str = "micro", cbs=None,
                 n_out: int | None = None, stratify: bool = False, auroc_kwargs: dict | None = None,
                 pos_label=None, metrics=None, margin: float = 0.0, ce_weight: float = 0.0,
                 last_layer_scale: float | None = None, **kwargs) -> Learner:
-    """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label) trained with `loss`
-    and measured by `AUROCCallback`.
+    """A fastai Learner for `dls` (tabular, text or vision; binary, multiclass or multi-label), trained with
+    `loss` and measured by `AUROCCallback`.
 
-    `arch` is the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`);
-    tabular models take `layers=` and the like. Unless `n_out` says otherwise, a binary problem
-    trained with AUM gets one output (the logit of the positive class), everything else one per
-    class. `pos_label` names the positive class of a binary problem by its vocabulary value (default:
-    the second class). `loss` is 'aum', 'ce', 'weighted_ce' or a loss object; `normalize` and
-    `average` configure AUM. fastai's decision `metrics` (`accuracy`, `F1Score`, ...) are computed
-    on the loss's decisions (`fastai_aum.decided`), so they use its threshold and work with one
-    output. All other keyword arguments go to `tabular_learner`, `text_classifier_learner` or
-    `vision_learner` (`pretrained`, `lr`, `wd`, ...), and `auroc_kwargs` to `AUROCCallback`.
-    `stratify=True` gives every training batch every class (`stratify_batches`; tabular and vision).
-    Recipes for AUM (`fastai_aum.recipes`; README, "AUM recipes", for what they measured): `margin` and
-    `ce_weight` (AUM + ce_weight * cross-entropy) configure `AUMLossFlat`; `last_layer_scale` multiplies the
-    last layer's initial weights (0: all outputs start tied; `LastLayerScaleCallback`).
-    Multi-label DataLoaders (`MultiCategoryBlock`) get one output per label; `pos_label` and
-    `stratify` do not apply to them.
+    Unless `n_out` says otherwise, a binary problem trained with AUM gets one output (the logit of the
+    positive class), everything else one per class (per label for `MultiCategoryBlock` data). fastai's
+    decision `metrics` (`accuracy`, `F1Score`, ...) are computed on the loss's decisions
+    (`fastai_aum.decided`), so they use its threshold and work with one output. The recipes' measured
+    effect is in the README ("AUM recipes").
+
+    Args:
+        dls: fastai DataLoaders of tabular, text or vision data.
+        arch: the vision architecture (default `resnet18`) or the text one (default `AWD_LSTM`).
+        loss: 'aum', 'ce', 'weighted_ce' (class weights inverse to the training frequencies) or a loss object.
+        normalize, average: `AUMLossFlat`'s options.
+        cbs: more callbacks; an `AUROCCallback` is added unless one is given.
+        n_out: the number of model outputs.
+        stratify: give every training batch every class (`stratify_batches`; single-label tabular and vision).
+        auroc_kwargs: arguments of the `AUROCCallback` added.
+        pos_label: the positive class of a binary problem, by its vocabulary value (default: the second class).
+        metrics: fastai metrics; decision metrics are wrapped with `decided`.
+        margin, ce_weight: `AUMLossFlat`'s recipes (`loss='aum'` only).
+        last_layer_scale: multiply the last layer's initial weights by it (0: all outputs start tied;
+            `LastLayerScaleCallback`).
+        **kwargs: to `tabular_learner`, `vision_learner` or `text_classifier_learner` (`layers`, `pretrained`,
+            `lr`, `wd`, ...).
     """
     kind = data_kind(dls)
     classes = class_names(dls)
@@ -161,7 +171,6 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     binary_pos = pos if n_classes == 2 else None
     kwargs["metrics"] = list(L(metrics)) if multilabel else _decision_metrics(metrics, n_out, binary_pos)
     if kind == "tabular":
-        from fastai.tabular.learner import tabular_learner
         return tabular_learner(dls, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
     if kind == "vision":
         from fastai.vision.learner import vision_learner
