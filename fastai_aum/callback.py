@@ -8,7 +8,8 @@ from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Metric, Recorder
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 
-from .metrics import (AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names, valid_labels)
+from .metrics import AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names
+from .reading import valid_labels
 from .functional._inputs import AUROCUndefinedWarning
 from .vocab import class_names, describe_positive, format_classes
 from .functional import ROC
@@ -20,19 +21,21 @@ __all__ = ["AUROCCallback"]
 
 
 class AUROCCallback(TrainingFitCallback):
-    """Exact full-dataset AUROC in the progress table, for `cbs=`: adds an `AUROC` metric named
-    `name` (and, with `train=True`, `train_<name>` over the epoch's training batches; with
-    `average=None` on multiclass or multi-label data, a column `<name>_<class>` per class or label and
-    their mean as `name`; with `average_precision=True`, an `average_precision` column computed from
-    the same kept outputs), keeps the ROC and precision-recall curves of the last validation pass
-    (`plot()`, `plot(kind='pr')`) and a per-epoch `history` DataFrame.
+    """Exact full-dataset AUROC in the progress table, for `cbs=`, with the curves of the last validation
+    pass (`plot()`, `plot(kind='pr')`) and a per-epoch `history` DataFrame.
 
-    `SaveModelCallback(monitor='auroc')` and `EarlyStoppingCallback(monitor='auroc')` work with it
-    (higher is better). It also measures in `learn.validate()` and `learn.get_preds()`. Options are
-    checked against the DataLoaders before any training. A validation set with one class makes
-    AUROC NaN every epoch: a training fit then warns, or raises a ValueError before training when a
-    tracker monitors the AUROC. Given to the Learner, its columns stay; given to one `fit`, they
-    leave with it.
+    It adds an `AUROC` metric, which also measures in `validate()` and `get_preds()`; `SaveModelCallback`
+    and `EarlyStoppingCallback` can monitor it (higher is better). Options are checked against the
+    DataLoaders before any training. A validation set with one class makes AUROC NaN every epoch: a
+    training fit then warns, or raises a ValueError before training when a tracker monitors the AUROC.
+    Given to the Learner, its columns stay; given to one `fit`, they leave with it.
+
+    Args:
+        average, multi_class, max_fpr, pos_label: `AUROC`'s options. With `average=None` on multiclass or
+            multi-label data, each class (label) gets a column `<name>_<class>`, and `name` their mean.
+        name: the column's name.
+        train: add `train_<name>`, the AUROC of the epoch's training batches.
+        average_precision: add an `average_precision` column, computed from the same kept outputs.
     """
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
@@ -49,13 +52,10 @@ class AUROCCallback(TrainingFitCallback):
         return [m for m in (self.metric, *self.class_metrics, self.ap_metric, self.train_metric) if m is not None]
 
     def _attach(self) -> None:
-        for metric in self._own_metrics():
-            if not any(m is metric for m in self.learn.metrics):
-                self.learn.metrics.append(metric)
+        self.learn.metrics += [m for m in self._own_metrics() if not any(m is x for x in self.learn.metrics)]
 
     def _detach(self, learn) -> None:
-        mine = self._own_metrics()
-        metrics = getattr(learn, "metrics", None) or []
+        mine, metrics = self._own_metrics(), getattr(learn, "metrics", None) or []
         if any(m is x for m in metrics for x in mine):
             learn.metrics = [m for m in metrics if not any(m is x for x in mine)]
 
@@ -80,9 +80,9 @@ class AUROCCallback(TrainingFitCallback):
                 metric.setup(self.learn)
         self._set_class_metrics()
         self._attach()
-        if not self._announced and self.metric._binary() \
+        if not self._announced and self.metric.reading.binary \
                 and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
-            print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric._pos)}")
+            print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric.reading.pos)}")
             self._announced = True
 
     def before_training_fit(self) -> None:
@@ -103,13 +103,7 @@ class AUROCCallback(TrainingFitCallback):
     def after_epoch(self) -> None:
         if not self.training_fit:  # `lr_find`'s "epochs" are no epochs: the history is left alone
             return
-        row = {"epoch": self.epoch, self.metric.name: self.metric.value}
-        row.update({c.name: c.value for c in self.class_metrics})
-        if self.ap_metric is not None:
-            row[self.ap_metric.name] = self.ap_metric.value
-        if self.train_metric is not None:
-            row[self.train_metric.name] = self.train_metric.value
-        self._history.append(row)
+        self._history.append({"epoch": self.epoch, **{m.name: m.value for m in self._own_metrics()}})
 
     @property
     def value(self):
@@ -131,10 +125,7 @@ class AUROCCallback(TrainingFitCallback):
     def history(self) -> pd.DataFrame:
         """One row per epoch of the last training run: the epoch and its AUROC (per class, and training
         AUROC, where asked for). `validate()` and `get_preds()` leave it alone."""
-        columns = ["epoch", self.metric.name] + [c.name for c in self.class_metrics] \
-            + ([self.ap_metric.name] if self.ap_metric is not None else []) \
-            + ([self.train_metric.name] if self.train_metric is not None else [])
-        return pd.DataFrame(self._history, columns=columns)
+        return pd.DataFrame(self._history, columns=["epoch", *(m.name for m in self._own_metrics())])
 
     @property
     def positive_class(self):
