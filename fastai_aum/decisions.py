@@ -91,12 +91,17 @@ def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
 def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
                    outputs: tuple[Tensor, Tensor] | None = None) -> TunedThreshold:
-    """Set the loss's decision threshold to the one that maximises `criterion` on `dl` (default: the
-    validation set); see `fastai_aum.functional.best_threshold` for the criteria and constraints.
+    """Set the loss's decision threshold to the one that maximises `criterion` on `dl`; also
+    `learn.tune_threshold(...)`. Returns a `TunedThreshold`.
 
     The threshold is found on the very probabilities the loss's `decodes` sees, so every fastai
-    decision path reproduces the tuned cut exactly. `outputs`, raw outputs and targets, replace
-    running `dl`. Also `learn.tune_threshold(...)`. Returns a `TunedThreshold`.
+    decision path (`predict`, `get_preds(with_decoded=True)`, exported Learners) reproduces the cut.
+
+    Args:
+        learn: a binary Learner; a loss other than `AUMLossFlat` is wrapped in a `DecisionLoss`.
+        criterion, cost_fp, cost_fn, max_fpr, min_tpr: as in `fastai_aum.functional.best_threshold`.
+        dl: the labelled DataLoader to tune on (default: the validation set).
+        outputs: raw outputs and targets to tune on instead of running `dl`.
     """
     loss = decision_loss(learn)
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
@@ -114,12 +119,16 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
 
 
 def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Tensor, Tensor] | None = None) -> Calibration:
-    """Fit `method` ('platt', or 'isotonic') on `dl`'s outputs (default: the validation set) so that
-    the loss's `activation`, and with it `get_preds` and `predict`, gives calibrated probabilities.
+    """Calibrate a binary Learner's probabilities: the loss's `activation`, and with it `get_preds` and
+    `predict`, gives them afterwards; also `learn.calibrate(...)`. Returns a `Calibration` (Brier score
+    and log loss before and after, on the same outputs). A threshold tuned before is tuned again,
+    with the same criterion, on the new probabilities.
 
-    A threshold tuned before is tuned again, with the same criterion, on the new probabilities.
-    `outputs`, raw outputs and targets, replace running `dl`. Also `learn.calibrate(...)`. Returns
-    the Brier score and log loss before and after, on the same outputs.
+    Args:
+        learn: a binary Learner; a loss other than `AUMLossFlat` is wrapped in a `DecisionLoss`.
+        method: 'platt' (a logistic fit of the score) or 'isotonic'.
+        dl: the labelled DataLoader to fit on (default: the validation set).
+        outputs: raw outputs and targets to fit on instead of running `dl`.
     """
     if method not in CALIBRATIONS:
         raise ValueError(f"`method` must be one of {', '.join(map(repr, CALIBRATIONS))}, got {method!r}")
@@ -140,10 +149,16 @@ patch_to(Learner)(calibrate)
 
 
 class DecisionThresholdCallback(TrainingFitCallback):
-    """At the end of each `fit`, calibrate (if `calibrate` names a method) and tune the decision
-    threshold on the validation set: `learn.tune_threshold(criterion, **kwargs)`. The result is in
-    `self.tuned` (and `self.calibration`), and on the Learner as `learn.decision_threshold`. It runs
-    after `SaveModelCallback` has loaded the best weights."""
+    """At the end of each training fit, calibrate (if asked) and tune the decision threshold on the
+    validation set, after `SaveModelCallback` has loaded the best weights. The results are in
+    `self.tuned` and `self.calibration` (the callback is `learn.decision_threshold`); `validate`,
+    `get_preds` and `lr_find` tune nothing.
+
+    Args:
+        criterion: as in `tune_threshold`.
+        calibrate: None, or a `calibrate` method ('platt', 'isotonic') to fit first.
+        **kwargs: `tune_threshold`'s constraints (`cost_fp`, `cost_fn`, `max_fpr`, `min_tpr`).
+    """
     order = SaveModelCallback.order + 1
 
     def __init__(self, criterion: str = "balanced_accuracy", calibrate: str | None = None, **kwargs):
@@ -193,8 +208,13 @@ class _Decided:
 
 
 class DecisionMetric(Metric):
-    """A fastai decision metric computed on the loss's decisions (`activation`, then `decodes`,
-    as `predict` decides), under the metric's own name. Wrap with `decided`."""
+    """A fastai decision metric computed on the loss's decisions (`activation`, then `decodes`, as
+    `predict` decides), under the metric's own name. Wrap with `decided`.
+
+    Args:
+        metric: a decision metric (`is_decision_metric`), a Metric or a function of (preds, targs).
+        pos_index: the positive class's index, given to binary scikit-learn metrics as `pos_label`.
+    """
 
     def __init__(self, metric, pos_index: int | None = None):
         self.metric = metric if isinstance(metric, Metric) else AvgMetric(metric)
@@ -223,8 +243,13 @@ class DecisionMetric(Metric):
 
 
 def decided(metric, pos_index: int | None = None):
-    """`metric` computed on the loss's decisions if it is a decision metric (`is_decision_metric`),
-    else `metric` itself. `pos_index` sets `pos_label` of binary scikit-learn metrics."""
+    """`metric` computed on the loss's decisions (`DecisionMetric`) if it is a decision metric
+    (`is_decision_metric`), else `metric` itself.
+
+    Args:
+        metric: a fastai metric (`accuracy`, `F1Score()`, ...).
+        pos_index: the positive class's index, given to binary scikit-learn metrics as `pos_label`.
+    """
     if isinstance(metric, DecisionMetric) or not is_decision_metric(metric):
         return metric
     return DecisionMetric(metric, pos_index)

@@ -11,7 +11,14 @@ __all__ = ["plot_roc", "plot_pr", "format_roc_axes"]
 
 
 def plot_roc(roc: ROC | list[ROC], ax=None, labels=None, title: str | None = None):
-    """Plot one ROC curve, or one per class, with the chance diagonal; returns the axes."""
+    """Plot one ROC curve, or one per class, with the chance diagonal; returns the axes.
+
+    Args:
+        roc: a `ROC` (from `roc_curve` or `learn.auroc.roc`) or a list of them.
+        ax: the matplotlib axes to draw on (default: a new figure's).
+        labels: a legend label per curve.
+        title: the axes' title.
+    """
     ax, named = _axes_and_curves(roc, ROC, ax, labels)
     for curve, name in named:
         fpr, tpr = curve.fpr.cpu().numpy(), curve.tpr.cpu().numpy()

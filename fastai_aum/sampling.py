@@ -24,6 +24,10 @@ class StratifiedShuffle:
     epoch, so rare positives are seen more often than once (their weight in the loss grows), and
     some examples of the common class wait for a later epoch; the epoch keeps its length. When there
     are more classes than slots, it shuffles plainly.
+
+    Args:
+        labels: the class index of each training example (1-d).
+        bs: the batch size.
     """
 
     def __init__(self, labels, bs: int):
@@ -88,8 +92,12 @@ def stratify_batches(dls, labels=None):
     Use it when AUM trains on rare positives with small batches: a batch without a positive (or
     without a negative) has AUM 0 and teaches nothing, which `AUMLossFlat.one_class_batches` counts.
     Works for tabular and vision DataLoaders; text DataLoaders sort their batches by length, which
-    would undo it. `labels`, if given, holds the class index of each training example (1-d, of
-    length `len(dls.train_ds)`); by default they are read from `dls`.
+    would undo it.
+
+    Args:
+        dls: fastai DataLoaders (single-label).
+        labels: the class index of each training example (1-d, of length `len(dls.train_ds)`); by
+            default read from `dls`.
     """
     from fastai.tabular.core import TabDataLoader, TabWeightedDL
     from fastai.text.data import SortedDL
