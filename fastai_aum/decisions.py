@@ -74,10 +74,17 @@ def _identity(x):
 
 
 def _outputs(learn: Learner, dl, bar: bool = False) -> tuple[Tensor, Tensor]:
-    """Raw outputs and targets of `dl` (default: the validation set). Inside a fit the progress bar must
-    stay: `no_bar` would detach the running ProgressCallback before its `after_fit`."""
-    with contextlib.nullcontext() if bar else learn.no_bar():
-        preds, targs = learn.get_preds(dl=dl, act=_identity) if dl is not None else learn.get_preds(act=_identity)
+    """Raw outputs and targets of `dl` (default: the validation set), leaving the Recorder's history of
+    the last fit as it was (`get_preds` starts it afresh). Inside a fit the progress bar must stay:
+    `no_bar` would detach the running ProgressCallback before its `after_fit`."""
+    recorder = getattr(learn, "recorder", None)
+    kept = {k: getattr(recorder, k) for k in ("lrs", "iters", "losses", "values") if hasattr(recorder, k)}
+    try:
+        with contextlib.nullcontext() if bar else learn.no_bar():
+            preds, targs = learn.get_preds(dl=dl, act=_identity) if dl is not None else learn.get_preds(act=_identity)
+    finally:
+        for k, v in kept.items():
+            setattr(recorder, k, v)
     if targs is None or len(targs) == 0:
         raise ValueError("tuning needs labelled outputs: the DataLoader gave no targets")
     return preds, targs.reshape(-1)
@@ -170,13 +177,7 @@ class DecisionThresholdCallback(TrainingFitCallback):
     def after_fit(self) -> None:
         if not self.training_fit:  # `validate`, `get_preds` and `lr_find` are not tuned after
             return
-        recorder = getattr(self.learn, "recorder", None)
-        kept = {k: getattr(recorder, k) for k in ("lrs", "iters", "losses", "values") if hasattr(recorder, k)}
-        try:
-            outputs = _outputs(self.learn, None, bar=True)
-        finally:  # `get_preds` starts the Recorder afresh: keep the history of the fit that just ended
-            for k, v in kept.items():
-                setattr(recorder, k, v)
+        outputs = _outputs(self.learn, None, bar=True)
         if self.method is not None:
             self.calibration = self.learn.calibrate(self.method, outputs=outputs)
         self.tuned = self.learn.tune_threshold(self.criterion, outputs=outputs, **self.kwargs)

@@ -241,6 +241,22 @@ def test_threshold_for_a_multiclass_learner_is_a_clear_error():
         learn.tune_threshold()
 
 
+def test_tune_threshold_and_calibrate_after_fit_keep_the_recorders_history(fraud):
+    _, dls = fraud
+    learn = _trained(dls, epochs=2, pos_label="fraud")
+    recorder = learn.recorder
+    before = {k: [np.asarray(v, dtype=float).tolist() for v in getattr(recorder, k)] for k in ("lrs", "losses", "values")}
+    assert len(before["values"]) == 2 and len(before["losses"]) > 0
+    with quiet(learn):
+        learn.tune_threshold()
+        learn.calibrate("platt")
+    after = {k: [np.asarray(v, dtype=float).tolist() for v in getattr(recorder, k)] for k in before}
+    assert after == before  # `plot_loss()` and the progress table of the fit are still there
+    with quiet(learn):
+        learn.validate()
+    assert len(recorder.values) != 2  # fastai's own `validate` does start it afresh: the test can fail
+
+
 def test_tune_threshold_callback_tunes_after_fit_and_keeps_the_history(fraud):
     _, dls = fraud
     cb = DecisionThresholdCallback("balanced_accuracy", calibrate="platt")
