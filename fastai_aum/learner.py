@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from urllib.error import URLError
 
 import torch
 from fastai.data.transforms import get_c
@@ -12,6 +13,7 @@ from fastcore.foundation import L
 from fastcore.meta import delegates
 
 from .callback import AUROCCallback
+from .metrics import AUROC
 from .vocab import class_names, is_multilabel, multi_hot_labels, pos_label_index
 from .losses import AUMLossFlat
 from .decisions import decided, is_decision_metric
@@ -175,23 +177,40 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     if kind == "vision":
         from fastai.vision.learner import vision_learner
         from torchvision.models import resnet18
-        return vision_learner(dls, arch or resnet18, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
-    from fastai.text.learner import text_classifier_learner
-    from fastai.text.models.awdlstm import AWD_LSTM
-    return text_classifier_learner(dls, arch or AWD_LSTM, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
+        build, arch = vision_learner, arch or resnet18
+    else:
+        from fastai.text.learner import text_classifier_learner
+        from fastai.text.models.awdlstm import AWD_LSTM
+        build, arch = text_classifier_learner, arch or AWD_LSTM
+    try:
+        return build(dls, arch, n_out=n_out, loss_func=loss_func, cbs=cbs, **kwargs)
+    except URLError as e:  # fastai's default is pretrained=True, which downloads weights on first use
+        if not kwargs.get("pretrained", True):
+            raise
+        name = getattr(arch, "__name__", type(arch).__name__)
+        raise ConnectionError(f"aum_learner: downloading the pretrained weights of {name} failed ({e.reason}); "
+                              "offline, pass pretrained=False (random initial weights)") from None
 
 
 def _decision_metrics(metrics, n_out: int, pos_index: int | None) -> list:
-    """fastai's decision metrics on the loss's decisions; a warning for metrics that read a single
-    output as if it were one column per class (e.g. `RocAucBinary`: use `AUROCCallback` instead)."""
+    """fastai's decision metrics on the loss's decisions. With one output, a metric that applies a softmax
+    to it (`RocAucBinary`, `RocAuc`) would score a constant every epoch: refused; other metrics that may
+    read one output as one column per class get a warning."""
     metrics = [decided(m, pos_index) for m in L(metrics)]
-    if n_out == 1:
-        from .callback import AUROC
-        from .decisions import DecisionMetric
-        odd = [getattr(m, "name", getattr(m, "__name__", repr(m))) for m in metrics
-               if not isinstance(m, (DecisionMetric, AUROC)) and not is_decision_metric(m)]
-        if odd:
-            warnings.warn(f"aum_learner: the model has one output, which fastai metric(s) {odd} may read as one "
-                          "column per class (argmax or softmax of it); rank with `AUROCCallback`/`AUROC`, and wrap "
-                          "other decision metrics with `fastai_aum.decided`", UserWarning, stacklevel=3)
+    if n_out != 1:
+        return metrics
+    from fastai.metrics import AccumMetric, ActivationType
+    from .decisions import DecisionMetric
+    names = [getattr(m, "name", getattr(m, "__name__", repr(m))) for m in metrics]
+    softmaxed = [n for m, n in zip(metrics, names) if isinstance(m, AccumMetric)
+                 and m.activation in (ActivationType.Softmax, ActivationType.BinarySoftmax)]
+    if softmaxed:
+        raise ValueError(f"aum_learner: the model has one output, and the fastai metric(s) {softmaxed} apply a softmax "
+                         "to it, which scores every example 1 (an AUROC of 0.5 every epoch); the `auroc` column "
+                         "(AUROCCallback) ranks the one output exactly: leave them out of `metrics`, or pass n_out=2")
+    odd = [n for m, n in zip(metrics, names) if not isinstance(m, (DecisionMetric, AUROC)) and not is_decision_metric(m)]
+    if odd:
+        warnings.warn(f"aum_learner: the model has one output, which fastai metric(s) {odd} may read as one "
+                      "column per class (argmax or softmax of it); rank with `AUROCCallback`/`AUROC`, and wrap "
+                      "other decision metrics with `fastai_aum.decided`", UserWarning, stacklevel=3)
     return metrics

@@ -321,10 +321,19 @@ def test_fastai_decision_metrics_on_a_one_output_model(fraud_learner):
     assert values["f1_score"] > 0 and values["accuracy"] > 0.5  # not the silent share of the rare class
 
 
-def test_a_metric_that_cannot_read_one_output_is_named_in_a_warning(fraud):
+def test_a_metric_that_cannot_read_one_output_is_refused_before_training(fraud):
     _, dls = fraud
-    with pytest.warns(UserWarning, match=r"one output.*roc_auc_score"):
+    learn = aum_learner(dls, layers=[8], n_out=2, metrics=[RocAucBinary()])  # two outputs: fastai's metric works
+    assert any(getattr(m, "name", "") == "roc_auc_score" for m in learn.metrics)
+    with pytest.raises(ValueError, match=r"one output, and the fastai metric\(s\) \['roc_auc_score'\] apply a softmax"
+                                         r".*leave them out of `metrics`, or pass n_out=2"):
         aum_learner(dls, layers=[8], metrics=[RocAucBinary()])
+    # the refusal is not a guess: on one output, fastai's RocAucBinary scores a constant
+    from fastai.tabular.learner import tabular_learner
+    plain = tabular_learner(dls, layers=[8], n_out=1, loss_func=AUMLossFlat(), metrics=[RocAucBinary()])
+    with quiet(plain):
+        plain.fit(1, 1e-2)
+    assert plain.recorder.values[-1][2] == pytest.approx(0.5)
 
 
 def test_tuning_on_bad_outputs_is_a_clear_error_and_changes_nothing(fraud_learner):

@@ -251,3 +251,20 @@ with learn.no_bar(), learn.no_logging():
     for first in ("import sys, fastai_aum\nassert 'fastai' not in sys.modules\n", "import sys, fastai.learner, fastai_aum\n"):
         run = subprocess.run([sys.executable, "-c", first + script], capture_output=True, text=True, timeout=300)
         assert run.stdout.strip().splitlines()[-1:] == ["True TunedThreshold"], run.stdout + run.stderr
+
+
+def test_pretrained_weights_offline_is_one_clear_error(digits10_dls, monkeypatch, tmp_path):
+    """fastai's default `pretrained=True` downloads weights; offline that is one error naming the fix."""
+    from urllib.error import URLError
+
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(ConnectionError, match=r"^aum_learner: downloading the pretrained weights of resnet18 failed "
+                                              r"\(\[Errno -2\] Name or service not known\); offline, pass pretrained=False"):
+        aum_learner(digits10_dls)
+    with pytest.raises(URLError):  # a failure with pretrained=False is not ours to rename
+        aum_learner(digits10_dls, arch=lambda **kw: offline(), pretrained=False)
