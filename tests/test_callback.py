@@ -311,6 +311,28 @@ def test_plot_binary(breast_dls):
     assert learn.auroc.plot(ax=own) is own
 
 
+def test_plot_titles_and_labels_fit_in_the_figure(breast_dls, wine_dls):
+    """Rendered at the default size, every text of the plot (title, axis labels, ticks) lies inside the figure."""
+    set_seed(0)
+    learns = [_fit(_binary_learner(breast_dls), 1), _fit(tabular_learner(wine_dls, cbs=AUROCCallback()), 1, 1e-3)]
+    for learn in learns:
+        for kind in ("roc", "pr"):
+            ax = learn.auroc.plot(kind=kind)
+            fig = ax.figure
+            fig.canvas.draw()
+            renderer, box = fig.canvas.get_renderer(), fig.bbox
+            ticks = [t for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim()))
+                     for loc, t in zip(axis.get_ticklocs(), axis.get_ticklabels()) if lim[0] <= loc <= lim[1]]
+            texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ticks]
+            assert "last pass" in ax.title.get_text()
+            for text in texts:
+                if text.get_text():
+                    extent = text.get_window_extent(renderer)
+                    assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, \
+                        (kind, text.get_text(), extent, box)
+            plt.close(fig)
+
+
 def test_plot_multiclass_one_line_per_class(wine_dls):
     set_seed(0)
     learn = _fit(tabular_learner(wine_dls, cbs=AUROCCallback()), 1, 1e-3)
