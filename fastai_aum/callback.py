@@ -8,6 +8,8 @@ from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Metric, Recorder
 from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's is another function)
 
+from .decisions import follow_decisions
+from .loss_decodes import BinaryDecisions
 from .metrics import AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names
 from .reading import valid_labels
 from .functional._inputs import AUROCUndefinedWarning
@@ -80,6 +82,8 @@ class AUROCCallback(TrainingFitCallback):
                 metric.setup(self.learn)
         self._set_class_metrics()
         self._attach()
+        if self.metric.reading.binary and isinstance(self.learn.loss_func, BinaryDecisions):
+            follow_decisions(self.learn, self.metric.reading.pos, self.metric.name)
         if not self._announced and self.metric.reading.binary \
                 and getattr(self.learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
             print(f"{self.metric.name}: {describe_positive(self.metric.classes, self.metric.reading.pos)}")

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
 from fastai.callback.tracker import SaveModelCallback
+from fastai.imports import noop  # the one `learn.no_logging()` sets
 from fastai.learner import Learner
 from fastcore.basics import patch_to
 from torch import Tensor
@@ -26,7 +27,7 @@ from .loss_decodes import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
 
 __all__ = ["TunedThreshold", "Calibration", "tune_threshold", "calibrate", "DecisionThresholdCallback", "decision_loss",
-           "DecisionMetric", "decided", "is_decision_metric"]
+           "DecisionMetric", "decided", "follow_decisions", "is_decision_metric"]
 
 CALIBRATIONS = {"platt": platt_scaling, "isotonic": isotonic_calibration}
 
@@ -66,6 +67,7 @@ def decision_loss(learn: Learner) -> BinaryDecisions:
                          f"{'no vocabulary' if classes is None else f'{len(classes)} classes'}")
     if loss.vocab is None:
         loss.bind(classes)
+    follow_decisions(learn, loss.pos_index, "tune_threshold")
     return loss
 
 
@@ -254,3 +256,17 @@ def decided(metric, pos_index: int | None = None):
     if isinstance(metric, DecisionMetric) or not is_decision_metric(metric):
         return metric
     return DecisionMetric(metric, pos_index)
+
+
+def follow_decisions(learn, pos_index: int, who: str) -> list[str]:
+    """Make the Learner's fastai decision metrics score the loss's decisions (`decided`), so that they
+    follow its threshold; says so in one line and returns the names of the metrics it wrapped."""
+    metrics = list(getattr(learn, "metrics", None) or [])
+    adapted = [decided(m, pos_index) for m in metrics]
+    wrapped = [a.name for m, a in zip(metrics, adapted) if a is not m]
+    if wrapped:
+        learn.metrics = adapted
+        if getattr(learn, "logger", noop) is not noop:  # silent under `learn.no_logging()`
+            print(f"{who}: {', '.join(wrapped)} now score the Learner's own decisions, at its threshold "
+                  "(fastai_aum.decided)")
+    return wrapped

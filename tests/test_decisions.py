@@ -349,3 +349,44 @@ def test_tuning_on_bad_outputs_is_a_clear_error_and_changes_nothing(fraud_learne
     with pytest.raises(ValueError, match="both classes|one class"):
         learn.calibrate(outputs=(raw, torch.zeros_like(targs)))
     assert learn.loss_func.thresh == 0.5 and learn.loss_func.calibration is None
+
+
+# ------------------------------------------------------- metrics that follow the threshold ---
+
+def _plain_learner(dls, kind: str, pos_label):
+    """fastai's own builder, as a user writes it first: `AUMLossFlat` with one or two outputs, or cross-entropy."""
+    set_seed(0)
+    if kind == "ce":
+        return tabular_learner(dls, layers=[32, 16], loss_func=CrossEntropyLossFlat(),
+                               cbs=AUROCCallback(pos_label=pos_label), metrics=[accuracy, F1Score()])
+    return tabular_learner(dls, layers=[32, 16], n_out=1 if kind == "aum1" else 2,
+                           loss_func=AUMLossFlat(pos_label=pos_label), cbs=AUROCCallback(), metrics=[accuracy, F1Score()])
+
+
+@pytest.mark.slow
+def test_metrics_of_any_learner_follow_the_tuned_threshold_for_the_named_positive_class(capsys):
+    """`tabular_learner` + `AUMLossFlat` (one or two outputs) or cross-entropy, `AUROCCallback` and
+    `metrics=[accuracy, F1Score()]`: after `tune_threshold`, `validate()` reports scikit-learn's accuracy
+    and F1 of the named positive class on the Learner's own decoded predictions, with the positive
+    class first in the vocabulary ('fraud') and second ('yes')."""
+    base = fraud_df(n=3000, pos_frac=0.04, seed=1)
+    second = base.assign(label=base["label"].map({"fraud": "yes", "ok": "no"}))
+    for df, positive in ((base, "fraud"), (second, "yes")):
+        dls = tabular_dls(df, cat_names=["channel"], bs=128)
+        pos = list(dls.vocab).index(positive)
+        assert pos == (0 if positive == "fraud" else 1)
+        for kind in ("aum1", "aum2", "ce"):
+            learn = _plain_learner(dls, kind, positive)
+            with quiet(learn):
+                learn.fit_one_cycle(3, 1e-2)
+            capsys.readouterr()
+            learn.tune_threshold("balanced_accuracy")
+            said = capsys.readouterr().out
+            assert ("accuracy, f1_score now score the Learner's own decisions" in said) == (kind == "ce"), said
+            with learn.no_bar():
+                values = dict(zip(learn.recorder.metric_names[3:-1], learn.validate()[1:]))
+                _, targs, decoded = learn.get_preds(with_decoded=True)
+            y, pred = targs.reshape(-1).numpy(), decoded.reshape(-1).numpy()
+            assert 0 < (pred == pos).sum() < len(pred)  # the tuned cut makes both decisions
+            assert values["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-6), (positive, kind)
+            assert values["f1_score"] == pytest.approx(skm.f1_score(y, pred, pos_label=pos), abs=1e-9), (positive, kind)
