@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from fastai.learner import AvgMetric, Metric
 from fastai.metrics import AccumMetric, ActivationType, accuracy, error_rate
 from .training import TrainingFitCallback
-from .vocab import class_names
+from .reading import valid_labels
+from .vocab import class_names, format_classes
 from .loss_decodes import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
 
@@ -173,8 +174,22 @@ class DecisionThresholdCallback(TrainingFitCallback):
     def __init__(self, criterion: str = "balanced_accuracy", calibrate: str | None = None, **kwargs):
         if calibrate is not None and calibrate not in CALIBRATIONS:
             raise ValueError(f"`calibrate` must be None or one of {', '.join(map(repr, CALIBRATIONS))}, got {calibrate!r}")
+        # `best_threshold` on two points raises exactly what the real tuning would for these options, now
+        best_threshold(torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), criterion, **kwargs)
         self.criterion, self.method, self.kwargs = criterion, calibrate, kwargs
         self.tuned = self.calibration = None
+
+    def before_training_fit(self) -> None:
+        """Refuse, before the first training batch, a Learner that could not be tuned after its fit."""
+        classes = class_names(self.learn.dls)
+        if classes is None or len(classes) != 2:
+            raise ValueError(f"DecisionThresholdCallback: decision thresholds are for binary problems; these DataLoaders "
+                             f"have {'no vocabulary' if classes is None else f'{len(classes)} classes'}")
+        labels = valid_labels(self.learn.dls)
+        if labels is not None and len(set(labels)) < 2:
+            raise ValueError(f"DecisionThresholdCallback: the validation set ({len(labels)} example(s)) holds one class "
+                             f"only, {format_classes(sorted({classes[c] for c in labels}))}, so no threshold can be "
+                             "tuned on it: give the validation set both classes (e.g. a stratified split)")
 
     def after_fit(self) -> None:
         if not self.training_fit:  # `validate`, `get_preds` and `lr_find` are not tuned after

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from fastai.callback.core import Callback  # noqa: E402
 from fastai.interpret import ClassificationInterpretation  # noqa: E402
 from fastai.learner import load_learner  # noqa: E402
 from fastai.losses import CrossEntropyLossFlat  # noqa: E402
@@ -390,3 +391,35 @@ def test_metrics_of_any_learner_follow_the_tuned_threshold_for_the_named_positiv
             assert 0 < (pred == pos).sum() < len(pred)  # the tuned cut makes both decisions
             assert values["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-6), (positive, kind)
             assert values["f1_score"] == pytest.approx(skm.f1_score(y, pred, pos_label=pos), abs=1e-9), (positive, kind)
+
+
+def test_decision_threshold_callback_fails_before_training(fraud):
+    """A bad criterion or option fails when the callback is built; a Learner that could not be tuned (one
+    class in validation, more than two classes) fails before its first training batch, not after every epoch."""
+    with pytest.raises(ValueError, match="`criterion` must be one of .*got 'F1'"):
+        DecisionThresholdCallback("F1")
+    with pytest.raises(ValueError, match="`max_fpr` must be a number in \\[0, 1\\] or None, got 2"):
+        DecisionThresholdCallback("tpr", max_fpr=2)
+    with pytest.raises(TypeError, match="max_fp"):
+        DecisionThresholdCallback("tpr", max_fp=0.1)
+    df, _ = fraud
+    from fastai.tabular.all import Categorify, TabularDataLoaders
+    ordered = df.sort_values("label").reset_index(drop=True)  # "ok" last: the validation rows are all "ok"
+    n_valid = 300
+    dls = TabularDataLoaders.from_df(ordered, y_names="label", cat_names=["channel"],
+                                     cont_names=[c for c in df.columns if c not in ("label", "channel")],
+                                     procs=[Categorify], bs=128,
+                                     valid_idx=list(range(len(ordered) - n_valid, len(ordered))))
+    assert set(dls.valid_ds.items["label"]) == {list(dls.vocab).index("ok")}
+    learn = tabular_learner(dls, layers=[8], loss_func=AUMLossFlat(), cbs=DecisionThresholdCallback())
+    batches = []
+    learn.add_cb(type("Count", (Callback,), {"after_batch": lambda self: batches.append(self.training)})())
+    with pytest.raises(ValueError, match=r"validation set \(300 example\(s\)\) holds one class only, \['ok'\]"):
+        with quiet(learn):
+            learn.fit(1, 1e-2)
+    assert not any(batches)  # not one training batch ran
+    from fastai_aum.datasets import wine_df
+    learn = tabular_learner(tabular_dls(wine_df(), bs=32), layers=[8], cbs=DecisionThresholdCallback())
+    with pytest.raises(ValueError, match="thresholds are for binary problems; these DataLoaders have 3 classes"):
+        with quiet(learn):
+            learn.fit(1, 1e-2)
