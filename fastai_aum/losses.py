@@ -20,8 +20,6 @@ class AUMLoss(nn.Module):
     AUM belongs to the ranking of a whole batch, not to single examples: `reduction='none'` (which
     `get_preds(with_loss=True)` asks for) gives every example an equal share, so sums stay right.
     """
-    margin = 0.0  # class default: modules pickled before the option load
-
     def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean",
                  validate: bool = True, margin: float = 0.0):
         super().__init__()
@@ -76,8 +74,8 @@ class AUMLossFlat(BinaryDecisions):
     each label, softmax cross-entropy of several), which also gives the bias a meaning. With it,
     `reduction='none'` gives each example its share of the 'mean' loss (AUM/n + ce_weight * ce_i/n).
 
-    Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
-    or `multilabel=True`, makes each output a label's logit: AUM is `aum(preds, target, average)` on
+    Multi-label: `multilabel=True` (or `bind(vocab, multilabel=True)`, never a batch) makes each output
+    a label's logit against a multi-hot (N, L) target (fastai's `MultiCategoryBlock`): AUM is `aum(preds, target, average)` on
     the multi-hot target, `activation` the sigmoid per label, `decodes` `p > thresh` per label
     (`thresh` a number or one per label); `one_class_batches` then counts the batches where no label
     has both classes.
@@ -89,10 +87,9 @@ class AUMLossFlat(BinaryDecisions):
                  margin: float = 0.0, ce_weight: float = 0.0):
         self.func = AUMLoss(normalize, average, reduction, validate, margin)
         self.ce_weight = check_non_negative("ce_weight", ce_weight)
-        self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
-        self._init_decisions(thresh, pos_label, vocab, multilabel)
+        super().__init__(thresh, pos_label, vocab, multilabel, axis)
 
     def __repr__(self) -> str:
         pos_label = f", pos_label={self.pos_label!r}" if self.pos_label is not None else ""
@@ -123,10 +120,14 @@ class AUMLossFlat(BinaryDecisions):
     def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
         preds = preds if type(preds) is Tensor else preds.as_subclass(Tensor)  # fastai's subclasses slow every op
         target = target if type(target) is Tensor else target.as_subclass(Tensor)
-        if self.multilabel or (target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1):
-            self.multilabel = True  # `activation` and `decodes` need to know, from the first batch on
+        if self.multilabel:
             return self._multilabel(preds.movedim(self.axis, -1) if preds.ndim > 1 else preds,
                                     target.movedim(self.axis, -1) if target.ndim > 1 else target, kwargs)
+        if target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1:
+            raise ValueError(f"AUMLossFlat: `target` of shape {tuple(target.shape)}, the shape of the outputs, is a "
+                             "multi-hot (N, L) target, but the loss is single-label: build it with `multilabel=True` "
+                             "(`aum_learner` and `AUROCCallback` bind it so for multi-label DataLoaders), or give "
+                             "class indices of shape (N,)")
         target = target.reshape(-1)
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
@@ -221,7 +222,7 @@ class AUMLossFlat(BinaryDecisions):
     def _probabilities(self, preds: Tensor) -> bool:
         """Whether the model outputs probabilities rather than logits: found on the first multiclass
         batch (one host-device sync) and kept, since a model's kind of output does not change."""
-        if getattr(self, "_outputs_probabilities", None) is None:
+        if self._outputs_probabilities is None:
             self._outputs_probabilities = is_probability_matrix(preds)
         return self._outputs_probabilities
 

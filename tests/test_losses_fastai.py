@@ -5,6 +5,7 @@ Values are checked against `fastai_aum.functional.aum` (the loss must only wrap 
 brute-force evaluation of AUM's definition (fastai_fixtures.brute_aum)."""
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 
@@ -342,3 +343,57 @@ def test_plain_learner_with_aum_flat():
     raw, t = raw_preds(learn)
     assert recorded == pytest.approx(sk_auroc(raw, t), abs=1e-6)
     assert recorded > 0.9
+
+
+# --------------------------------------------------------------------- multi-label binding ---
+
+def test_a_multi_hot_target_for_a_single_label_loss_is_an_error_naming_multilabel():
+    z = torch.randn(20, 3)
+    multi_hot = (torch.rand(20, 3) < 0.5).float()
+    loss = AUMLossFlat()
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 3\).*multi-hot.*`multilabel=True`"):
+        loss(z, multi_hot)
+    assert not loss.multilabel  # a batch never changes the loss's kind
+    torch.testing.assert_close(loss.activation(z), torch.softmax(z, -1))
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 2\).*`multilabel=True`"):
+        loss(z[:, :2], multi_hot[:, :2])  # a one-hot-looking (N, 2) target too: as multi-label, or labels (N,)
+
+
+def test_single_label_targets_of_shape_n_1_stay_valid():
+    """(N, 1) targets, with one output or two, and (N,) targets with two outputs, are class labels."""
+    g = torch.Generator().manual_seed(2)
+    z2, y = torch.randn(30, 2, generator=g), torch.cat([torch.tensor([0, 1]), torch.randint(0, 2, (28,), generator=g)])
+    for preds in (z2[:, 1:], z2):
+        expected = aum(preds, y)
+        for target in (y, y[:, None]):
+            assert torch.equal(AUMLossFlat()(preds, target), expected)
+
+
+def test_bind_sets_multilabel_and_none_keeps_it():
+    z, y = torch.randn(20, 3), (torch.rand(20, 3) < 0.5).float()
+    y[:2] = torch.tensor([[0.0, 1, 0], [1, 0, 1]])
+    loss = AUMLossFlat()
+    assert loss.bind(["x", "y", "z"]) is loss and not loss.multilabel
+    assert loss.bind(["x", "y", "z"], multilabel=True) is loss and loss.multilabel
+    assert loss.bind(["x", "y", "z"]).multilabel  # None keeps it
+    assert torch.equal(loss(z, y), aum(z, y))
+    torch.testing.assert_close(loss.activation(z), torch.sigmoid(z))
+    assert "multilabel=True" in repr(loss)
+    back = pickle.loads(pickle.dumps(loss))
+    assert back.multilabel and torch.equal(back(z, y), aum(z, y))
+    assert not loss.bind(["x", "y", "z"], multilabel=False).multilabel
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 3\)"):
+        loss(z, y)
+
+
+def test_bind_refuses_multilabel_with_a_positive_class_and_non_booleans():
+    loss = AUMLossFlat(pos_label="b", vocab=["a", "b"])
+    with pytest.raises(ValueError, match=r"AUMLossFlat: `pos_label`='b' names the positive class .* multi-label"):
+        loss.bind(["a", "b"], multilabel=True)
+    assert not loss.multilabel and loss.pos_index == 1
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match=rf"AUMLossFlat: `multilabel` must be True or False, got {bad!r}"):
+            AUMLossFlat(multilabel=bad)
+    with pytest.raises(TypeError, match=r"`multilabel` must be True or False, got 'yes'"):
+        AUMLossFlat().bind(["a", "b"], multilabel="yes")
+
