@@ -345,6 +345,102 @@ def test_plain_learner_with_aum_flat():
     assert recorded > 0.9
 
 
+# ------------------------------------------------------------------- the one forward path ---
+
+def _cases():
+    """(name, loss options, outputs, target, the reference: a function of the outputs built from
+    `fastai_aum.functional.aum` and torch's own cross-entropy)."""
+    g = torch.Generator().manual_seed(11)
+    z1, z2 = torch.randn(50, 1, generator=g), torch.randn(50, 2, generator=g)
+    y2 = torch.cat([torch.tensor([0, 1]), torch.randint(0, 2, (48,), generator=g)])
+    zk = torch.randn(60, 4, generator=g).mul(2).round()  # ties too
+    yk = torch.cat([torch.arange(4), torch.randint(0, 4, (56,), generator=g)])
+    zl = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    yl = (torch.rand(40, 3, generator=g) < 0.4).double()
+    ab = dict(vocab=["a", "b"])
+    bce = lambda s, t: F.binary_cross_entropy_with_logits(s, t.to(s.dtype), reduction="none")  # noqa: E731
+    ce = lambda s, t: F.cross_entropy(s, t, reduction="none")  # noqa: E731
+    return [
+        ("one output", {}, z1, y2, lambda x: aum(x, y2)),
+        ("one output, positive first", dict(pos_label="a", **ab), z1, y2, lambda x: aum(x, 1 - y2)),
+        ("one output, positive second", dict(pos_label="b", **ab), z1, y2, lambda x: aum(x, y2)),
+        ("two outputs", {}, z2, y2, lambda x: aum(x, y2)),
+        ("two outputs, positive first", dict(pos_label="a", **ab), z2, y2, lambda x: aum(x.flip(1), 1 - y2)),
+        ("one output, margin", dict(margin=0.5), z1, y2, lambda x: aum(x, y2, margin=0.5)),
+        ("one output, ce_weight", dict(ce_weight=0.3), z1, y2,
+         lambda x: aum(x, y2) + 0.3 * bce(x.reshape(-1), y2).mean()),
+        ("two outputs, margin, ce_weight, sum", dict(margin=0.25, ce_weight=2.0, reduction="sum"), z2, y2,
+         lambda x: aum(x, y2, margin=0.25) + 2.0 * ce(x, y2).sum()),
+        ("multiclass micro", {}, zk, yk, lambda x: aum(x, yk)),
+        ("multiclass macro, count", dict(average="macro", normalize="count"), zk, yk,
+         lambda x: aum(x, yk, "count", "macro")),
+        ("multiclass probabilities micro", {}, torch.softmax(zk, 1), yk, lambda x: aum(x, yk)),
+        ("multiclass probabilities macro, margin", dict(average="macro", margin=0.2), torch.softmax(zk, 1), yk,
+         lambda x: aum(x, yk, average="macro", margin=0.2)),
+        ("multiclass macro, ce_weight, none", dict(average="macro", ce_weight=0.5, reduction="none"), zk, yk,
+         lambda x: aum(x, yk, average="macro").expand(60) / 60 + 0.5 * (ce(x, yk) / 60)),  # each one's share
+        ("multi-label micro", dict(multilabel=True), zl, yl, lambda x: aum(x, yl)),
+        ("multi-label macro, margin, ce_weight", dict(multilabel=True, average="macro", margin=0.8, ce_weight=1.5),
+         zl, yl, lambda x: aum(x, yl, average="macro", margin=0.8) + 1.5 * bce(x, yl).mean(-1).mean()),
+    ]
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+def test_loss_and_gradient_are_bit_identical_to_the_functional_aum(device_path, monkeypatch):
+    """The loss only wraps `aum` (and adds torch's cross-entropy): the same bits for value and gradient,
+    whether it checks on the host or (as on a GPU, forced here) keeps every flag on the device."""
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for name, options, z, y, reference in _cases():
+        loss = AUMLossFlat(**options)
+        x, r = z.clone().requires_grad_(), z.clone().requires_grad_()
+        value, expected = loss(x, y), reference(r)
+        assert value.dtype == expected.dtype and torch.equal(value, expected), name
+        value.sum().backward()
+        expected.sum().backward()
+        assert x.grad.abs().sum() > 0 and torch.equal(x.grad, r.grad), name
+        assert loss.one_class_batches == 0, name
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_output_gives_nan_with_a_zero_gradient(device_path, bad, monkeypatch):
+    """Any non-finite output, in every kind of problem and on either path: NaN (the functional `aum`
+    without its checks is non-finite there too) and a zero gradient; nor is the batch counted as one-class."""
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for name, options, z, y, reference in _cases():
+        poisoned = z.clone()
+        poisoned[3, -1] = bad
+        x = poisoned.clone().requires_grad_()
+        loss = AUMLossFlat(**options)
+        value = loss(x, torch.zeros_like(y))  # one class too: not counted, its loss is not 0
+        assert torch.isnan(value).all() and value.shape == reference(z).shape, name
+        value.sum().backward()
+        assert torch.equal(x.grad, torch.zeros_like(x)), name
+        assert loss.one_class_batches == 0, name
+        if bad != -math.inf or "multiclass" not in name:  # softmax turns a -inf logit into a probability of 0
+            assert not math.isfinite(aum(poisoned, y, validate=False).item()), name
+
+
+def test_one_class_batches_are_counted_alike_on_both_paths(monkeypatch):
+    z1, z4 = torch.randn(8, 1), torch.randn(8, 4)
+    batches = [({}, z1, torch.ones(8, dtype=torch.long)), ({}, z1, torch.tensor([0, 1] * 4)),
+               (dict(average="macro"), z4, torch.zeros(8, dtype=torch.long)),
+               (dict(average="macro"), z4, torch.arange(8) % 4),
+               (dict(multilabel=True), z4, torch.zeros(8, 4)), (dict(multilabel=True), z4, torch.eye(8)[:, :4]),
+               (dict(validate=False), z1, -torch.ones(8)), (dict(validate=False), z1, torch.tensor([-1, 1] * 4))]
+    counts = []
+    for device_path in (False, True):
+        if device_path:
+            monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+        losses = [AUMLossFlat(**o) for o, _, _ in batches]
+        for loss, (_, x, y) in zip(losses, batches):
+            loss(x.clone().requires_grad_(), y)
+        counts.append([loss.one_class_batches for loss in losses])
+    assert counts == [[1, 0, 1, 0, 1, 0, 1, 0]] * 2  # binary {-1, 1} labels read as {0, 1}
+
+
 # --------------------------------------------------------------------- multi-label binding ---
 
 def test_a_multi_hot_target_for_a_single_label_loss_is_an_error_naming_multilabel():
@@ -397,3 +493,15 @@ def test_bind_refuses_multilabel_with_a_positive_class_and_non_booleans():
     with pytest.raises(TypeError, match=r"`multilabel` must be True or False, got 'yes'"):
         AUMLossFlat().bind(["a", "b"], multilabel="yes")
 
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+def test_an_empty_batch_is_the_functional_error(device_path, monkeypatch):
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for options, preds, target in [({}, torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)),
+                                   ({}, torch.zeros(0, 3), torch.zeros(0)),
+                                   (dict(multilabel=True), torch.zeros(0, 3), torch.zeros(0, 3))]:
+        with pytest.raises(ValueError, match="`preds` and `target` are empty"):
+            aum(preds, target)
+        with pytest.raises(ValueError, match="`preds` and `target` are empty"):
+            AUMLossFlat(**options)(preds, target)
