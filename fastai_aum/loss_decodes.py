@@ -14,32 +14,40 @@ __all__ = ["BinaryDecisions", "DecisionLoss"]
 
 
 class BinaryDecisions:
-    """What a fastai loss needs to turn a binary model's outputs into probabilities and decisions.
+    """What a fastai loss needs to turn a model's outputs into probabilities and decisions: for a binary
+    model a named positive class, a threshold on its probability and, once fitted (`learn.calibrate()`),
+    a calibration of its score; for a multi-label model a sigmoid and a threshold per label. A subclass
+    may override `multiclass_activation`.
 
-    `pos_label` names the positive class by its vocabulary value (default: the second class); `bind`
-    finds it in the vocabulary. `thresh` is the probability of the positive class above which it is
-    predicted; `calibration`, once fitted (`learn.calibrate()`), maps the binary score to that probability.
-    A subclass sets `axis` and may override `multiclass_activation`.
-
-    With `multilabel` set, the outputs are one logit per label: `activation` is the sigmoid of each,
-    `decodes` predicts each label whose probability exceeds `thresh` (a number, or one per label).
+    Args:
+        thresh: the probability above which the positive class (multi-label: each label) is predicted;
+            for multi-label a number or one per label.
+        pos_label: the positive class's vocabulary value (default: the second class); `bind` finds it.
+        vocab: the classes (or the DataLoaders), if known.
+        multilabel: whether the outputs are one logit per label (multi-hot targets).
+        axis: the class (or label) axis of the outputs.
     """
-    axis: int = -1
-    multilabel: bool = False
 
-    def _init_decisions(self, thresh, pos_label, vocab, multilabel: bool = False) -> None:
-        if multilabel and pos_label is not None:
-            raise ValueError(f"{type(self).__name__}: `pos_label`={pos_label!r} names the positive class of a binary "
-                             "problem; a multi-label problem has none (each label is its own binary problem)")
-        self.thresh, self.pos_label, self.multilabel = thresh, pos_label, bool(multilabel)
+    def __init__(self, thresh=0.5, pos_label=None, vocab=None, multilabel: bool = False, axis: int = -1):
+        self.thresh, self.pos_label, self.axis = thresh, pos_label, axis
+        self.multilabel = _checked_multilabel(type(self).__name__, multilabel, pos_label)
         self.vocab, self._pos = None, 1
         self.calibration = None  # binary score -> probability of the positive class
         self.tuning = None  # how `thresh` was tuned (`learn.tune_threshold`), so that calibrating can re-tune it
         if vocab is not None:
             self.bind(vocab)
 
-    def bind(self, vocab):
-        """Find the positive class in `vocab` (a vocabulary or DataLoaders); returns self."""
+    def bind(self, vocab, multilabel: bool | None = None):
+        """Bind the loss to its data: find the positive class in `vocab` and, if given, set `multilabel`;
+        returns self. `aum_learner` and `AUROCCallback` call it with the DataLoaders' classes.
+
+        Args:
+            vocab: the classes: a vocabulary, a fastai `CategoryMap`, or DataLoaders (whose `vocab` is read).
+            multilabel: whether the outputs are one logit per label of multi-hot targets; None keeps the
+                current setting.
+        """
+        if multilabel is not None:
+            self.multilabel = _checked_multilabel(type(self).__name__, multilabel, self.pos_label)
         self.vocab = class_names(vocab)
         self._pos = pos_label_index(self.vocab, self.pos_label)
         return self
@@ -101,9 +109,16 @@ class BinaryDecisions:
         p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
         return torch.where(p > self.thresh, pos, 1 - pos)
 
-    def __setstate__(self, state: dict) -> None:  # objects pickled before these attributes existed load too
-        self.__dict__.update({"pos_label": None, "vocab": None, "_pos": 1, "multilabel": False, "calibration": None,
-                              "tuning": None, **state})
+
+
+def _checked_multilabel(owner: str, multilabel, pos_label) -> bool:
+    """`multilabel`, checked: True or False, and not True together with a positive class."""
+    if not isinstance(multilabel, bool):
+        raise TypeError(f"{owner}: `multilabel` must be True or False, got {multilabel!r}")
+    if multilabel and pos_label is not None:
+        raise ValueError(f"{owner}: `pos_label`={pos_label!r} names the positive class of a binary problem; a "
+                         "multi-label problem has none (each label is its own binary problem)")
+    return multilabel
 
 
 def _label_thresholds(thresh, x: Tensor, axis: int):
@@ -125,15 +140,19 @@ def _probability_rows(x: Tensor, axis: int) -> bool:
 
 class DecisionLoss(BinaryDecisions):
     """Another binary fastai loss (e.g. `CrossEntropyLossFlat`) with a tunable threshold, a named
-    positive class and calibration: the loss itself is computed by `loss`, unchanged.
+    positive class and calibration; the loss itself is `loss`'s, unchanged. `learn.tune_threshold()`
+    wraps a Learner's loss in it where the loss has no threshold of its own.
 
-    `learn.tune_threshold()` wraps a Learner's loss in it where the loss has no threshold of its own.
+    Args:
+        loss: the fastai loss that computes the loss (its `axis`, `activation`, `reduction` and `y_int` are used).
+        thresh: the probability of the positive class above which it is predicted.
+        pos_label: the positive class's vocabulary value (default: the second class).
+        vocab: the classes (or the DataLoaders), if known.
     """
 
     def __init__(self, loss, thresh: float = 0.5, pos_label=None, vocab=None):
         self.loss = loss
-        self.axis = getattr(loss, "axis", -1)
-        self._init_decisions(thresh, pos_label, vocab)
+        super().__init__(thresh, pos_label, vocab, axis=getattr(loss, "axis", -1))
 
     def __repr__(self) -> str:
         return f"DecisionLoss({self.loss!r}, thresh={self.thresh!r})"

@@ -1,4 +1,4 @@
-"""`AUMLossFlat`: the AUM loss in fastai's loss conventions."""
+"""`AUMLoss` and `AUMLossFlat`: the AUM loss as an `nn.Module` and in fastai's loss conventions."""
 from __future__ import annotations
 
 import math
@@ -8,19 +8,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
-from .loss_decodes import BinaryDecisions
 from .functional.aum_loss import _aum
+from .loss_decodes import BinaryDecisions
 
 __all__ = ["AUMLoss", "AUMLossFlat"]
 
 
 class AUMLoss(nn.Module):
-    """AUM of a batch as an `nn.Module` (see `fastai_aum.functional.aum`, also for `margin`).
+    """The AUM of a batch (`fastai_aum.functional.aum`) as an `nn.Module`.
 
     AUM belongs to the ranking of a whole batch, not to single examples: `reduction='none'` (which
     `get_preds(with_loss=True)` asks for) gives every example an equal share, so sums stay right.
+
+    Args:
+        normalize: 'rate' or 'count', as for `aum`.
+        average: 'micro' or 'macro', as for `aum`.
+        reduction: 'mean' or 'sum' (both the batch's AUM), or 'none' (each example's equal share of it).
+        validate: False skips the value checks, as for `aum`.
+        margin: m >= 0, as for `aum`.
     """
-    margin = 0.0  # class default: modules pickled before the option load
 
     def __init__(self, normalize: str = "rate", average: str = "micro", reduction: str = "mean",
                  validate: bool = True, margin: float = 0.0):
@@ -31,11 +37,12 @@ class AUMLoss(nn.Module):
         self.normalize, self.average, self.reduction, self.validate = normalize, average, reduction, validate
         self.margin = check_non_negative("margin", margin)
 
-    def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None,
-                probabilities: bool | None = None) -> Tensor:
-        validate = self.validate if validate is None else validate
+    def forward(self, preds: Tensor, target: Tensor, *, validate: bool | None = None) -> Tensor:
+        return self._reduced(preds, target, self.validate if validate is None else validate, None)
+
+    def _reduced(self, preds: Tensor, target: Tensor, validate: bool, probabilities: bool | None) -> Tensor:
         value = _aum(preds, target, normalize=self.normalize, average=self.average, margin=self.margin,
-                    validate=validate, probabilities=probabilities)
+                     validate=validate, probabilities=probabilities)
         return self.reduce(value, len(target))
 
     def reduce(self, value: Tensor, n: int) -> Tensor:
@@ -44,43 +51,31 @@ class AUMLoss(nn.Module):
 
 
 class AUMLossFlat(BinaryDecisions):
-    """The AUM loss for fastai Learners, with fastai's `activation` and `decodes`, so `get_preds`,
-    `predict`, `show_results`, `ClassificationInterpretation`, `export` and `load_learner` work.
+    """The AUM loss for fastai Learners, in fastai's loss conventions (a class `axis`, the other axes
+    flattened into the batch, `activation`, `decodes`), so `get_preds`, `predict`, `export` and `load_learner` work.
 
-    Binary models may have one output (the logit of the positive class) or two (scored as
-    `z_positive - z_other`); more outputs are multiclass, with `average` 'micro' or 'macro'.
-    `pos_label` names the positive class by its vocabulary value (default: the second class); a
-    name needs the vocabulary, which `aum_learner` and `AUROCCallback` pass on (`bind`), or `vocab=`.
+    Binary models have one output (the positive class's logit) or two (scored `z_positive - z_other`),
+    multiclass models more, multi-label models one logit per label. AUM ignores a constant added to every
+    score: tune `thresh` with `learn.tune_threshold()`, calibrate with `learn.calibrate()`. A non-finite
+    output gives a NaN loss with a zero gradient (`TerminateOnNaNCallback` can stop the fit). Bad labels
+    raise at once on the CPU; on a device, where the loss never waits, they fail an asynchronous assert.
 
-    AUM does not change when a constant is added to every score, so a binary model's bias, and
-    with it `sigmoid(score) > 0.5`, is arbitrary: tune `thresh` (the probability of the positive
-    class above which it is predicted) with `learn.tune_threshold()`, and calibrate the
-    probabilities with `learn.calibrate()` (`fastai_aum.decisions`). `activation` gives binary
-    models two columns, the probabilities of the classes in vocabulary order, whatever the number of outputs.
-
-    `one_class_batches` counts the training batches whose AUM was 0 because a class was missing;
-    if it is a large share, use larger or stratified batches (`fastai_aum.stratify_batches`).
-    A batch with a non-finite output (NaN or inf) gives a NaN loss, whose gradient with respect to
-    the outputs is zero, instead of an error, so the fit goes on or fastai's `TerminateOnNaNCallback`
-    stops it cleanly (a model whose own computation is NaN still gets NaN gradients from it).
-    On the CPU, `validate=True` checks each batch's outputs and labels (one cheap read-back) and raises
-    at once on labels out of range. On a GPU the loss never waits for the device: labels are checked
-    by an asynchronous assert (a bad one stops the run at a later kernel launch, as fastai's
-    cross-entropy does), and a NaN loss is selected on the device. `validate=False` skips the label
-    checks; the NaN still comes out.
-
-    Recipes against AUM's lack of a margin (a perfectly ranked batch has gradient 0, so training stops
-    at the first ranking that separates it): `margin=m` ranks each positive's score minus m (`aum`'s
-    `margin`), so the loss is 0 only when every positive beats every negative by m; `ce_weight=lam`
-    adds lam times the cross-entropy of the same outputs (binary cross-entropy of a single output or of
-    each label, softmax cross-entropy of several), which also gives the bias a meaning. With it,
-    `reduction='none'` gives each example its share of the 'mean' loss (AUM/n + ce_weight * ce_i/n).
-
-    Multi-label: a multi-hot (N, L) target of the shape of the outputs (fastai's `MultiCategoryBlock`),
-    or `multilabel=True`, makes each output a label's logit: AUM is `aum(preds, target, average)` on
-    the multi-hot target, `activation` the sigmoid per label, `decodes` `p > thresh` per label
-    (`thresh` a number or one per label); `one_class_batches` then counts the batches where no label
-    has both classes.
+    Args:
+        normalize: 'rate' or 'count', as for `aum`.
+        average: 'micro' or 'macro': how the AUMs of classes or labels combine, as for `aum`.
+        axis: the class (or label) axis of the outputs.
+        thresh: the probability above which the positive class (multi-label: each label, a number or one
+            per label) is predicted.
+        reduction: 'mean', 'sum', or 'none' (each example's equal share of the 'mean' loss).
+        validate: False skips the label checks; a non-finite output still gives NaN.
+        pos_label: the positive class's vocabulary value (default: the second class); a name needs `vocab`
+            or `bind`, which `aum_learner` and `AUROCCallback` call.
+        vocab: the classes (or the DataLoaders), if known when the loss is built.
+        multilabel: the outputs are one logit per label of a multi-hot target (`MultiCategoryBlock`);
+            `bind(vocab, multilabel=...)` may set it later, a batch never does.
+        margin: m >= 0 ranks each positive's score minus m (`aum`'s `margin`).
+        ce_weight: adds this times the cross-entropy of the same outputs (binary of one output or of each
+            label, softmax of several, of their log if they are probabilities).
     """
     y_int = True
 
@@ -89,10 +84,9 @@ class AUMLossFlat(BinaryDecisions):
                  margin: float = 0.0, ce_weight: float = 0.0):
         self.func = AUMLoss(normalize, average, reduction, validate, margin)
         self.ce_weight = check_non_negative("ce_weight", ce_weight)
-        self.axis = axis
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
-        self._outputs_probabilities = None  # multiclass: probabilities or logits, found on the first batch
-        self._init_decisions(thresh, pos_label, vocab, multilabel)
+        self._outputs_probabilities = None  # two or more outputs: probabilities or logits, found on the first batch
+        super().__init__(thresh, pos_label, vocab, multilabel, axis)
 
     def __repr__(self) -> str:
         pos_label = f", pos_label={self.pos_label!r}" if self.pos_label is not None else ""
@@ -120,121 +114,59 @@ class AUMLossFlat(BinaryDecisions):
         where no label has both classes."""
         return int(self._one_class)
 
-    def __call__(self, preds: Tensor, target: Tensor, **kwargs) -> Tensor:
+    def __call__(self, preds: Tensor, target: Tensor) -> Tensor:
+        preds, target = self._flatten(preds, target)
+        k = preds.shape[1] if self.multilabel or (preds.ndim == 2 and preds.shape[1] > 2) else 2
+        probabilities = None  # whether several single-label outputs are probabilities, for AUM and cross-entropy
+        if not self.multilabel and preds.ndim == 2 and (k > 2 or (preds.shape[1] == 2 and self.ce_weight)):
+            probabilities = self._probabilities(preds)
+        # The one switch: where reading a value back is free (the CPU), check and select with Python numbers
+        # and raise at once; elsewhere keep every flag on the device and never wait for it.
+        on_host = preds.device.type in _SYNC_IS_FREE_ON
+        if self.func.validate:
+            _check_labels(self.func, preds, target, k, self.multilabel, on_host, probabilities)
+        finite, clean = _finite_outputs(preds, on_host)
+        if on_host and not finite:
+            return self.func.reduce(_nan_loss(preds), len(target))
+        value = self.func._reduced(clean, target, False, probabilities)
+        if self.ce_weight:
+            value = value + self.ce_weight * _cross_entropy(clean, target, self.multilabel, probabilities, self.reduction)
+        if not on_host:  # the loss of the finite outputs, or the NaN, selected on the device
+            value = torch.where(finite, value, _nan_loss(preds).to(value.dtype))
+        if preds.requires_grad and (k == 2 or self.multilabel or self.func.average == "macro"):
+            # a training batch: count it if no class (label) had both; a micro multiclass batch always has
+            self._one_class = self._one_class + _one_class(target, k, self.multilabel, finite, on_host)
+        return value
+
+    def _flatten(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """The outputs as (N,) or (N, C), class axis last, and the target as (N,) labels (binary: 1 marks
+        the positive class, a two-output score becomes `z_positive - z_other`) or (N, L) multi-hot."""
         preds = preds if type(preds) is Tensor else preds.as_subclass(Tensor)  # fastai's subclasses slow every op
         target = target if type(target) is Tensor else target.as_subclass(Tensor)
-        if self.multilabel or (target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1):
-            self.multilabel = True  # `activation` and `decodes` need to know, from the first batch on
-            return self._multilabel(preds.movedim(self.axis, -1) if preds.ndim > 1 else preds,
-                                    target.movedim(self.axis, -1) if target.ndim > 1 else target, kwargs)
+        if self.multilabel:
+            preds = preds.movedim(self.axis, -1) if preds.ndim > 1 else preds
+            target = target.movedim(self.axis, -1) if target.ndim > 1 else target
+            if preds.shape != target.shape or preds.ndim != 2:
+                raise ValueError(f"AUMLossFlat(multilabel=True): `target` must be multi-hot of the shape of the "
+                                 f"outputs (N, L), got {tuple(target.shape)} for outputs of shape {tuple(preds.shape)}")
+            return preds, target
+        if target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1:
+            raise ValueError(f"AUMLossFlat: `target` of shape {tuple(target.shape)}, the shape of the outputs, is a multi-"
+                             "hot (N, L) target, but the loss is single-label: build it with `multilabel=True` (as "
+                             "`aum_learner` and `AUROCCallback` bind it for multi-label data), or give labels of shape (N,)")
         target = target.reshape(-1)
         if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
-        binary = self._is_binary(preds)
-        if binary and self.pos_index == 0:
-            # the labels' 1 marks the positive class; a two-output score becomes z0 - z1
+        if (preds.ndim == 1 or preds.shape[1] <= 2) and self.pos_index == 0:
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
-        if not binary:
-            kwargs["probabilities"] = self._probabilities(preds)
-        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON and len(target):
-            return self._checked_on_host(preds, target, 2 if binary else preds.shape[1], kwargs)
-        if self.func.validate:  # bad labels stop the run at a later kernel launch, as in fastai's cross-entropy
-            torch._assert_async(_labels_ok(preds, target), _BAD_LABELS)
-        finite = torch.isfinite(preds)  # no sync: the loss of the finite outputs, or the NaN, is selected on the device
-        clean = torch.where(finite, preds, 0)  # no NaN in the gradient
-        value = self._mix(self.func(clean, target, validate=False, **kwargs), clean, target, kwargs)
-        value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
-        if preds.requires_grad:
-            self._count_degenerate(preds, target)
-        return value
-
-    def _checked_on_host(self, preds: Tensor, target: Tensor, k: int, kwargs: dict) -> Tensor:
-        """The loss where reading values back is free (the CPU): bad labels raise at once, and the
-        value itself tells whether every output was finite (each score borders a gap of the sum)."""
-        lo, hi = (x.item() for x in (target if target.dtype != torch.bool else target.byte()).aminmax())
-        if lo < 0 or hi >= k or (target.is_floating_point() and bool((target != target.round()).any())):
-            self.func(torch.zeros_like(preds.detach()), target, **kwargs)  # raises the functional API's message
-        value = self.func(preds, target, validate=False, **kwargs)
-        n = len(target)
-        finite = math.isfinite(value.reshape(-1)[0].item()) if n > 1 else bool(torch.isfinite(preds).all())
-        if not finite:
-            return self.func.reduce(_nan_loss(preds), n)
-        value = self._mix(value, preds, target, kwargs)
-        if preds.requires_grad:  # a training batch: count it if a class was missing
-            if k == 2:
-                self._one_class = self._one_class + (lo == hi)
-            elif self.func.average == "macro":
-                counts = torch.bincount(target.long(), minlength=k).tolist()
-                self._one_class = self._one_class + (not any(0 < c < n for c in counts))
-        return value
-
-    def _multilabel(self, preds: Tensor, target: Tensor, kwargs: dict) -> Tensor:
-        """The loss of (N, L) logits against a multi-hot (N, L) target, checked as the binary path is."""
-        if preds.shape != target.shape or preds.ndim != 2:
-            raise ValueError(f"AUMLossFlat(multilabel=True): `target` must be multi-hot of the shape of the outputs "
-                             f"(N, L), got {tuple(target.shape)} for outputs of shape {tuple(preds.shape)}")
-        n = len(target)
-        if self.func.validate and preds.device.type in _SYNC_IS_FREE_ON and n:
-            if bool(((target != 0) & (target != 1)).any()):
-                self.func(torch.zeros_like(preds.detach()), target, **kwargs)  # raises the functional API's message
-            if not bool(torch.isfinite(preds).all()):
-                return self.func.reduce(_nan_loss(preds), n)
-            value = self._mix(self.func(preds, target, validate=False, **kwargs), preds, target, kwargs)
-        else:
-            if self.func.validate:
-                torch._assert_async(((target == 0) | (target == 1)).all(), _BAD_MULTI_HOT)
-            finite = torch.isfinite(preds)
-            clean = torch.where(finite, preds, 0)
-            value = self._mix(self.func(clean, target, validate=False, **kwargs), clean, target, kwargs)
-            value = torch.where(finite.all(), value, _nan_loss(preds).to(value.dtype))
-        if preds.requires_grad and n:  # a training batch: count it if no label had both classes
-            support = (target != 0).sum(0)
-            self._one_class = self._one_class + (~((support > 0) & (support < n)).any()).long()
-        return value
-
-    def _mix(self, value: Tensor, preds: Tensor, target: Tensor, kwargs: dict) -> Tensor:
-        """The loss from the AUM `value` of checked outputs, with the cross-entropy added `ce_weight` times."""
-        if not self.ce_weight or not len(target):
-            return value
-        probabilities = kwargs.get("probabilities")
-        if probabilities is None:  # binary: two outputs may be probabilities (found on the first batch, then kept)
-            two = not self.multilabel and preds.ndim == 2 and preds.shape[-1] == 2
-            probabilities = two and self._probabilities(preds)
-        ce = self._cross_entropy(preds, target, probabilities)
-        return value + self.ce_weight * ce
-
-    def _cross_entropy(self, preds: Tensor, target: Tensor, probabilities: bool) -> Tensor:
-        """The cross-entropy of the outputs (logits, or probabilities if `probabilities`): binary of a single
-        output or of each label, softmax of several outputs. 'none' gives each example its share of the mean,
-        as AUM's 'none' does, so that the shares of the hybrid sum to its 'mean' value."""
-        if self.multilabel:
-            ce = F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype), reduction="none").mean(-1)
-        elif preds.ndim == 1 or preds.shape[-1] == 1:
-            ce = F.binary_cross_entropy_with_logits(preds.reshape(-1), target.to(preds.dtype), reduction="none")
-        elif probabilities:
-            ce = F.nll_loss(preds.clamp_min(torch.finfo(preds.dtype).tiny).log(), target.long(), reduction="none")
-        else:
-            ce = F.cross_entropy(preds, target.long(), reduction="none")
-        reduction = self.reduction
-        return ce / len(ce) if reduction == "none" else ce.sum() if reduction == "sum" else ce.mean()
+        return preds, target
 
     def _probabilities(self, preds: Tensor) -> bool:
-        """Whether the model outputs probabilities rather than logits: found on the first multiclass
-        batch (one host-device sync) and kept, since a model's kind of output does not change."""
-        if getattr(self, "_outputs_probabilities", None) is None:
+        """Whether the model outputs probabilities rather than logits: found on the first batch with
+        several outputs (one host-device sync) and kept, since a model's kind of output does not change."""
+        if self._outputs_probabilities is None:
             self._outputs_probabilities = is_probability_matrix(preds)
         return self._outputs_probabilities
-
-    @staticmethod
-    def _is_binary(preds: Tensor) -> bool:
-        return preds.ndim == 1 or preds.shape[-1] <= 2
-
-    def _count_degenerate(self, preds: Tensor, target: Tensor) -> None:
-        k = preds.shape[1] if preds.ndim == 2 and preds.shape[1] > 2 else 2
-        if k > 2 and self.func.average == "micro":
-            return  # pooled over classes, a micro AUM always has positives and negatives
-        support = (target[:, None] == torch.arange(k, device=target.device)).sum(0)
-        self._one_class = self._one_class + (~((support > 0) & (support < len(target))).any()).long()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
@@ -247,13 +179,69 @@ _BAD_MULTI_HOT = "AUMLossFlat: the multi-hot `target` holds values other than 0 
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
 
 
-def _labels_ok(preds: Tensor, target: Tensor) -> Tensor:
-    """0-d: whether every label is a class index of `preds`' columns (no host-device sync)."""
-    if target.dtype == torch.bool:
+def _check_labels(func: AUMLoss, preds: Tensor, target: Tensor, k: int, multilabel: bool, on_host: bool,
+                  probabilities: bool | None) -> None:
+    """Where reading back is free, raise at once on bad labels, with the functional API's message (which
+    reads binary {-1, 1} labels as {0, 1}); elsewhere an asynchronous assert stops the run at a later
+    kernel launch, as fastai's cross-entropy does."""
+    ok = _labels_ok(target, k, multilabel)
+    if not on_host:
+        torch._assert_async(ok, _BAD_MULTI_HOT if multilabel else _BAD_LABELS)
+    elif not ok:
+        func._reduced(torch.zeros_like(preds.detach()), target, True, probabilities)
+
+
+def _labels_ok(target: Tensor, k: int, multilabel: bool) -> Tensor:
+    """0-d: whether every label is a class index in [0, k), or every multi-hot entry 0 or 1 (no host-device sync)."""
+    if target.dtype == torch.bool or not target.numel():
         return torch.ones((), dtype=torch.bool, device=target.device)
-    k = 2 if preds.ndim == 1 or preds.shape[-1] <= 2 else preds.shape[-1]
-    ok = ((target >= 0) & (target < k)).all()
+    if multilabel:
+        return ((target == 0) | (target == 1)).all()
+    lo, hi = target.aminmax()
+    ok = (lo >= 0) & (hi < k)
     return ok & (target == target.round()).all() if target.is_floating_point() else ok
+
+
+def _finite_outputs(preds: Tensor, on_host: bool):
+    """Whether every output is finite, and the outputs with the others zeroed so that no NaN reaches the
+    gradient. On the host a Python bool from one float64 sum (NaN and inf reach it; counted exactly only
+    if it is not finite: it may have overflowed), the outputs as they are (a non-finite batch is NaN at
+    once); elsewhere a 0-d tensor (no host-device sync)."""
+    if on_host:
+        return math.isfinite(preds.detach().sum(dtype=torch.float64).item()) or bool(torch.isfinite(preds).all()), preds
+    entries = torch.isfinite(preds)
+    return entries.all(), torch.where(entries, preds, 0)
+
+
+def _one_class(target: Tensor, k: int, multilabel: bool, finite, on_host: bool):
+    """Whether a batch with finite outputs (`finite`) has no class, or no label, with both members and
+    non-members: a Python bool on the host, else a 0-d tensor (no host-device sync)."""
+    if multilabel:
+        support = (target != 0).sum(0)
+    elif k == 2:  # the positives; binary labels may be {-1, 1}, which the functional API reads as {0, 1}
+        support = (target == 1).sum()
+    else:
+        support = (target[:, None] == torch.arange(k, device=target.device)).sum(0)
+    n = len(target)
+    if on_host:
+        return finite and not any(0 < c < n for c in support.reshape(-1).tolist())
+    return (~((support > 0) & (support < n)).any() & finite).long()
+
+
+def _cross_entropy(preds: Tensor, target: Tensor, multilabel: bool, probabilities: bool | None,
+                   reduction: str) -> Tensor:
+    """The cross-entropy of the outputs: binary of a single output or of each label, softmax of several
+    (`nll_loss` of their log if they are `probabilities`). 'none' gives each example its share of the
+    mean, as AUM's 'none' does, so that the shares of the hybrid loss sum to its 'mean' value."""
+    if multilabel:
+        ce = F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype), reduction="none").mean(-1)
+    elif preds.ndim == 1 or preds.shape[-1] == 1:
+        ce = F.binary_cross_entropy_with_logits(preds.reshape(-1), target.to(preds.dtype), reduction="none")
+    elif probabilities:
+        ce = F.nll_loss(preds.clamp_min(torch.finfo(preds.dtype).tiny).log(), target.long(), reduction="none")
+    else:
+        ce = F.cross_entropy(preds, target.long(), reduction="none")
+    return ce / len(ce) if reduction == "none" else ce.sum() if reduction == "sum" else ce.mean()
 
 
 def _nan_loss(preds: Tensor) -> Tensor:

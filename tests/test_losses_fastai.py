@@ -5,6 +5,7 @@ Values are checked against `fastai_aum.functional.aum` (the loss must only wrap 
 brute-force evaluation of AUM's definition (fastai_fixtures.brute_aum)."""
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 
@@ -342,3 +343,165 @@ def test_plain_learner_with_aum_flat():
     raw, t = raw_preds(learn)
     assert recorded == pytest.approx(sk_auroc(raw, t), abs=1e-6)
     assert recorded > 0.9
+
+
+# ------------------------------------------------------------------- the one forward path ---
+
+def _cases():
+    """(name, loss options, outputs, target, the reference: a function of the outputs built from
+    `fastai_aum.functional.aum` and torch's own cross-entropy)."""
+    g = torch.Generator().manual_seed(11)
+    z1, z2 = torch.randn(50, 1, generator=g), torch.randn(50, 2, generator=g)
+    y2 = torch.cat([torch.tensor([0, 1]), torch.randint(0, 2, (48,), generator=g)])
+    zk = torch.randn(60, 4, generator=g).mul(2).round()  # ties too
+    yk = torch.cat([torch.arange(4), torch.randint(0, 4, (56,), generator=g)])
+    zl = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    yl = (torch.rand(40, 3, generator=g) < 0.4).double()
+    ab = dict(vocab=["a", "b"])
+    bce = lambda s, t: F.binary_cross_entropy_with_logits(s, t.to(s.dtype), reduction="none")  # noqa: E731
+    ce = lambda s, t: F.cross_entropy(s, t, reduction="none")  # noqa: E731
+    return [
+        ("one output", {}, z1, y2, lambda x: aum(x, y2)),
+        ("one output, positive first", dict(pos_label="a", **ab), z1, y2, lambda x: aum(x, 1 - y2)),
+        ("one output, positive second", dict(pos_label="b", **ab), z1, y2, lambda x: aum(x, y2)),
+        ("two outputs", {}, z2, y2, lambda x: aum(x, y2)),
+        ("two outputs, positive first", dict(pos_label="a", **ab), z2, y2, lambda x: aum(x.flip(1), 1 - y2)),
+        ("one output, margin", dict(margin=0.5), z1, y2, lambda x: aum(x, y2, margin=0.5)),
+        ("one output, ce_weight", dict(ce_weight=0.3), z1, y2,
+         lambda x: aum(x, y2) + 0.3 * bce(x.reshape(-1), y2).mean()),
+        ("two outputs, margin, ce_weight, sum", dict(margin=0.25, ce_weight=2.0, reduction="sum"), z2, y2,
+         lambda x: aum(x, y2, margin=0.25) + 2.0 * ce(x, y2).sum()),
+        ("multiclass micro", {}, zk, yk, lambda x: aum(x, yk)),
+        ("multiclass macro, count", dict(average="macro", normalize="count"), zk, yk,
+         lambda x: aum(x, yk, "count", "macro")),
+        ("multiclass probabilities micro", {}, torch.softmax(zk, 1), yk, lambda x: aum(x, yk)),
+        ("multiclass probabilities macro, margin", dict(average="macro", margin=0.2), torch.softmax(zk, 1), yk,
+         lambda x: aum(x, yk, average="macro", margin=0.2)),
+        ("multiclass macro, ce_weight, none", dict(average="macro", ce_weight=0.5, reduction="none"), zk, yk,
+         lambda x: aum(x, yk, average="macro").expand(60) / 60 + 0.5 * (ce(x, yk) / 60)),  # each one's share
+        ("multi-label micro", dict(multilabel=True), zl, yl, lambda x: aum(x, yl)),
+        ("multi-label macro, margin, ce_weight", dict(multilabel=True, average="macro", margin=0.8, ce_weight=1.5),
+         zl, yl, lambda x: aum(x, yl, average="macro", margin=0.8) + 1.5 * bce(x, yl).mean(-1).mean()),
+    ]
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+def test_loss_and_gradient_are_bit_identical_to_the_functional_aum(device_path, monkeypatch):
+    """The loss only wraps `aum` (and adds torch's cross-entropy): the same bits for value and gradient,
+    whether it checks on the host or (as on a GPU, forced here) keeps every flag on the device."""
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for name, options, z, y, reference in _cases():
+        loss = AUMLossFlat(**options)
+        x, r = z.clone().requires_grad_(), z.clone().requires_grad_()
+        value, expected = loss(x, y), reference(r)
+        assert value.dtype == expected.dtype and torch.equal(value, expected), name
+        value.sum().backward()
+        expected.sum().backward()
+        assert x.grad.abs().sum() > 0 and torch.equal(x.grad, r.grad), name
+        assert loss.one_class_batches == 0, name
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_output_gives_nan_with_a_zero_gradient(device_path, bad, monkeypatch):
+    """Any non-finite output, in every kind of problem and on either path: NaN (the functional `aum`
+    without its checks is non-finite there too) and a zero gradient; nor is the batch counted as one-class."""
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for name, options, z, y, reference in _cases():
+        poisoned = z.clone()
+        poisoned[3, -1] = bad
+        x = poisoned.clone().requires_grad_()
+        loss = AUMLossFlat(**options)
+        value = loss(x, torch.zeros_like(y))  # one class too: not counted, its loss is not 0
+        assert torch.isnan(value).all() and value.shape == reference(z).shape, name
+        value.sum().backward()
+        assert torch.equal(x.grad, torch.zeros_like(x)), name
+        assert loss.one_class_batches == 0, name
+        if bad != -math.inf or "multiclass" not in name:  # softmax turns a -inf logit into a probability of 0
+            assert not math.isfinite(aum(poisoned, y, validate=False).item()), name
+
+
+def test_one_class_batches_are_counted_alike_on_both_paths(monkeypatch):
+    z1, z4 = torch.randn(8, 1), torch.randn(8, 4)
+    batches = [({}, z1, torch.ones(8, dtype=torch.long)), ({}, z1, torch.tensor([0, 1] * 4)),
+               (dict(average="macro"), z4, torch.zeros(8, dtype=torch.long)),
+               (dict(average="macro"), z4, torch.arange(8) % 4),
+               (dict(multilabel=True), z4, torch.zeros(8, 4)), (dict(multilabel=True), z4, torch.eye(8)[:, :4]),
+               (dict(validate=False), z1, -torch.ones(8)), (dict(validate=False), z1, torch.tensor([-1, 1] * 4))]
+    counts = []
+    for device_path in (False, True):
+        if device_path:
+            monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+        losses = [AUMLossFlat(**o) for o, _, _ in batches]
+        for loss, (_, x, y) in zip(losses, batches):
+            loss(x.clone().requires_grad_(), y)
+        counts.append([loss.one_class_batches for loss in losses])
+    assert counts == [[1, 0, 1, 0, 1, 0, 1, 0]] * 2  # binary {-1, 1} labels read as {0, 1}
+
+
+# --------------------------------------------------------------------- multi-label binding ---
+
+def test_a_multi_hot_target_for_a_single_label_loss_is_an_error_naming_multilabel():
+    z = torch.randn(20, 3)
+    multi_hot = (torch.rand(20, 3) < 0.5).float()
+    loss = AUMLossFlat()
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 3\).*multi-hot.*`multilabel=True`"):
+        loss(z, multi_hot)
+    assert not loss.multilabel  # a batch never changes the loss's kind
+    torch.testing.assert_close(loss.activation(z), torch.softmax(z, -1))
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 2\).*`multilabel=True`"):
+        loss(z[:, :2], multi_hot[:, :2])  # a one-hot-looking (N, 2) target too: as multi-label, or labels (N,)
+
+
+def test_single_label_targets_of_shape_n_1_stay_valid():
+    """(N, 1) targets, with one output or two, and (N,) targets with two outputs, are class labels."""
+    g = torch.Generator().manual_seed(2)
+    z2, y = torch.randn(30, 2, generator=g), torch.cat([torch.tensor([0, 1]), torch.randint(0, 2, (28,), generator=g)])
+    for preds in (z2[:, 1:], z2):
+        expected = aum(preds, y)
+        for target in (y, y[:, None]):
+            assert torch.equal(AUMLossFlat()(preds, target), expected)
+
+
+def test_bind_sets_multilabel_and_none_keeps_it():
+    z, y = torch.randn(20, 3), (torch.rand(20, 3) < 0.5).float()
+    y[:2] = torch.tensor([[0.0, 1, 0], [1, 0, 1]])
+    loss = AUMLossFlat()
+    assert loss.bind(["x", "y", "z"]) is loss and not loss.multilabel
+    assert loss.bind(["x", "y", "z"], multilabel=True) is loss and loss.multilabel
+    assert loss.bind(["x", "y", "z"]).multilabel  # None keeps it
+    assert torch.equal(loss(z, y), aum(z, y))
+    torch.testing.assert_close(loss.activation(z), torch.sigmoid(z))
+    assert "multilabel=True" in repr(loss)
+    back = pickle.loads(pickle.dumps(loss))
+    assert back.multilabel and torch.equal(back(z, y), aum(z, y))
+    assert not loss.bind(["x", "y", "z"], multilabel=False).multilabel
+    with pytest.raises(ValueError, match=r"`target` of shape \(20, 3\)"):
+        loss(z, y)
+
+
+def test_bind_refuses_multilabel_with_a_positive_class_and_non_booleans():
+    loss = AUMLossFlat(pos_label="b", vocab=["a", "b"])
+    with pytest.raises(ValueError, match=r"AUMLossFlat: `pos_label`='b' names the positive class .* multi-label"):
+        loss.bind(["a", "b"], multilabel=True)
+    assert not loss.multilabel and loss.pos_index == 1
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match=rf"AUMLossFlat: `multilabel` must be True or False, got {bad!r}"):
+            AUMLossFlat(multilabel=bad)
+    with pytest.raises(TypeError, match=r"`multilabel` must be True or False, got 'yes'"):
+        AUMLossFlat().bind(["a", "b"], multilabel="yes")
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu_checks", "sync_free_path"])
+def test_an_empty_batch_is_the_functional_error(device_path, monkeypatch):
+    if device_path:
+        monkeypatch.setattr("fastai_aum.losses._SYNC_IS_FREE_ON", ())
+    for options, preds, target in [({}, torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)),
+                                   ({}, torch.zeros(0, 3), torch.zeros(0)),
+                                   (dict(multilabel=True), torch.zeros(0, 3), torch.zeros(0, 3))]:
+        with pytest.raises(ValueError, match="`preds` and `target` are empty"):
+            aum(preds, target)
+        with pytest.raises(ValueError, match="`preds` and `target` are empty"):
+            AUMLossFlat(**options)(preds, target)

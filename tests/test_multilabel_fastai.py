@@ -77,12 +77,10 @@ def _batch(n=40, k=4, seed=0):
 @pytest.mark.parametrize("average", ["micro", "macro"])
 def test_loss_equals_functional_aum(average):
     z, y = _batch()
-    loss = AUMLossFlat(average=average)
+    loss = AUMLossFlat(average=average, multilabel=True)
     assert loss(z, y).item() == pytest.approx(aum(z, y, average=average).item(), abs=1e-7)
-    assert loss.multilabel  # found from the target's shape
-    explicit = AUMLossFlat(average=average, multilabel=True)
-    assert explicit(z, y.long()).item() == pytest.approx(aum(z, y, average=average).item(), abs=1e-7)
-    assert AUMLossFlat(reduction="none")(z, y).shape == (len(z),)
+    assert loss(z, y.long()).item() == pytest.approx(aum(z, y, average=average).item(), abs=1e-7)
+    assert AUMLossFlat(reduction="none", multilabel=True)(z, y).shape == (len(z),)
 
 
 def test_activation_and_decodes_per_label():
@@ -107,7 +105,7 @@ def test_nan_output_gives_nan_loss_without_exception():
     bad[3, 1] = math.nan
     bad.requires_grad_()
     for average in ("micro", "macro"):
-        value = AUMLossFlat(average=average)(bad, y)
+        value = AUMLossFlat(average=average, multilabel=True)(bad, y)
         assert math.isnan(value.item())
         value.backward()
         assert bool(torch.isfinite(bad.grad).all())
@@ -116,7 +114,7 @@ def test_nan_output_gives_nan_loss_without_exception():
 def test_bad_multi_hot_values_raise():
     z, y = _batch()
     with pytest.raises(ValueError, match="0 and 1"):
-        AUMLossFlat()(z, y * 2)
+        AUMLossFlat(multilabel=True)(z, y * 2)
 
 
 def test_one_class_batches_count_batches_without_a_two_class_label():
@@ -262,7 +260,7 @@ def test_multilabel_loss_never_reads_back_off_the_cpu(monkeypatch, average):
     monkeypatch.setattr(losses, "_SYNC_IS_FREE_ON", ())
     monkeypatch.setattr(aum_loss, "_SPARSE_TIES_ON", ())
     z, y = _batch(n=64, k=5, seed=2)
-    loss = AUMLossFlat(average=average)
+    loss = AUMLossFlat(average=average, multilabel=True)
     calls = count_host_reads(monkeypatch)
     preds = z.clone().requires_grad_()
     value = loss(preds, y)

@@ -85,7 +85,7 @@ def test_multiclass_margin_of_one_or_more_is_refused(wine_dls):  # noqa: F811
 def test_hybrid_multilabel_is_aum_plus_mean_binary_cross_entropy():
     g = torch.Generator().manual_seed(2)
     z, y = torch.randn(30, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (30, 3), generator=g)
-    loss = AUMLossFlat(ce_weight=2.0, margin=0.25, average="macro")
+    loss = AUMLossFlat(ce_weight=2.0, margin=0.25, average="macro", multilabel=True)
     expected = aum(z, y, average="macro", margin=0.25) + 2.0 * F.binary_cross_entropy_with_logits(z, y.double())
     torch.testing.assert_close(loss(z, y), expected)
 
