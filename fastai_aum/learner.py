@@ -160,8 +160,8 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
         dls = stratify_batches(dls)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
     loss_func = make_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
-    if isinstance(loss_func, AUMLossFlat) and loss_func.vocab is None and classes is not None:
-        loss_func.bind(classes)
+    if isinstance(loss_func, AUMLossFlat) and classes is not None:
+        loss_func.bind(loss_func.vocab if loss_func.vocab is not None else classes, multilabel=multilabel)
     recipes = []
     if last_layer_scale is not None:
         recipes.append(LastLayerScaleCallback(last_layer_scale))

@@ -51,7 +51,7 @@ class Reading:
 def read_outputs(learn, pos_label=None, name: str = "auroc") -> Reading:
     """How `learn`'s outputs are read: the vocabulary and multi-label from its DataLoaders (or its loss),
     the positive class `pos_label` (default: the loss's positive class, else the second class). An
-    `AUMLossFlat` without a vocabulary is given the DataLoaders' (`bind`)."""
+    `AUMLossFlat` is bound to them: the DataLoaders' vocabulary if it has none, and multi-label or not."""
     dls = getattr(learn, "dls", None)
     classes = class_names(dls)
     loss = getattr(learn, "loss_func", None)
@@ -60,8 +60,8 @@ def read_outputs(learn, pos_label=None, name: str = "auroc") -> Reading:
         raise ValueError(f"{name}: `pos_label`={pos_label!r} names the positive class of a binary problem, "
                          f"but the DataLoaders are multi-label ({len(classes or [])} labels, each its own "
                          "binary problem): leave `pos_label` out")
-    if isinstance(loss, AUMLossFlat) and loss.vocab is None and classes is not None:
-        loss.bind(classes)
+    if isinstance(loss, AUMLossFlat) and classes is not None:  # the loss learns the vocabulary and multi-label here
+        loss.bind(loss.vocab if loss.vocab is not None else classes, multilabel=multilabel)
     output_pos = loss.pos_index if isinstance(loss, AUMLossFlat) else 1
     named = pos_label if pos_label is not None else getattr(loss, "pos_label", None)
     binary = classes is not None and len(classes) == 2

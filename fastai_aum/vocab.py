@@ -12,7 +12,8 @@ _MULTI_LABEL_TFMS = ("MultiCategorize", "EncodedMultiCategorize", "OneHotEncode"
 def class_names(vocab) -> list | None:
     """The class labels of a vocabulary, a fastai `CategoryMap`, or DataLoaders (whose `vocab` it reads);
     text DataLoaders' `[tokens, classes]` give the classes. None when there is no vocabulary."""
-    vocab = getattr(vocab, "vocab", vocab)
+    if hasattr(vocab, "loaders") or hasattr(vocab, "dataset"):  # DataLoaders or a DataLoader: its vocab, if any
+        vocab = getattr(vocab, "vocab", None)
     if vocab is None:
         return None
     vocab = list(vocab)
