@@ -168,7 +168,9 @@ def _synthetic(effect: float, seeds=range(6), n=400, n_classes=2, split="per_see
     return Comparison(pd.DataFrame(rows), {}, "ce", "yes" if n_classes == 2 else None, pd.concat(scores), protocol)
 
 
-def test_paired_delong_per_seed_matches_the_functional_test():
+def test_per_seed_tests_pair_each_seeds_own_rows():
+    """The report's DeLong is `functional.auroc_test`; what is checked here is that each seed's test pairs
+    that seed's runs, row by row."""
     from fastai_aum.functional import auroc_test
     c = _synthetic(0.3, seeds=[0, 1])
     tests = c.tests()
@@ -180,6 +182,7 @@ def test_paired_delong_per_seed_matches_the_functional_test():
                          torch.tensor(a["target"].to_numpy()))
         assert t["z"] == pytest.approx(ref.z.item()) and t["p"] == pytest.approx(ref.p_value.item())
         assert t["diff"] == pytest.approx((ref.auroc_a - ref.auroc_b).item())
+        assert t["se_diff"] == pytest.approx(ref.std_err.item())
 
 
 @pytest.mark.parametrize("split, independent", [("per_seed", True), ("shared", False)])

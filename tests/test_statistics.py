@@ -63,7 +63,7 @@ def oracle_test(a, b, y):
         z = 0.0 if abs(d) < 1e-15 else math.copysign(math.inf, d)
     else:
         z = d / math.sqrt(var)
-    return aucs[0], aucs[1], z, math.erfc(abs(z) / math.sqrt(2))
+    return aucs[0], aucs[1], z, math.erfc(abs(z) / math.sqrt(2)), d, math.sqrt(max(var, 0.0))
 
 
 def _problem(rng, n_min=4, n_max=60, top=None):

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..functional import roc_curve
-from ..functional.statistics import placement_counts
+from ..functional import AUROCUndefinedWarning, auroc_test, roc_curve
 
 __all__ = ["Comparison", "DETECT"]
 
@@ -40,21 +39,17 @@ def _phi_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2)) if math.isfinite(z) else (0.0 if not math.isnan(z) else math.nan)
 
 
-def paired_delong(score_a, score_b, target) -> tuple[float, float, float, float]:
-    """DeLong's paired comparison of two binary scorings of the same rows: (difference A - B, its standard
-    error, z, two-sided p). NaN where the variance is undefined (fewer than 2 positives or negatives)."""
-    pos = torch.as_tensor(np.asarray(target) == 1)
-    m, n = int(pos.sum()), int((~pos).sum())
-    if m < 2 or n < 2:
+def _paired_delong(score_a, score_b, target) -> tuple[float, float, float, float]:
+    """`functional.auroc_test` of two binary scorings of the same rows, as (difference A - B, its standard
+    error, z, two-sided p); the difference and se are NaN where DeLong's variance is undefined (fewer than
+    2 positives or negatives), silently: the report says so in its verdict."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AUROCUndefinedWarning)
+        t = auroc_test(torch.as_tensor(np.asarray(score_a, dtype=np.float64)),
+                       torch.as_tensor(np.asarray(score_b, dtype=np.float64)), torch.as_tensor(np.asarray(target) == 1))
+    if math.isnan(float(t.std_err)):
         return (math.nan,) * 4
-    a = placement_counts(torch.as_tensor(np.asarray(score_a, dtype=np.float64)), pos)
-    b = placement_counts(torch.as_tensor(np.asarray(score_b, dtype=np.float64)), pos)
-    diff = float(((a - b) * pos).sum()) / (m * n)
-    d = (a - b).numpy()
-    var = np.var(d[pos.numpy()] / n, ddof=1) / m + np.var(d[~pos.numpy()] / m, ddof=1) / n
-    se = math.sqrt(max(var, 0.0))
-    z = 0.0 if diff == 0 and se == 0 else (diff / se if se > 0 else math.copysign(math.inf, diff))
-    return diff, se, z, _phi_p(z)
+    return float(t.diff), float(t.std_err), float(t.z), float(t.p_value)
 
 
 def _sign_p(wins: int, losses: int) -> float:
@@ -140,7 +135,7 @@ class Comparison:
             mine, base = self._run_scores(loss, seed), self._run_scores(self.baseline, seed)
             if len(mine) != len(base) or not np.array_equal(mine["target"].to_numpy(), base["target"].to_numpy()):
                 raise ValueError(f"runs {loss!r} and {self.baseline!r} of seed {seed} were evaluated on different rows")
-            diff, se, z, p = paired_delong(mine["score"], base["score"], mine["target"])
+            diff, se, z, p = _paired_delong(mine["score"], base["score"], mine["target"])
             rows.append({"loss": loss, "seed": seed, "auroc": sel.loc[(loss, seed), "test_auroc"],
                          "baseline_auroc": sel.loc[(self.baseline, seed), "test_auroc"], "diff": diff, "se_diff": se,
                          "z": z, "p": p, "positives": int((mine["target"] == 1).sum())})

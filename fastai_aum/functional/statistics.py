@@ -43,11 +43,15 @@ class AUROCTest(NamedTuple):
         auroc_b: the AUROC of `preds_b`.
         z: the z statistic of the difference `auroc_a - auroc_b`.
         p_value: its two-sided p-value.
+        diff: the difference `auroc_a - auroc_b`.
+        std_err: DeLong's standard error of the difference, `sqrt(var(A) + var(B) - 2 cov(A, B))`.
     """
     auroc_a: Tensor
     auroc_b: Tensor
     z: Tensor
     p_value: Tensor
+    diff: Tensor
+    std_err: Tensor
 
 
 def _binary_scores(preds, target, name: str) -> tuple[Tensor, Tensor]:
@@ -164,18 +168,18 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
     if m == 0 or n == 0:
         warn_undefined(f"auroc_test: only one class present in `target` ({m} positives of {n_total}); "
                        "the AUROCs and the test are undefined (NaN)")
-        return AUROCTest(nan, nan, nan, nan)
+        return AUROCTest(nan, nan, nan, nan, nan, nan)
     count_a, count_b, pos = placement_counts(score_a, positive), placement_counts(score_b, positive), positive.double()
     pairs = torch.stack([(count_a * pos).sum(), (count_b * pos).sum()])
     auc = pairs / (m * n)
     if m < 2 or n < 2:
         warn_undefined(f"auroc_test: DeLong's variance needs at least 2 positives and 2 negatives, got {m} and {n}; "
                        "z and p_value are NaN")
-        return AUROCTest(auc[0], auc[1], nan, nan)
+        return AUROCTest(auc[0], auc[1], nan, nan, (pairs[0] - pairs[1]) / (m * n), nan)
     diff = (pairs[0] - pairs[1]) / (m * n)  # exactly 0 when the two AUROCs are equal
     # var(A) + var(B) - 2 cov(A, B) is the variance of the difference of the placement values: >= 0 by construction.
     d = count_a - count_b
     var = _masked_var(d / n, pos, m) / m + _masked_var(d / m, 1 - pos, n) / n
     z = torch.where((diff == 0) & (var == 0), torch.zeros_like(diff), diff / var.sqrt())
     p_value = 2 * torch.special.ndtr(-z.abs())
-    return AUROCTest(auc[0], auc[1], z, p_value)
+    return AUROCTest(auc[0], auc[1], z, p_value, diff, var.sqrt())
