@@ -93,17 +93,9 @@ def check_learner_options(dls, loss="aum", pos_label=None, stratify: bool = Fals
     built or trained (`compare_losses` checks every recipe with it before its first fit).
 
     Args:
-        dls: the DataLoaders the Learner is for.
+        dls: the DataLoaders the Learner is for; None checks only what needs no data.
         loss, pos_label, stratify, margin, ce_weight, last_layer_scale: as in `aum_learner`.
     """
-    classes = class_names(dls)
-    multilabel = is_multilabel(dls)
-    if multilabel and (pos_label is not None or stratify):
-        what = f"`pos_label`={pos_label!r}" if pos_label is not None else "`stratify=True`"
-        raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
-                         f"({len(classes or [])} labels)")
-    if not multilabel:
-        pos_label_index(classes, pos_label)
     for name, value in (("margin", margin), ("ce_weight", ce_weight)):
         check_non_negative(name, value)
         if value and loss != "aum":
@@ -111,11 +103,20 @@ def check_learner_options(dls, loss="aum", pos_label=None, stratify: bool = Fals
             raise ValueError(f"`{name}`={value!r} is an option of the AUM loss, but `loss` is {_loss_repr(loss)}; {where}")
     if last_layer_scale is not None:
         check_non_negative("last_layer_scale", last_layer_scale)
+    if isinstance(loss, str) and loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
+    if dls is None:
+        return
+    classes, multilabel = class_names(dls), is_multilabel(dls)
+    if multilabel and (pos_label is not None or stratify):
+        what = f"`pos_label`={pos_label!r}" if pos_label is not None else "`stratify=True`"
+        raise ValueError(f"aum_learner: {what} is for single-label data, but the DataLoaders are multi-label "
+                         f"({len(classes or [])} labels)")
+    if not multilabel:
+        pos_label_index(classes, pos_label)
     n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
     if margin and n_classes > 2 and not multilabel:
         check_multiclass_margin(margin)
-    if isinstance(loss, str) and loss not in LOSSES:
-        raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
 
 # The keyword arguments go to the builder of the data's kind; the signature shows tabular_learner's (those of

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import warnings
@@ -84,16 +83,14 @@ def _cut(text: str, n: int = 40) -> str:
 
 
 def _lr_grid(text: str) -> list[float]:
+    """`--lr` as numbers; `compare_losses`'s own check (`run.lr_grid`) says what else is wrong."""
+    from .run import lr_grid
     try:
-        grid = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--lr must be positive finite numbers, comma-separated, got {_cut(text)!r}") from None
-    bad = [v for v in grid if not math.isfinite(v) or v <= 0]
-    if bad or not grid:
-        raise UsageError(f"--lr must be positive finite numbers, got {bad[0] if bad else 'none'} in {_cut(text)!r}")
-    if len(set(grid)) != len(grid):
-        raise UsageError(f"--lr must hold distinct values, got {_cut(text)!r}")
-    return grid
+        return lr_grid([float(v) for v in text.split(",") if v.strip()])
+    except ValueError as e:
+        if "`lr`" not in str(e):  # not a number
+            raise UsageError(f"--lr must be positive finite numbers, comma-separated, got {_cut(text)!r}") from None
+        raise UsageError(f"--lr {_cut(text)}: {e}") from None
 
 
 RECIPE_OPTIONS = {"margin": float, "ce_weight": float, "last_layer_scale": float}
@@ -129,12 +126,9 @@ def _recipe(text: str):
         if key in spec:
             raise UsageError(f"--losses: {_cut(text)!r} gives {key} twice")
         try:
-            number = RECIPE_OPTIONS[key](value)
+            spec[key] = RECIPE_OPTIONS[key](value)  # its range is `compare_losses`'s to check, as for any recipe
         except ValueError:
             raise UsageError(f"--losses: {_cut(text)!r}: {key} must be a number >= 0, got {_cut(value)!r}") from None
-        if not math.isfinite(number) or number < 0:
-            raise UsageError(f"--losses: {_cut(text)!r}: {key} must be finite and >= 0, got {_cut(value)!r}")
-        spec[key] = number
     return spec
 
 

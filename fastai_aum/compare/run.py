@@ -28,14 +28,13 @@ from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
 from ..callback import AUROCCallback
-from ..vocab import class_names, dataset_labels, is_multilabel, pos_label_index
+from ..vocab import class_names, dataset_labels, pos_label_index
 from .report import Comparison
 from ..functional import auroc, auroc_ci
 from ..functional.precision_recall import average_precision
-from ..functional._inputs import check_multiclass_margin, check_non_negative
-from ..learner import LOSSES, aum_learner
+from ..learner import LOSSES, aum_learner, check_learner_options
 
-__all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "Comparison", "SPLITS"]
+__all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "lr_grid", "Comparison", "SPLITS"]
 
 SPLITS = ("shared", "per_seed")
 _STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "test_ap", "test_positives")
@@ -101,11 +100,7 @@ def _learner_args(name: str, spec) -> dict:
         raise ValueError(f"`losses`: the recipe {name!r} must be a dict of aum_learner arguments other than "
                          f"{', '.join(_CONTROLLED)}, got {bad[0]!r} in {spec}")
     args = {"loss": "aum", **spec}
-    for key in ("margin", "ce_weight"):
-        if key in args:
-            check_non_negative(key, args[key])
-    if args.get("last_layer_scale") is not None:
-        check_non_negative("last_layer_scale", args["last_layer_scale"])
+    _check_recipe(name, None, args)
     return args
 
 
@@ -118,16 +113,17 @@ def _recipe_text(args: dict) -> str:
     return _loss_name(args) if len(args) > 1 else args["loss"]
 
 
-def _check_margins(data, losses: list) -> None:
-    """Refuse, before any training, an AUM margin that multiclass data leave nothing to rank with."""
+def _check_recipe(name: str, data, args: dict) -> None:
+    """`check_learner_options` for one recipe (with `data`, also what depends on the data), naming the recipe."""
     data = data[0] if isinstance(data, tuple) else data
-    if len(class_names(data) or []) > 2 and not is_multilabel(data):
-        for name, args in losses:
-            if args["loss"] == "aum" and args.get("margin"):
-                try:
-                    check_multiclass_margin(args["margin"])
-                except ValueError as e:
-                    raise ValueError(f"`losses`: the recipe {name!r}: {e}") from None
+    options = {k: v for k, v in args.items() if k in _CHECKED}
+    try:
+        check_learner_options(data, **options)
+    except ValueError as e:
+        raise ValueError(f"`losses`: the recipe {name!r}: {e}") from None
+
+
+_CHECKED = ("loss", "pos_label", "stratify", "margin", "ce_weight", "last_layer_scale")
 
 
 def _kept_runs(previous, losses: list, seeds: list, grid: list, epochs: int):
@@ -182,11 +178,11 @@ def _check_arguments(losses, seeds, epochs, lr) -> tuple[list, list]:
         raise ValueError(f"`seeds` must be distinct (runs are paired by seed), got {seeds}")
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ValueError(f"`epochs` must be an integer >= 1, got {epochs!r}")
-    _lr_grid(lr)
+    lr_grid(lr)
     return losses, seeds
 
 
-def _lr_grid(lr) -> list[float]:
+def lr_grid(lr) -> list[float]:
     """`lr` as a list of distinct positive finite learning rates (one number, or a grid)."""
     if isinstance(lr, (str, bytes)) or not isinstance(lr, Iterable):
         if _bad_lr(lr):
@@ -253,7 +249,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs, lr)` trains.
     """
     losses, seeds = _check_arguments(losses, seeds, epochs, lr)
-    grid = _lr_grid(lr)
+    grid = lr_grid(lr)
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     names = [name for name, _ in losses]
@@ -267,8 +263,10 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     old_rows, old_scores, done = _kept_runs(previous, losses, seeds, grid, epochs)
     runs = [(seed, rate, name, args) for seed in seeds for rate in grid for name, args in losses]
     todo = [run for run in runs if not any(d[0] == run[2] and d[1] == run[0] and _same_lr(d[2], run[1]) for d in done)]
-    if todo:
-        _check_margins(dls(todo[0][0]) if callable(dls) else dls, losses)
+    if todo:  # what depends on the data, before the first fit
+        data = dls(todo[0][0]) if callable(dls) else dls
+        for name, args in losses:
+            _check_recipe(name, data, {"pos_label": pos_label, **args})
     rows, scores, init = [old_rows], [old_scores], {}
     classes, pos, evaluated = None, None, "test" if test is not None else None
     for seed, rate, name, args in progress_bar(todo, display=show_progress and len(todo) > 0):
