@@ -62,26 +62,6 @@ def test_recipes_on_the_command_line_are_compared_and_resumed(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_comparison_written_before_recipes_resumes(tmp_path, capsys):
-    """Its config.json lists the losses by name and its results have no recipe column."""
-    out = tmp_path / "out"
-    argv = ["compare", "--quick", "--lr", "0.01", "--losses", "aum,ce", "--out", str(out)]
-    assert main(argv) == 0, capsys.readouterr().err
-    config = json.loads((out / "config.json").read_text())
-    config["protocol"]["losses"] = ["aum", "ce"]
-    (out / "config.json").write_text(json.dumps(config))
-    results = pd.read_csv(out / "results.csv").drop(columns="recipe")
-    last = (results["loss"] == "ce") & (results["seed"] == 1)  # one run left to train
-    results[~last].to_csv(out / "results.csv", index=False)
-    capsys.readouterr()
-    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
-    assert "resuming: 3 finished run(s)" in capsys.readouterr().out
-    after = pd.read_csv(out / "results.csv")  # rewritten whole at the end: the earlier runs and the new one
-    assert set(results.columns) <= set(after.columns) and len(after) == len(results)
-    assert after["valid_auroc"].between(0, 1).all() and set(after["loss"]) == {"aum", "ce"}
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_a_users_csv(tmp_path, capsys, n_classes):
     csv = _user_csv(tmp_path / "mine.csv", n_classes)

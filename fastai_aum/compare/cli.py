@@ -224,10 +224,7 @@ def _check_config(out: Path, config: dict) -> None:
     for key in ("data", "target", "pos_label", "pos_frac", "rows", "columns", "protocol"):
         if old.get(key) != config.get(key):
             if key == "protocol":
-                before = dict(old[key])
-                if isinstance(before.get("losses"), list):  # written before recipes: loss names only
-                    before["losses"] = {name: name for name in before["losses"]}
-                diff = [k for k in config[key] if before.get(k) != config[key][k] and k != "seeds"]
+                diff = [k for k in config[key] if old[key].get(k) != config[key][k] and k != "seeds"]
                 if not diff:
                     continue
                 key = f"protocol ({', '.join(diff)})"
