@@ -79,7 +79,7 @@ class Comparison:
             lrs = self.chosen_lr
             r["selected"] = r["run_best"].astype(bool) & (r["lr"] == r["loss"].map(lrs))
         if not self.rocs and self.scores is not None and len(self.scores):
-            self.rocs = self._rocs()
+            self.rocs = _selected_rocs(self)
 
     @property
     def chosen_lr(self) -> dict:
@@ -109,18 +109,6 @@ class Comparison:
         lr = self.chosen_lr[loss]
         return s[(s["loss"] == loss) & (s["seed"] == seed) & (s["lr"] == lr)].sort_values("row")
 
-    def _rocs(self) -> dict:
-        rocs = {}
-        for loss, seed in self.selected[["loss", "seed"]].itertuples(index=False):
-            run = self._run_scores(loss, seed)
-            target = torch.as_tensor(run["target"].to_numpy())
-            if self.binary:
-                rocs[(loss, seed)] = roc_curve(torch.as_tensor(run["score"].to_numpy()), target)
-            else:
-                cols = [c for c in run.columns if c.startswith("score_")]
-                rocs[(loss, seed)] = roc_curve(torch.as_tensor(run[cols].to_numpy()), target)
-        return rocs
-
     def tests(self) -> pd.DataFrame:
         """Per loss other than the baseline and per seed: DeLong's paired test against the baseline on the
         same evaluated rows (binary targets; empty otherwise)."""
@@ -148,7 +136,6 @@ class Comparison:
         (paired wins, sign test and Wilcoxon p on the test AUROC differences), the per-seed DeLong tests
         (how many seeds reach p < 0.05), the pooled evidence (see the module docstring for the rule), the
         test positives needed to detect `DETECT`, and a one-line verdict."""
-        from scipy.stats import wilcoxon
         sel = self.selected
         metric = "test_auroc" if sel["test_auroc"].notna().any() else "valid_auroc"
         base = sel[sel["loss"] == self.baseline].set_index("seed")[metric]
@@ -165,65 +152,13 @@ class Comparison:
             mine = g.set_index("seed")[metric]
             common = mine.index.intersection(base.index)
             if loss != self.baseline and len(common):
-                diff = (mine[common] - base[common]).to_numpy()
-                wins, lost = int((diff > 0).sum()), int((diff < 0).sum())
-                row[f"wins_vs_{self.baseline}"] = f"{wins}/{len(diff)}"
-                row[f"ties_vs_{self.baseline}"] = len(diff) - wins - lost
-                row[f"mean_diff_vs_{self.baseline}"] = diff.mean()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    row["wilcoxon_p"] = wilcoxon(diff).pvalue if np.any(diff != 0) else 1.0
-                row["sign_p"] = _sign_p(wins, lost)
-                row.update(self._pooled(tests[tests["loss"] == loss]))
+                row.update(_seed_level((mine[common] - base[common]).to_numpy(), self.baseline))
+                row.update(_pooled(tests[tests["loss"] == loss], self.protocol.get("split") == "per_seed"))
             rows.append(row)
         order = list(dict.fromkeys(self.results["loss"]))
         summary = pd.DataFrame(rows).set_index("loss").loc[[loss for loss in order if loss in set(sel["loss"])]]
-        summary["verdict"] = [self._verdict(loss, row) for loss, row in summary.iterrows()]
+        summary["verdict"] = [_verdict(self, loss, row) for loss, row in summary.iterrows()]
         return summary
-
-    def _pooled(self, t: pd.DataFrame) -> dict:
-        t = t.dropna(subset=["z", "se_diff"])
-        k = len(t)
-        if not k:
-            return {}
-        independent = self.protocol.get("split") == "per_seed"
-        se = math.sqrt((t["se_diff"] ** 2).sum()) / k if independent else t["se_diff"].mean()
-        d = t["diff"].mean()
-        z = 0.0 if d == 0 and se == 0 else (d / se if se > 0 else math.copysign(math.inf, d))
-        rms_se = math.sqrt((t["se_diff"] ** 2).mean())
-        needed = t["positives"].mean() * _Z_POWER ** 2 * rms_se ** 2 / DETECT ** 2
-        return {"seeds_p_below_0.05": f"{int((t['p'] < 0.05).sum())}/{k}", "pooled_diff": d,
-                "pooled_low": d - _Z95 * se, "pooled_high": d + _Z95 * se, "pooled_z": z, "pooled_p": _phi_p(z),
-                "positives_per_test": t["positives"].mean(), "positives_needed": needed}
-
-    def _verdict(self, loss: str, row) -> str:
-        b = self.baseline
-        if loss == b:
-            return "baseline"
-        wins = row.get(f"wins_vs_{b}")
-        if pd.isna(row.get(f"mean_diff_vs_{b}", np.nan)):
-            return f"no run of {b!r} to compare with"
-        seeds = f"higher in {wins} seeds, equal in {int(row[f'ties_vs_{b}'])}, Wilcoxon p={row['wilcoxon_p']:.2g}"
-        if pd.isna(row.get("pooled_p", np.nan)):
-            why = "DeLong tests are binary only" if not self.binary else "too few test positives for DeLong"
-            return (f"seed-level evidence only ({why}): mean difference {row[f'mean_diff_vs_{b}']:+.4f}, {seeds}; "
-                    "no claim beyond these seeds")
-        ci = f"{row['pooled_diff']:+.4f}, 95% CI {row['pooled_low']:+.4f} to {row['pooled_high']:+.4f}"
-        on = (" on the validation data that chose the epoch (optimistic)"
-              if self.protocol.get("evaluated") == "validation" else "")
-        if row["pooled_p"] < 0.05:
-            word = "higher" if row["pooled_diff"] > 0 else "lower"
-            n, k = (int(x) for x in wins.split("/"))
-            lost = k - n - int(row[f"ties_vs_{b}"])
-            agree = n > lost if word == "higher" else n < lost
-            caveat = ("" if agree and row["wilcoxon_p"] < 0.05 else
-                      "; the seeds do not confirm it (more of them lost or tied)" if not agree else
-                      "; the seed-level test does not confirm it (Wilcoxon p >= 0.05), so treat it as tentative")
-            return f"{word} than {b}{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}; {seeds}){caveat}"
-        needed = row["positives_needed"]
-        need = (f"about {needed:,.0f} test positives would be needed to detect {DETECT} (rough; now "
-                f"{row['positives_per_test']:.0f} per test set)") if np.isfinite(needed) else ""
-        return f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}); {need}"
 
     def report(self) -> str:
         """The protocol, `summary()` as compact text tables (per loss, then against the baseline), and the verdicts."""
@@ -237,3 +172,76 @@ class Comparison:
         is at least 0.98). Returns the figure."""
         from .plots import plot_comparison
         return plot_comparison(self, figsize, log_fpr)
+
+
+def _pooled(t: pd.DataFrame, independent: bool) -> dict:
+    """The pooled evidence of the per-seed tests `t` (see the module docstring for the rule)."""
+    t = t.dropna(subset=["z", "se_diff"])
+    k = len(t)
+    if not k:
+        return {}
+    se = math.sqrt((t["se_diff"] ** 2).sum()) / k if independent else t["se_diff"].mean()
+    d = t["diff"].mean()
+    z = 0.0 if d == 0 and se == 0 else (d / se if se > 0 else math.copysign(math.inf, d))
+    rms_se = math.sqrt((t["se_diff"] ** 2).mean())
+    needed = t["positives"].mean() * _Z_POWER ** 2 * rms_se ** 2 / DETECT ** 2
+    return {"seeds_p_below_0.05": f"{int((t['p'] < 0.05).sum())}/{k}", "pooled_diff": d,
+            "pooled_low": d - _Z95 * se, "pooled_high": d + _Z95 * se, "pooled_z": z, "pooled_p": _phi_p(z),
+            "positives_per_test": t["positives"].mean(), "positives_needed": needed}
+
+
+def _verdict(c: Comparison, loss: str, row) -> str:
+    """One line that claims no more than the numbers of `row`, the summary of `loss` in `c`."""
+    b = c.baseline
+    if loss == b:
+        return "baseline"
+    wins = row.get(f"wins_vs_{b}")
+    if pd.isna(row.get(f"mean_diff_vs_{b}", np.nan)):
+        return f"no run of {b!r} to compare with"
+    seeds = f"higher in {wins} seeds, equal in {int(row[f'ties_vs_{b}'])}, Wilcoxon p={row['wilcoxon_p']:.2g}"
+    if pd.isna(row.get("pooled_p", np.nan)):
+        why = "DeLong tests are binary only" if not c.binary else "too few test positives for DeLong"
+        return (f"seed-level evidence only ({why}): mean difference {row[f'mean_diff_vs_{b}']:+.4f}, {seeds}; "
+                "no claim beyond these seeds")
+    ci = f"{row['pooled_diff']:+.4f}, 95% CI {row['pooled_low']:+.4f} to {row['pooled_high']:+.4f}"
+    on = (" on the validation data that chose the epoch (optimistic)"
+          if c.protocol.get("evaluated") == "validation" else "")
+    if row["pooled_p"] < 0.05:
+        word = "higher" if row["pooled_diff"] > 0 else "lower"
+        n, k = (int(x) for x in wins.split("/"))
+        lost = k - n - int(row[f"ties_vs_{b}"])
+        agree = n > lost if word == "higher" else n < lost
+        caveat = ("" if agree and row["wilcoxon_p"] < 0.05 else
+                  "; the seeds do not confirm it (more of them lost or tied)" if not agree else
+                  "; the seed-level test does not confirm it (Wilcoxon p >= 0.05), so treat it as tentative")
+        return f"{word} than {b}{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}; {seeds}){caveat}"
+    needed = row["positives_needed"]
+    need = (f"about {needed:,.0f} test positives would be needed to detect {DETECT} (rough; now "
+            f"{row['positives_per_test']:.0f} per test set)") if np.isfinite(needed) else ""
+    return f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}); {need}"
+
+
+def _selected_rocs(c: Comparison) -> dict:
+    """(loss, seed) -> the ROC curve(s) of each selected model, from its kept scores."""
+    rocs = {}
+    for loss, seed in c.selected[["loss", "seed"]].itertuples(index=False):
+        run = c._run_scores(loss, seed)
+        target = torch.as_tensor(run["target"].to_numpy())
+        if c.binary:
+            rocs[(loss, seed)] = roc_curve(torch.as_tensor(run["score"].to_numpy()), target)
+        else:
+            cols = [c for c in run.columns if c.startswith("score_")]
+            rocs[(loss, seed)] = roc_curve(torch.as_tensor(run[cols].to_numpy()), target)
+    return rocs
+
+
+def _seed_level(diff: np.ndarray, baseline: str) -> dict:
+    """The seed-level evidence of the paired differences `diff` against `baseline`: wins, ties, their mean,
+    the Wilcoxon signed-rank and the two-sided sign test."""
+    from scipy.stats import wilcoxon
+    wins, lost = int((diff > 0).sum()), int((diff < 0).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wilcoxon_p = wilcoxon(diff).pvalue if np.any(diff != 0) else 1.0
+    return {f"wins_vs_{baseline}": f"{wins}/{len(diff)}", f"ties_vs_{baseline}": len(diff) - wins - lost,
+            f"mean_diff_vs_{baseline}": diff.mean(), "wilcoxon_p": wilcoxon_p, "sign_p": _sign_p(wins, lost)}
