@@ -60,11 +60,18 @@ def _sign_p(wins: int, losses: int) -> float:
 
 @dataclass
 class Comparison:
-    """What `compare_losses` measured: `results`, a tidy DataFrame with one row per loss, learning rate, seed
-    and epoch (`run_best` marks each run's epoch chosen on validation data, `selected` the chosen epochs of
-    each loss's chosen learning rate); `scores`, the evaluated rows' scores of every run (loss, seed, lr,
-    row, target, then `score` for a binary target, 1 meaning the positive class, or one `score_k` column
-    per class); `rocs`, the ROC curves of the selected models; `protocol`, how the runs were made."""
+    """What `compare_losses` measured, with `summary()`, `tests()`, `report()` and `plot()` on it.
+
+    Args:
+        results: one row per loss, learning rate, seed and epoch (`run_best` marks each run's epoch chosen
+            on validation data; `selected`, added here, the chosen epochs of each loss's chosen learning rate).
+        rocs: (loss, seed) -> the ROC curve(s) of the selected models (default: from `scores`).
+        baseline: the loss the others are tested against.
+        pos_label: the positive class of a binary problem.
+        scores: the evaluated rows' scores of every run (loss, seed, lr, row, target, then `score` for a
+            binary target, 1 meaning the positive class, or one `score_k` column per class).
+        protocol: how the runs were made (`split`, `evaluated`, `classes`, ...).
+    """
     results: pd.DataFrame
     rocs: dict = field(default_factory=dict)  # (loss, seed) -> ROC or list of ROC
     baseline: str = "ce"

@@ -233,20 +233,30 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
     loss's learning rate by mean validation AUROC; report the held-out test AUROC of the selected weights
     with DeLong's interval, the test average precision, and paired DeLong tests against `baseline`.
 
-    `dls` is fastai DataLoaders, or a function of the seed returning DataLoaders or `(DataLoaders, test)`;
-    `test` is a DataFrame of labelled rows for `dls.test_dl`, or a DataLoader (without it, the validation
-    data are evaluated, which is optimistic). `split` says whether the seeds share one split ('shared')
-    or each has an independent one ('per_seed'); it decides how the per-seed tests are pooled. `losses`
-    are names ('aum', 'ce', 'weighted_ce') or loss objects, or a dict from a name to one of those or to a
-    recipe, a dict of `aum_learner` arguments (e.g. `{'aum_m1': {'loss': 'aum', 'margin': 1.0},
-    'hybrid': {'ce_weight': 1.0}}`; `loss` defaults to 'aum'). `lr` is one learning rate or a grid. Runs are
-    paired: for a seed, every loss and learning rate starts from the same initial weights (all models get
-    one output per class, so that they can) and sees the batches in the same order. When validation AUROC
-    ties at its maximum, the tied epoch with the lowest validation loss is kept, with one warning.
-    `pos_label` names the positive class of a binary problem by its vocabulary value (default: the second
-    class). `on_run(rows, scores)` is called with each finished run's result rows and scores;
-    `previous=(results, scores)` holds finished runs that are kept, not trained again. `arch` and
-    `learner_kwargs` go to `aum_learner`; `fit_one_cycle(epochs, lr)` trains.
+    Runs are paired: for a seed, every loss and learning rate starts from the same initial weights (all
+    models get one output per class, so that they can) and sees the batches in the same order. When
+    validation AUROC ties at its maximum, the tied epoch with the lowest validation loss is kept, with one
+    warning. Every option is checked before the first fit.
+
+    Args:
+        dls: fastai DataLoaders, or a function of the seed returning DataLoaders or `(DataLoaders, test)`.
+        test: labelled rows to evaluate (a DataFrame for `dls.test_dl`, or a DataLoader); without it the
+            validation data are evaluated, which is optimistic.
+        losses: names ('aum', 'ce', 'weighted_ce') or loss objects, or a dict from a name to one of those or
+            to a recipe, a dict of `aum_learner` arguments (e.g. `{'aum_m1': {'margin': 1.0}}`; `loss`
+            defaults to 'aum').
+        seeds: the paired seeds.
+        epochs: `fit_one_cycle(epochs, lr)` for every run.
+        lr: one learning rate, or a grid from which each loss's is chosen on validation AUROC.
+        arch: `aum_learner`'s architecture (vision and text).
+        baseline: the loss the others are tested against.
+        show_progress: show fastprogress's bar over the runs.
+        pos_label: the positive class of a binary problem, by its vocabulary value (default: the second class).
+        split: 'shared' if the seeds share one split, 'per_seed' if each has its own; it decides how the
+            per-seed tests are pooled.
+        on_run: called as `on_run(rows, scores)` with each finished run's result rows and scores.
+        previous: `(results, scores)` of finished runs that are kept, not trained again.
+        **learner_kwargs: to `aum_learner` (e.g. `layers`).
     """
     losses, seeds = _check_arguments(losses, seeds, epochs, lr)
     grid = lr_grid(lr)
@@ -348,8 +358,18 @@ def append_csv(frame: pd.DataFrame, path) -> None:
 def tabular_splits(df: pd.DataFrame, label: str = "label", test_pct: float = 0.25, valid_pct: float = 0.25,
                    split: str = "per_seed", bs: int = 64, cat_names=None, cont_names=None):
     """A function of the seed returning `(TabularDataLoaders, test rows)`: a stratified test split of `df`,
-    then a stratified validation split of the rest, drawn with the seed (`split='per_seed'`) or with seed 0
-    for every seed (`split='shared'`). The last split made is cached, so the losses of a seed share it."""
+    then a stratified validation split of the rest. The last split made is cached, so the losses of a seed
+    share it.
+
+    Args:
+        df: the rows, with the label column `label`.
+        label: the label column.
+        test_pct: the share of rows held out for testing.
+        valid_pct: the share of the rest that validates.
+        split: 'per_seed' draws each seed's split with that seed; 'shared' draws one, with seed 0, for every seed.
+        bs: the batch size.
+        cat_names, cont_names: the categorical and continuous columns (default: inferred by `tabular_dls`).
+    """
     from ..datasets import stratified_split, tabular_dls
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
@@ -373,9 +393,13 @@ def compare_losses_on_df(df: pd.DataFrame, label: str = "label", losses=LOSSES, 
                          epochs: int = 10, lr=1e-2, test_pct: float = 0.25, valid_pct: float = 0.25,
                          split: str = "per_seed", bs: int = 64, cat_names=None, cont_names=None,
                          **kwargs) -> Comparison:
-    """`compare_losses` on a DataFrame with a new stratified train/validation/test split per seed
-    (`split='per_seed'`, default) or one split for every seed (`split='shared'`); see `tabular_splits`.
-    Other keyword arguments (`pos_label`, `on_run`, `previous`, `show_progress`, learner arguments) go to
-    `compare_losses`."""
+    """`compare_losses` on a DataFrame, with the splits of `tabular_splits`.
+
+    Args:
+        df: the rows, with the label column `label`.
+        label, test_pct, valid_pct, split, bs, cat_names, cont_names: as in `tabular_splits`.
+        losses, seeds, epochs, lr: as in `compare_losses`.
+        **kwargs: to `compare_losses` (`pos_label`, `on_run`, `previous`, `show_progress`, learner arguments).
+    """
     data = tabular_splits(df, label, test_pct, valid_pct, split, bs, cat_names, cont_names)
     return compare_losses(data, losses=losses, seeds=seeds, epochs=epochs, lr=lr, split=split, **kwargs)
