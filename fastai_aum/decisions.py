@@ -34,9 +34,18 @@ CALIBRATIONS = {"platt": platt_scaling, "isotonic": isotonic_calibration}
 
 
 class TunedThreshold(NamedTuple):
-    """What `tune_threshold` chose: `thresh` is on the probability of the positive class (what the loss's
-    `decodes` compares), `score_thresh` the same cut on the model's binary score when the probabilities
-    are the sigmoid of it (None after calibration)."""
+    """What `tune_threshold` chose.
+
+    Args:
+        thresh: the cut on the probability of the positive class (what the loss's `decodes` compares).
+        score_thresh: the same cut on the model's binary score, when the probabilities are its sigmoid
+            (None after calibration).
+        criterion: the criterion maximised (or 'cost', minimised).
+        value: the criterion's value at the cut, on the outputs tuned on.
+        tpr: the true positive rate there.
+        fpr: the false positive rate there.
+        pos_label: the positive class.
+    """
     thresh: float
     score_thresh: float | None
     criterion: str
@@ -47,7 +56,13 @@ class TunedThreshold(NamedTuple):
 
 
 class Calibration(NamedTuple):
-    """What `calibrate` did, measured on the outputs it was fitted on: Brier score and log loss before and after."""
+    """What `calibrate` did, measured on the outputs it was fitted on.
+
+    Args:
+        method: 'platt' or 'isotonic'.
+        brier_before, brier_after: the Brier score of the positive class's probability before and after.
+        log_loss_before, log_loss_after: the log loss before and after.
+    """
     method: str
     brier_before: float
     brier_after: float
