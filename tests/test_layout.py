@@ -1,6 +1,6 @@
 """The package's layers, read from its source (AST), not from its documentation: `functional/` is pure
-torch and stands alone, the fastai layer above it never imports the comparison tool, and no module
-imports another that imports it back."""
+torch and stands alone, the fastai layer above it never imports the comparison tool, no module
+imports another that imports it back, and no module or class grows past what one reader holds."""
 import ast
 import subprocess
 import sys
@@ -100,6 +100,13 @@ def test_no_import_circles():
 def test_modules_stay_small(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= 450, f"{name} has {lines} lines"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_classes_stay_small(name):
+    classes = [n for n in ast.walk(ast.parse(MODULES[name].read_text())) if isinstance(n, ast.ClassDef)]
+    big = {c.name: c.end_lineno - c.lineno + 1 for c in classes if c.end_lineno - c.lineno + 1 > 120}
+    assert not big, f"{name}: classes over 120 lines: {big}"
 
 
 def test_the_functional_api_does_not_load_fastai():
