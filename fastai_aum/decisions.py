@@ -7,7 +7,6 @@ Importing it adds `Learner.tune_threshold` and `Learner.calibrate`, as fastai ad
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import NamedTuple
 
 import torch
@@ -119,8 +118,9 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
     """Set the loss's decision threshold to the one that maximises `criterion` on `dl`; also
     `learn.tune_threshold(...)`. Returns a `TunedThreshold`.
 
-    The threshold is found on the very probabilities the loss's `decodes` sees, so every fastai
-    decision path (`predict`, `get_preds(with_decoded=True)`, exported Learners) reproduces the cut.
+    The threshold is found on the binary score that AUROC ranks, in float64 (on the calibrated probability
+    after `calibrate`), and `decodes` compares the same score, so every fastai decision path (`predict`,
+    `get_preds(with_decoded=True)`, exported Learners) reproduces the best cut, however confident the model.
 
     Args:
         learn: a binary Learner; a loss other than `AUMLossFlat` is wrapped in a `DecisionLoss`.
@@ -130,15 +130,16 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
     """
     loss = decision_loss(learn)
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
-    p = _positive_probability(loss, preds)
-    found = best_threshold(p, targs == loss.pos_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
+    score = loss.score(preds.double())  # what AUROC ranks, in float64: no saturated probability ties it
+    on = score if loss.calibration is None else loss.calibration(score)
+    found = best_threshold(on, targs == loss.pos_index, criterion, cost_fp=cost_fp, cost_fn=cost_fn,
                            max_fpr=max_fpr, min_tpr=min_tpr)
-    loss.thresh = float(found.threshold)
-    loss.tuning = dict(criterion=criterion, cost_fp=cost_fp, cost_fn=cost_fn, max_fpr=max_fpr, min_tpr=min_tpr)
-    score_thresh = None
     if loss.calibration is None:
-        t = loss.thresh
-        score_thresh = math.inf if t >= 1 else -math.inf if t <= 0 else math.log(t) - math.log1p(-t)
+        loss.set_score_threshold(float(found.threshold))
+    else:
+        loss.thresh = float(found.threshold)
+    loss.tuning = dict(criterion=criterion, cost_fp=cost_fp, cost_fn=cost_fn, max_fpr=max_fpr, min_tpr=min_tpr)
+    score_thresh = loss.score_thresh if loss.calibration is None else None
     return TunedThreshold(loss.thresh, score_thresh, criterion, float(found.value), float(found.tpr),
                           float(found.fpr), loss.positive_class)
 

@@ -3,6 +3,8 @@ probability, and optionally calibrated probabilities, for `AUMLossFlat` and for 
 (`DecisionLoss`)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,13 +31,34 @@ class BinaryDecisions:
     """
 
     def __init__(self, thresh=0.5, pos_label=None, vocab=None, multilabel: bool = False, axis: int = -1):
-        self.thresh, self.pos_label, self.axis = thresh, pos_label, axis
+        self.pos_label, self.axis = pos_label, axis
+        self.thresh = thresh
         self.multilabel = _checked_multilabel(type(self).__name__, multilabel, pos_label)
         self.vocab, self._pos = None, 1
         self.calibration = None  # binary score -> probability of the positive class
         self.tuning = None  # how `thresh` was tuned (`learn.tune_threshold`), so that calibrating can re-tune it
+        self._last = None  # (probabilities, raw outputs) of the latest binary `activation`, for `decodes`
         if vocab is not None:
             self.bind(vocab)
+
+    @property
+    def thresh(self):
+        """The probability of the positive class above which it is predicted (multi-label: per label)."""
+        return self._thresh
+
+    @thresh.setter
+    def thresh(self, value) -> None:
+        self._thresh = value
+        # a binary cut is made on the score, in float64, where a float32 probability would saturate
+        self.score_thresh = _logit(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def set_score_threshold(self, score_thresh: float) -> None:
+        """Decide on the binary score: positive where `score > score_thresh` (`thresh` shows its sigmoid)."""
+        self._thresh, self.score_thresh = 1 / (1 + math.exp(-score_thresh)) if math.isfinite(score_thresh) \
+            else float(score_thresh > 0), float(score_thresh)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_last": None}  # no outputs in a pickle
 
     def bind(self, vocab, multilabel: bool | None = None):
         """Bind the loss to its data: find the positive class in `vocab` and, if given, set `multilabel`;
@@ -89,12 +112,17 @@ class BinaryDecisions:
         if self.multilabel:
             return torch.sigmoid(x)
         k = self._n_outputs(x)
-        if k > 2 or (k == 2 and self.calibration is None):
+        if k > 2:
             return self.multiclass_activation(x)
-        s = self.score(x)
-        p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
-        pair = [1 - p, p] if self.pos_index == 1 else [p, 1 - p]
-        return torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
+        if k == 2 and self.calibration is None:
+            probs = self.multiclass_activation(x)
+        else:
+            s = self.score(x)
+            p = torch.sigmoid(s) if self.calibration is None else self.calibration(s).to(s.dtype)
+            pair = [1 - p, p] if self.pos_index == 1 else [p, 1 - p]
+            probs = torch.stack(pair, dim=self.axis if x.ndim > 1 else -1)
+        self._last = (probs, x)  # fastai decodes exactly these (`decodes(activation(raw))`): keep the scores
+        return probs
 
     def decodes(self, x: Tensor) -> Tensor:
         """Class indices from `activation`'s output: binary models predict the positive class where
@@ -106,9 +134,20 @@ class BinaryDecisions:
         if k > 2:
             return x.argmax(dim=self.axis)
         pos = self.pos_index
+        last, self._last = self._last, None
+        if last is not None and last[0] is x and (self.calibration is not None or self.score_thresh is not None):
+            # the raw outputs are known: decide on their exact score
+            s = self.score(last[1].double())
+            positive = s > self.score_thresh if self.calibration is None else self.calibration(s) > self.thresh
+            return torch.where(positive, pos, 1 - pos)
         p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
         return torch.where(p > self.thresh, pos, 1 - pos)
 
+
+
+def _logit(p: float) -> float:
+    """The score whose sigmoid is `p` (+-inf at 1 and 0), in float64."""
+    return math.inf if p >= 1 else -math.inf if p <= 0 else math.log(p) - math.log1p(-p)
 
 
 def _checked_multilabel(owner: str, multilabel, pos_label) -> bool:

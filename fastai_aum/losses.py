@@ -169,7 +169,7 @@ class AUMLossFlat(BinaryDecisions):
         return self._outputs_probabilities
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_one_class": self.one_class_batches}  # no device tensor in a pickle
+        return {**super().__getstate__(), "_one_class": self.one_class_batches}  # no device tensor in a pickle
 
 
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and

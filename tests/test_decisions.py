@@ -423,3 +423,41 @@ def test_decision_threshold_callback_fails_before_training(fraud):
     with pytest.raises(ValueError, match="thresholds are for binary problems; these DataLoaders have 3 classes"):
         with quiet(learn):
             learn.fit(1, 1e-2)
+
+
+def _best_accuracy(score: np.ndarray, y_pos: np.ndarray) -> float:
+    """The best accuracy of any cut `score > t` of float64 scores, by enumerating every cut."""
+    cuts = np.concatenate([[-np.inf], np.unique(score)])
+    return max(float(np.mean((score > t) == y_pos)) for t in cuts)
+
+
+@pytest.mark.slow
+def test_a_confident_models_tuned_cut_is_the_best_cut_of_its_exact_scores(fraud):
+    """Logits scaled by 40: most float32 probabilities saturate to 0 or 1, yet the tuned decisions
+    (`get_preds(with_decoded=True)`, `validate()`'s accuracy, `predict`) reach the best accuracy of any
+    cut of the float64 scores."""
+    _, dls = fraud
+    for n_out in (1, 2):
+        learn = _trained(dls, epochs=2, pos_label="fraud", n_out=n_out, metrics=[accuracy])
+        from fastai_aum.recipes import last_layer
+        with torch.no_grad():
+            for p in (last_layer(learn.model).weight, last_layer(learn.model).bias):
+                p.mul_(40)
+        raw, targs = raw_preds(learn)
+        score = raw.double().reshape(-1).numpy() if n_out == 1 else \
+            (raw[:, FRAUD].double() - raw[:, 1 - FRAUD].double()).numpy()
+        if n_out == 1:
+            score = -score if learn.loss_func.pos_index != FRAUD else score
+        y_pos = targs.reshape(-1).numpy() == FRAUD
+        probs = torch.sigmoid(torch.as_tensor(score, dtype=torch.float32))
+        assert float(((probs == 0) | (probs == 1)).float().mean()) > 0.02  # some float32 probabilities saturate
+        with quiet(learn):
+            tuned = learn.tune_threshold("accuracy")
+            values = dict(zip(learn.recorder.metric_names[3:-1], learn.validate()[1:]))
+            _, _, decoded = learn.get_preds(with_decoded=True)
+        best = _best_accuracy(score, y_pos)
+        assert tuned.value == pytest.approx(best, abs=1e-12)
+        assert float(np.mean((decoded.numpy() == FRAUD) == y_pos)) == pytest.approx(best, abs=1e-12)
+        assert values["accuracy"] == pytest.approx(best, abs=1e-6)
+        brute_on_probabilities = _best_accuracy(probs.double().numpy(), y_pos)
+        assert brute_on_probabilities <= best  # what tuning on saturated probabilities could reach at most
