@@ -22,7 +22,7 @@ from fastai.learner import AvgMetric, Metric
 from fastai.metrics import AccumMetric, ActivationType, accuracy, error_rate
 from .training import TrainingFitCallback
 from .reading import valid_labels
-from .vocab import class_names, format_classes
+from .vocab import class_names, format_classes, is_multilabel
 from .loss_decodes import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
 
@@ -73,9 +73,13 @@ def decision_loss(learn: Learner) -> BinaryDecisions:
     """The Learner's loss, able to decide with a threshold: `AUMLossFlat` as it is; another loss (e.g.
     `CrossEntropyLossFlat`) is wrapped in a `DecisionLoss` once, which computes the same loss."""
     loss = learn.loss_func
+    multilabel = bool(getattr(loss, "multilabel", False)) or is_multilabel(learn.dls)
     if not isinstance(loss, BinaryDecisions):  # the AUROCCallback's positive class, if one was named
-        pos_label = getattr(getattr(getattr(learn, "auroc", None), "metric", None), "pos_label", None)
-        loss = learn.loss_func = DecisionLoss(loss, pos_label=pos_label)
+        pos_label = None if multilabel else getattr(getattr(getattr(learn, "auroc", None), "metric", None),
+                                                     "pos_label", None)
+        loss = learn.loss_func = DecisionLoss(loss, pos_label=pos_label, multilabel=multilabel)
+    if multilabel:
+        return loss
     classes = class_names(learn.dls)
     if classes is None or len(classes) != 2:
         raise ValueError(f"decision thresholds are for binary problems; these DataLoaders have "
@@ -104,7 +108,7 @@ def _outputs(learn: Learner, dl, bar: bool = False) -> tuple[Tensor, Tensor]:
             setattr(recorder, k, v)
     if targs is None or len(targs) == 0:
         raise ValueError("tuning needs labelled outputs: the DataLoader gave no targets")
-    return preds, targs.reshape(-1)
+    return preds, targs if getattr(learn.loss_func, "multilabel", False) else targs.reshape(-1)
 
 
 def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
@@ -114,9 +118,10 @@ def _positive_probability(loss: BinaryDecisions, preds: Tensor) -> Tensor:
 
 def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None, *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
-                   outputs: tuple[Tensor, Tensor] | None = None) -> TunedThreshold:
+                   outputs: tuple[Tensor, Tensor] | None = None) -> TunedThreshold | list[TunedThreshold]:
     """Set the loss's decision threshold to the one that maximises `criterion` on `dl`; also
-    `learn.tune_threshold(...)`. Returns a `TunedThreshold`.
+    `learn.tune_threshold(...)`. Returns a `TunedThreshold`; on a multi-label Learner, one per label (each
+    label's logit cut on its own, with the same criterion), in label order.
 
     The threshold is found on the binary score that AUROC ranks, in float64 (on the calibrated probability
     after `calibrate`), and `decodes` compares the same score, so every fastai decision path (`predict`,
@@ -129,6 +134,9 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
         outputs: raw outputs and targets to tune on instead of running `dl`.
     """
     loss = decision_loss(learn)
+    if loss.multilabel:
+        return _tune_per_label(learn, loss, criterion, dl, outputs, dict(cost_fp=cost_fp, cost_fn=cost_fn,
+                                                                          max_fpr=max_fpr, min_tpr=min_tpr))
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
     score = loss.score(preds.double())  # what AUROC ranks, in float64: no saturated probability ties it
     on = score if loss.calibration is None else loss.calibration(score)
@@ -142,6 +150,18 @@ def tune_threshold(learn: Learner, criterion: str = "balanced_accuracy", dl=None
     score_thresh = loss.score_thresh if loss.calibration is None else None
     return TunedThreshold(loss.thresh, score_thresh, criterion, float(found.value), float(found.tpr),
                           float(found.fpr), loss.positive_class)
+
+
+def _tune_per_label(learn, loss: BinaryDecisions, criterion: str, dl, outputs, options: dict) -> list[TunedThreshold]:
+    """Multi-label: one threshold per label, each the best cut of that label's float64 logit (`best_threshold`)."""
+    preds, targs = outputs if outputs is not None else _outputs(learn, dl)
+    preds, targs = preds.movedim(loss.axis, -1), targs.movedim(loss.axis, -1)
+    labels = class_names(learn.dls) or list(range(preds.shape[-1]))
+    found = [best_threshold(preds[:, j].double(), targs[:, j] != 0, criterion, **options) for j in range(preds.shape[-1])]
+    loss.set_score_threshold([float(f.threshold) for f in found])
+    loss.tuning = dict(criterion=criterion, **options)
+    return [TunedThreshold(p, float(f.threshold), criterion, float(f.value), float(f.tpr), float(f.fpr), label)
+            for p, f, label in zip(loss.thresh, found, labels)]
 
 
 def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Tensor, Tensor] | None = None) -> Calibration:
@@ -159,6 +179,8 @@ def calibrate(learn: Learner, method: str = "platt", dl=None, outputs: tuple[Ten
     if method not in CALIBRATIONS:
         raise ValueError(f"`method` must be one of {', '.join(map(repr, CALIBRATIONS))}, got {method!r}")
     loss = decision_loss(learn)
+    if loss.multilabel:
+        raise ValueError("calibrate is for binary Learners; this one is multi-label (tune_threshold tunes each label)")
     preds, targs = outputs if outputs is not None else _outputs(learn, dl)
     y = targs == loss.pos_index
     before = _positive_probability(loss, preds)

@@ -49,13 +49,21 @@ class BinaryDecisions:
     @thresh.setter
     def thresh(self, value) -> None:
         self._thresh = value
-        # a binary cut is made on the score, in float64, where a float32 probability would saturate
-        self.score_thresh = _logit(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        # the cut is made on the score, in float64, where a float32 probability would saturate
+        try:
+            self.score_thresh = _logit(float(value)) if torch.as_tensor(value).ndim == 0 \
+                else [_logit(float(v)) for v in value]
+        except (TypeError, ValueError):
+            self.score_thresh = None  # not a number: `decodes` compares probabilities and says what is wrong
 
-    def set_score_threshold(self, score_thresh: float) -> None:
-        """Decide on the binary score: positive where `score > score_thresh` (`thresh` shows its sigmoid)."""
-        self._thresh, self.score_thresh = 1 / (1 + math.exp(-score_thresh)) if math.isfinite(score_thresh) \
-            else float(score_thresh > 0), float(score_thresh)
+    def set_score_threshold(self, score_thresh) -> None:
+        """Decide on the score: positive where `score > score_thresh` (multi-label: one per label); `thresh`
+        shows the cut as a probability, its sigmoid."""
+        if isinstance(score_thresh, (int, float)):
+            self._thresh, self.score_thresh = _sigmoid(score_thresh), float(score_thresh)
+        else:
+            self.score_thresh = [float(t) for t in score_thresh]
+            self._thresh = [_sigmoid(t) for t in self.score_thresh]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_last": None}  # no outputs in a pickle
@@ -110,7 +118,9 @@ class BinaryDecisions:
         score, or from `calibration` once fitted; softmax of several outputs (unless they already are
         probabilities)."""
         if self.multilabel:
-            return torch.sigmoid(x)
+            probs = torch.sigmoid(x)
+            self._last = (probs, x)
+            return probs
         k = self._n_outputs(x)
         if k > 2:
             return self.multiclass_activation(x)
@@ -128,13 +138,16 @@ class BinaryDecisions:
         """Class indices from `activation`'s output: binary models predict the positive class where
         its probability exceeds `thresh`; multiclass models take the most probable class; multi-label
         models predict each label whose probability exceeds `thresh` (per label if a sequence)."""
+        last, self._last = self._last, None
         if self.multilabel:
+            if last is not None and last[0] is x and self.score_thresh is not None:
+                raw = last[1].double()  # the logits are known: cut them exactly
+                return raw > _label_thresholds(self.score_thresh, raw, self.axis)
             return x > _label_thresholds(self.thresh, x, self.axis)
         k = self._n_outputs(x)
         if k > 2:
             return x.argmax(dim=self.axis)
         pos = self.pos_index
-        last, self._last = self._last, None
         if last is not None and last[0] is x and (self.calibration is not None or self.score_thresh is not None):
             # the raw outputs are known: decide on their exact score
             s = self.score(last[1].double())
@@ -143,6 +156,10 @@ class BinaryDecisions:
         p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
         return torch.where(p > self.thresh, pos, 1 - pos)
 
+
+
+def _sigmoid(t: float) -> float:
+    return 1 / (1 + math.exp(-t)) if math.isfinite(t) else float(t > 0)
 
 
 def _logit(p: float) -> float:
@@ -187,11 +204,12 @@ class DecisionLoss(BinaryDecisions):
         thresh: the probability of the positive class above which it is predicted.
         pos_label: the positive class's vocabulary value (default: the second class).
         vocab: the classes (or the DataLoaders), if known.
+        multilabel: whether `loss` is a multi-label loss (one logit per label), decided per label.
     """
 
-    def __init__(self, loss, thresh: float = 0.5, pos_label=None, vocab=None):
+    def __init__(self, loss, thresh: float = 0.5, pos_label=None, vocab=None, multilabel: bool = False):
         self.loss = loss
-        super().__init__(thresh, pos_label, vocab, axis=getattr(loss, "axis", -1))
+        super().__init__(thresh, pos_label, vocab, multilabel, axis=getattr(loss, "axis", -1))
 
     def __repr__(self) -> str:
         return f"DecisionLoss({self.loss!r}, thresh={self.thresh!r})"

@@ -274,3 +274,34 @@ def test_multilabel_loss_never_reads_back_off_the_cpu(monkeypatch, average):
     monkeypatch.setattr(losses, "_SYNC_IS_FREE_ON", ())
     with pytest.raises(RuntimeError, match="other than 0 and 1"):  # the asynchronous assert
         loss(z, y * 2)
+
+
+def _best_cut_value(score: np.ndarray, y: np.ndarray) -> float:
+    """The best F1 of any cut `score > t` of one label's float64 logits, by enumeration."""
+    best = 0.0
+    for t in np.concatenate([[-np.inf], np.unique(score)]):
+        pred = score > t
+        tp = np.sum(pred & y)
+        best = max(best, 2 * tp / (2 * tp + np.sum(pred & ~y) + np.sum(~pred & y)))
+    return best
+
+
+def test_per_label_thresholds(ml_dls, labels):
+    """`tune_threshold` on a multi-label Learner (AUM, or fastai's BCE wrapped once) tunes one cut per label,
+    each the best F1 cut of that label's logits (brute force); `decodes` applies them, and calibrating is refused."""
+    for loss in ("aum", "ce"):
+        set_seed(0)
+        learn = _fit(aum_learner(ml_dls, loss=loss, layers=[16]))
+        with quiet(learn):
+            tuned = learn.tune_threshold("f1")
+            raw, targs = raw_preds(learn)
+            _, _, decoded = learn.get_preds(with_decoded=True)
+        assert [t.pos_label for t in tuned] == labels
+        logits, y = raw.double().numpy(), targs.numpy() != 0
+        for j, t in enumerate(tuned):
+            assert t.value == pytest.approx(_best_cut_value(logits[:, j], y[:, j]), abs=1e-12), (loss, labels[j])
+            assert t.thresh == pytest.approx(1 / (1 + math.exp(-t.score_thresh)))
+        expected = logits > np.array([t.score_thresh for t in tuned])
+        np.testing.assert_array_equal(decoded.numpy().astype(bool), expected)
+        with pytest.raises(ValueError, match="calibrate is for binary Learners; this one is multi-label"):
+            learn.calibrate()
