@@ -48,22 +48,15 @@ class BinaryDecisions:
 
     @thresh.setter
     def thresh(self, value) -> None:
-        self._thresh = value
         # the cut is made on the score, in float64, where a float32 probability would saturate
-        try:
-            self.score_thresh = _logit(float(value)) if torch.as_tensor(value).ndim == 0 \
-                else [_logit(float(v)) for v in value]
-        except (TypeError, ValueError):
-            self.score_thresh = None  # not a number: `decodes` compares probabilities and says what is wrong
+        self._thresh, self.score_thresh = value, _score_cuts(value)
 
     def set_score_threshold(self, score_thresh) -> None:
         """Decide on the score: positive where `score > score_thresh` (multi-label: one per label); `thresh`
         shows the cut as a probability, its sigmoid."""
-        if isinstance(score_thresh, (int, float)):
-            self._thresh, self.score_thresh = _sigmoid(score_thresh), float(score_thresh)
-        else:
-            self.score_thresh = [float(t) for t in score_thresh]
-            self._thresh = [_sigmoid(t) for t in self.score_thresh]
+        self.score_thresh = float(score_thresh) if isinstance(score_thresh, (int, float)) else list(map(float, score_thresh))
+        self._thresh = _sigmoid(self.score_thresh) if isinstance(self.score_thresh, float) else \
+            [_sigmoid(t) for t in self.score_thresh]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_last": None}  # no outputs in a pickle
@@ -137,25 +130,39 @@ class BinaryDecisions:
     def decodes(self, x: Tensor) -> Tensor:
         """Class indices from `activation`'s output: binary models predict the positive class where
         its probability exceeds `thresh`; multiclass models take the most probable class; multi-label
-        models predict each label whose probability exceeds `thresh` (per label if a sequence)."""
+        models predict each label whose probability exceeds `thresh` (per label if a sequence). On the
+        output of its own latest `activation` (fastai's path), the cut is made on the exact score."""
         last, self._last = self._last, None
-        if self.multilabel:
-            if last is not None and last[0] is x and self.score_thresh is not None:
-                raw = last[1].double()  # the logits are known: cut them exactly
-                return raw > _label_thresholds(self.score_thresh, raw, self.axis)
-            return x > _label_thresholds(self.thresh, x, self.axis)
-        k = self._n_outputs(x)
-        if k > 2:
-            return x.argmax(dim=self.axis)
-        pos = self.pos_index
-        if last is not None and last[0] is x and (self.calibration is not None or self.score_thresh is not None):
-            # the raw outputs are known: decide on their exact score
-            s = self.score(last[1].double())
-            positive = s > self.score_thresh if self.calibration is None else self.calibration(s) > self.thresh
-            return torch.where(positive, pos, 1 - pos)
-        p = x if x.ndim == 1 else x.squeeze(self.axis) if k == 1 else x.select(self.axis, pos)
-        return torch.where(p > self.thresh, pos, 1 - pos)
+        return _decide(self, x, last)
 
+
+def _decide(loss: BinaryDecisions, x: Tensor, last) -> Tensor:
+    """`loss.decodes(x)`; `last` is `(probabilities, raw outputs)` of its latest `activation`, whose exact
+    scores are cut when `x` is those probabilities."""
+    if loss.multilabel:
+        if last is not None and last[0] is x and loss.score_thresh is not None:
+            raw = last[1].double()  # the logits are known: cut them exactly
+            return raw > _label_thresholds(loss.score_thresh, raw, loss.axis)
+        return x > _label_thresholds(loss.thresh, x, loss.axis)
+    k = loss._n_outputs(x)
+    if k > 2:
+        return x.argmax(dim=loss.axis)
+    pos = loss.pos_index
+    if last is not None and last[0] is x and (loss.calibration is not None or loss.score_thresh is not None):
+        # the raw outputs are known: decide on their exact score
+        s = loss.score(last[1].double())
+        positive = s > loss.score_thresh if loss.calibration is None else loss.calibration(s) > loss.thresh
+        return torch.where(positive, pos, 1 - pos)
+    p = x if x.ndim == 1 else x.squeeze(loss.axis) if k == 1 else x.select(loss.axis, pos)
+    return torch.where(p > loss.thresh, pos, 1 - pos)
+
+
+def _score_cuts(thresh):
+    """The score cut(s) of probability threshold(s) `thresh` (their logits), or None if it is not numeric."""
+    try:
+        return _logit(float(thresh)) if torch.as_tensor(thresh).ndim == 0 else [_logit(float(v)) for v in thresh]
+    except (TypeError, ValueError):
+        return None  # `decodes` compares probabilities, and says what is wrong
 
 
 def _sigmoid(t: float) -> float:
