@@ -370,7 +370,7 @@ def test_metrics_of_any_learner_follow_the_tuned_threshold_for_the_named_positiv
     `metrics=[accuracy, F1Score()]`: after `tune_threshold`, `validate()` reports scikit-learn's accuracy
     and F1 of the named positive class on the Learner's own decoded predictions, with the positive
     class first in the vocabulary ('fraud') and second ('yes')."""
-    base = fraud_df(n=3000, pos_frac=0.04, seed=1)
+    base = fraud_df(n=1500, pos_frac=0.06, seed=1)
     second = base.assign(label=base["label"].map({"fraud": "yes", "ok": "no"}))
     for df, positive in ((base, "fraud"), (second, "yes")):
         dls = tabular_dls(df, cat_names=["channel"], bs=128)
@@ -379,7 +379,7 @@ def test_metrics_of_any_learner_follow_the_tuned_threshold_for_the_named_positiv
         for kind in ("aum1", "aum2", "ce"):
             learn = _plain_learner(dls, kind, positive)
             with quiet(learn):
-                learn.fit_one_cycle(3, 1e-2)
+                learn.fit_one_cycle(2, 1e-2)
             capsys.readouterr()
             learn.tune_threshold("balanced_accuracy")
             said = capsys.readouterr().out
