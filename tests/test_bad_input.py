@@ -12,7 +12,7 @@ from torch import Tensor
 from sklearn.metrics import roc_auc_score
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc, check_auroc_options, roc_curve
 
 ALL = [auroc, aum, aum_directional_derivatives, roc_curve]
 BINARY_Y = torch.tensor([0, 1, 0, 1])
@@ -239,13 +239,24 @@ def test_bad_aum_average(value):
 
 @pytest.mark.parametrize("value", ["binary", "MACRO"])
 def test_bad_auroc_average_ovr(value):
-    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', None, got {value!r}"):
+    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', 'samples', None, "
+                                         rf"got {value!r}"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
 
 
 def test_samples_average_needs_a_multilabel_target():
     with pytest.raises(ValueError, match=r"`average='samples'` needs a multi-hot \(N, L\) `target`"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average="samples")
+
+
+def test_check_auroc_options_accepts_what_auroc_accepts():
+    """'samples' is an option `auroc` takes (for multi-label targets), so a callback can check it up front."""
+    for average in ("macro", "weighted", "micro", "samples", None):
+        check_auroc_options(average, "ovr", None)
+        check_auroc_options(average, "ovo", 0.5)  # the problem decides later whether these combine
+    for average in ("binary", "MACRO", "sample"):
+        with pytest.raises(ValueError, match=rf"`average` must be one of .*'samples', None, got {average!r}"):
+            check_auroc_options(average, "ovr", None)
 
 
 @pytest.mark.parametrize("value", [None, "micro"])
