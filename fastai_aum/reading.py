@@ -71,6 +71,9 @@ def read_outputs(learn, pos_label=None, name: str = "auroc") -> Reading:
 
 def check_reading_options(reading: Reading, name: str, multi_class: str, average, max_fpr) -> None:
     """Refuse AUROC options that the Learner's number of classes does not allow."""
+    if average == "samples" and not reading.multilabel:
+        raise ValueError(f"{name}: average='samples' (each example's AUROC across its labels, averaged) is for "
+                         "multi-label data, but the DataLoaders are single-label; use 'macro', 'weighted' or 'micro'")
     k = len(reading.classes) if reading.classes is not None else 0
     if k <= 2 or reading.multilabel:
         return

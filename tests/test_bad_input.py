@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from sklearn.metrics import roc_auc_score
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import aum, aum_directional_derivatives, auroc, roc_curve
+from fastai_aum.functional import aum, aum_directional_derivatives, auroc, check_auroc_options, roc_curve
 
 ALL = [auroc, aum, aum_directional_derivatives, roc_curve]
 BINARY_Y = torch.tensor([0, 1, 0, 1])
@@ -238,13 +239,24 @@ def test_bad_aum_average(value):
 
 @pytest.mark.parametrize("value", ["binary", "MACRO"])
 def test_bad_auroc_average_ovr(value):
-    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', None, got {value!r}"):
+    with pytest.raises(ValueError, match=rf"`average` must be one of 'macro', 'weighted', 'micro', 'samples', None, "
+                                         rf"got {value!r}"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average=value)
 
 
 def test_samples_average_needs_a_multilabel_target():
     with pytest.raises(ValueError, match=r"`average='samples'` needs a multi-hot \(N, L\) `target`"):
         auroc(torch.rand(4, 3), torch.tensor([0, 1, 2, 0]), average="samples")
+
+
+def test_check_auroc_options_accepts_what_auroc_accepts():
+    """'samples' is an option `auroc` takes (for multi-label targets), so a callback can check it up front."""
+    for average in ("macro", "weighted", "micro", "samples", None):
+        check_auroc_options(average, "ovr", None)
+        check_auroc_options(average, "ovo", 0.5)  # the problem decides later whether these combine
+    for average in ("binary", "MACRO", "sample"):
+        with pytest.raises(ValueError, match=rf"`average` must be one of .*'samples', None, got {average!r}"):
+            check_auroc_options(average, "ovr", None)
 
 
 @pytest.mark.parametrize("value", [None, "micro"])
@@ -547,3 +559,78 @@ def test_huge_float_labels_show_the_value_passed(fn, bad, shown):
         fn(torch.rand(4), labels)
     with pytest.raises(ValueError, match=rf"got values from {lo} to {hi}$"):
         fn(torch.rand(4), labels.tolist())
+
+
+# ------------------------------------------------------------------------------------- pandas input ---
+
+def _no_warning(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on the read-only arrays a pandas object hands out
+        return fn(*args, **kwargs)
+
+
+def _same(a, b):
+    if isinstance(a, tuple) and not isinstance(a, Tensor):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    if isinstance(a, Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def _pandas_calls():
+    """(name, call) of every functional entry point that takes arrays, given a converter of its inputs."""
+    from fastai_aum.functional import (auroc_ci, auroc_test, average_precision, best_threshold, brier_score,
+                                       isotonic_calibration, log_loss, platt_scaling, precision_recall_curve)
+    return [
+        ("auroc", lambda s, y, w, z, k, p, hot: auroc(s, y, sample_weight=w)),
+        ("auroc 2 columns", lambda s, y, w, z, k, p, hot: auroc(z, y)),
+        ("auroc multiclass", lambda s, y, w, z, k, p, hot: auroc(p, k, average=None)),
+        ("auroc multi-label", lambda s, y, w, z, k, p, hot: auroc(p, hot, average="samples")),
+        ("roc_curve", lambda s, y, w, z, k, p, hot: roc_curve(s, y, sample_weight=w)),
+        ("aum", lambda s, y, w, z, k, p, hot: aum(s, y, sample_weight=w)),
+        ("aum multiclass", lambda s, y, w, z, k, p, hot: aum(p, k, average="macro")),
+        ("aum_directional_derivatives", lambda s, y, w, z, k, p, hot: aum_directional_derivatives(z, y)),
+        ("average_precision", lambda s, y, w, z, k, p, hot: average_precision(s, y, sample_weight=w)),
+        ("precision_recall_curve", lambda s, y, w, z, k, p, hot: precision_recall_curve(p, k)),
+        ("best_threshold", lambda s, y, w, z, k, p, hot: best_threshold(s, y, "f1")),
+        ("auroc_ci", lambda s, y, w, z, k, p, hot: auroc_ci(s, y)),
+        ("auroc_test", lambda s, y, w, z, k, p, hot: auroc_test(s, z, y)),
+        ("platt_scaling", lambda s, y, w, z, k, p, hot: platt_scaling(s, y)(s)),
+        ("isotonic_calibration", lambda s, y, w, z, k, p, hot: isotonic_calibration(z, y)(z)),
+        ("brier_score", lambda s, y, w, z, k, p, hot: brier_score(p.iloc[:, :2] if hasattr(p, "iloc") else p[:, :2],
+                                                                 y)),
+        ("log_loss", lambda s, y, w, z, k, p, hot: log_loss(p.iloc[:, 0] if hasattr(p, "iloc") else p[:, 0], y)),
+    ]
+
+
+def _refuse_read_only(monkeypatch):
+    """torch warns once per process only: refuse read-only arrays where torch would share them, every time."""
+    for name in ("as_tensor", "from_numpy", "asarray"):
+        original = getattr(torch, name)
+
+        def guarded(x, *args, _original=original, _name=name, **kwargs):
+            if isinstance(x, np.ndarray) and not x.flags.writeable:
+                raise AssertionError(f"torch.{_name} got a read-only numpy array: torch warns that it is not writable")
+            return _original(x, *args, **kwargs)
+        monkeypatch.setattr(torch, name, guarded)
+
+
+@pytest.mark.parametrize("name, call", _pandas_calls(), ids=[name for name, _ in _pandas_calls()])
+def test_pandas_input_gives_no_warning_and_the_numpy_result(name, call, monkeypatch):
+    """A pandas Series or DataFrame hands out read-only arrays (copy on write): read without torch's "NumPy
+    array is not writable" warning, and to the same values as numpy arrays."""
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    s, z, p = rng.integers(0, 6, 40) * 0.5, rng.normal(size=(40, 2)), rng.dirichlet(np.ones(3), 40)
+    y, k, hot = rng.integers(0, 2, 40), np.arange(40) % 3, (rng.random((40, 3)) < 0.5).astype(np.int64)
+    hot[:, 0], hot[:, 1] = 1, 0  # every example has both classes (for 'samples')
+    y[:2], w = [0, 1], rng.integers(1, 4, 40).astype(np.float64)
+    frames = (pd.Series(s), pd.Series(y), pd.Series(w), pd.DataFrame(z), pd.Series(k), pd.DataFrame(p),
+              pd.DataFrame(hot))
+    assert not np.asarray(frames[0]).flags.writeable  # what triggers the warning
+    with monkeypatch.context() as patch:
+        _refuse_read_only(patch)
+        got = _no_warning(call, *frames)
+    assert _same(got, call(s, y, w, z, k, p, hot))

@@ -186,8 +186,11 @@ def test_bad_options_are_clear_errors(wine_dls):
     with pytest.raises(ValueError, match="max_fpr"):
         AUROCCallback(max_fpr=1.5)
     with pytest.raises(ValueError, match="average"):
-        AUROCCallback(average="samples")
+        AUROCCallback(average="sample")
     set_seed(0)
+    learn = tabular_learner(wine_dls, cbs=AUROCCallback(average="samples"))
+    with learn.no_bar(), pytest.raises(ValueError, match="average='samples' .* is for multi-label data"):
+        learn.validate()
     learn = tabular_learner(wine_dls, cbs=AUROCCallback(multi_class="ovo", average="micro"))  # sklearn refuses it too
     with learn.no_bar(), pytest.raises(ValueError, match="average"):
         learn.validate()

@@ -305,3 +305,16 @@ def test_per_label_thresholds(ml_dls, labels):
         np.testing.assert_array_equal(decoded.numpy().astype(bool), expected)
         with pytest.raises(ValueError, match="calibrate is for binary Learners; this one is multi-label"):
             learn.calibrate()
+
+
+def test_samples_average_equals_sklearn(ml_df, labels):
+    """`AUROCCallback(average='samples')`: each example's AUROC across its labels, averaged, as scikit-learn's.
+    The last label is made the complement of the first, so that every example has both classes."""
+    df = ml_df.copy()
+    df[labels[-1]] = 1 - df[labels[0]]
+    set_seed(0)
+    learn = _fit(aum_learner(tabular_dls(df, labels, bs=64), layers=[16], auroc_kwargs=dict(average="samples")))
+    p, y = raw_preds(learn)
+    with learn.no_bar():
+        value = learn.validate()[1]
+    assert value == pytest.approx(roc_auc_score(y.numpy(), p.double().numpy(), average="samples"), abs=1e-9)

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
@@ -211,3 +213,58 @@ def test_multiclass_average_precision_weighted(average):
         got = _quiet(average_precision, torch.from_numpy(p), torch.from_numpy(y), average=average, sample_weight=w)
         ref = average_precision_score(np.eye(3)[y], p, average=average, sample_weight=w)
         np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+
+
+# ---------------------------------------------------------------------------- the weights' scale ---
+
+SCALES = [1e-300, 1e-200, 1e-160, 1.0, 1e154, 1e200, 1e300]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_weighted_auroc_equals_sklearn_at_every_weight_scale(scale):
+    """AUROC weighs each pair by the product of two weights: from about 1e154 (or below 1e-160) that product
+    overflows (or underflows) float64 unless the weights are rescaled first; scikit-learn's rates do not.
+    Binary: scikit-learn's value at the same scale. One-vs-rest and multi-label: its value at unit scale
+    (its own 'weighted' average of the columns is 0 for weights below about 1e-150)."""
+    for seed in range(4):
+        s, y, unit = _binary(300, seed)
+        w = unit * scale
+        for max_fpr in (None, 0.3):
+            got = _quiet(auroc, torch.from_numpy(s), torch.from_numpy(y), max_fpr=max_fpr, sample_weight=w)
+            assert float(got) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr, sample_weight=w), abs=TOL)
+        fpr, tpr, _ = sk_roc_curve(y, s, sample_weight=w, drop_intermediate=False)
+        roc = _quiet(roc_curve, torch.from_numpy(s), torch.from_numpy(y), sample_weight=w)
+        np.testing.assert_allclose(roc.fpr.numpy(), fpr, atol=TOL, rtol=0)
+        np.testing.assert_allclose(roc.tpr.numpy(), tpr, atol=TOL, rtol=0)
+        assert float(_quiet(average_precision, s, y, sample_weight=w)) == pytest.approx(
+            average_precision_score(y, s, sample_weight=w), abs=TOL)
+        rng = np.random.default_rng(seed)  # one-vs-rest and multi-label columns share the weights
+        p = rng.dirichlet(np.ones(3), 300)
+        k = np.concatenate([[0, 1, 2], rng.integers(0, 3, 297)])
+        for average in ("macro", "weighted", "micro", None):
+            got = _quiet(auroc, torch.from_numpy(p), torch.from_numpy(k), average=average, sample_weight=w)
+            ref = roc_auc_score(k, p, multi_class="ovr", average=average, sample_weight=unit)
+            np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+        hot = np.eye(3, dtype=np.int64)[k]
+        hot[::7, 0] = 1
+        for average in ("macro", "weighted", "micro", "samples", None):
+            got = _quiet(auroc, torch.from_numpy(p), torch.from_numpy(hot), average=average, sample_weight=w)
+            ref = roc_auc_score(hot, p, average=average, sample_weight=unit)
+            np.testing.assert_allclose(got.numpy(), ref, atol=TOL, rtol=0)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans(), st.integers(0, 5)), min_size=2, max_size=40),
+       st.integers(-1070, 1020))
+def test_weights_scaled_by_a_power_of_two_give_the_same_bits(rows, k):
+    """Rescaling by a power of two is exact, so AUROC, the ROC curve and AP do not move by one bit."""
+    s = torch.tensor([r[0] for r in rows], dtype=torch.float64)
+    y = torch.tensor([r[1] for r in rows])
+    w = torch.tensor([float(r[2]) for r in rows], dtype=torch.float64)
+    assume(bool((w * y).sum() > 0) and bool((w * ~y).sum() > 0))
+    scaled = w * 2.0 ** k
+    assume(bool((scaled[w > 0] / 2.0 ** k == w[w > 0]).all()))  # no weight under- or overflows
+    assert torch.equal(auroc(s, y, sample_weight=w), auroc(s, y, sample_weight=scaled))
+    assert torch.equal(average_precision(s, y, sample_weight=w), average_precision(s, y, sample_weight=scaled))
+    a, b = roc_curve(s, y, sample_weight=w), roc_curve(s, y, sample_weight=scaled)
+    assert torch.equal(a.fpr, b.fpr) and torch.equal(a.tpr, b.tpr)

@@ -326,3 +326,21 @@ def test_no_warning_in_the_regular_case():
         warnings.simplefilter("error")
         auroc_ci(torch.tensor(a), torch.tensor(y))
         auroc_test(torch.tensor(a), torch.tensor(a[::-1].copy()), torch.tensor(y))
+
+
+@pytest.mark.parametrize("preds", [[], np.zeros(0), torch.zeros(0, 1), torch.zeros(0, 2)])
+def test_empty_input_says_empty_as_auroc_does(preds):
+    """No examples is not "one class": NaN everywhere with one warning that says the input is empty, as
+    `auroc` says it."""
+    with pytest.warns(AUROCUndefinedWarning, match="auroc: empty input"):
+        assert math.isnan(float(auroc(preds, [])))
+    with pytest.warns(AUROCUndefinedWarning, match=r"^auroc_ci: empty input, AUROC and its interval are undefined") \
+            as record:
+        r = auroc_ci(preds, [])
+    assert len(record) == 1 and "one class" not in str(record[0].message)
+    assert isinstance(r, AUROCInterval) and all(math.isnan(float(v)) for v in r)
+    with pytest.warns(AUROCUndefinedWarning, match=r"^auroc_test: empty input, the AUROCs and the test are undefined") \
+            as record:
+        r = auroc_test(preds, preds, [])
+    assert len(record) == 1 and "one class" not in str(record[0].message)
+    assert isinstance(r, AUROCTest) and all(math.isnan(float(v)) for v in r)

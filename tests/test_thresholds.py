@@ -11,6 +11,12 @@ from fastai_aum.functional import BestThreshold, best_threshold
 
 CRITERIA = ["youden", "balanced_accuracy", "f1", "accuracy", "cost", "tpr", "tnr"]
 COSTS = [0.1, 0.3, 0.5, 1.0, 2.0, 3.0, 0.0]
+NEEDED = {"tpr": "max_fpr", "tnr": "min_tpr"}  # the constraint each of these criteria requires
+
+
+def _constrained(criterion, value=0.5):
+    """The options a criterion needs: a false-positive budget for 'tpr', a TPR floor for 'tnr'."""
+    return {NEEDED[criterion]: value} if criterion in NEEDED else {}
 
 
 # ------------------------------------------------------------------------------------- the oracle ---
@@ -99,6 +105,10 @@ def test_matches_brute_force(criterion, dtype):
         s, y = _random_case(rng)
         opts = _random_options(rng, criterion)
         s_t = torch.tensor(s, dtype=dtype)
+        if criterion in NEEDED and NEEDED[criterion] not in opts:  # required: without it, an error
+            with pytest.raises(ValueError, match=rf"criterion '{criterion}' needs `{NEEDED[criterion]}`"):
+                best_threshold(s_t, torch.tensor(y), criterion, **opts)
+            opts[NEEDED[criterion]] = 1.0 if criterion == "tpr" else 0.0  # no constraint, said explicitly
         s = s_t.double().numpy()  # the values the package sees
         expected = brute_force(s, y, criterion, **opts)
         if expected is None:
@@ -131,8 +141,8 @@ def test_matches_brute_force(criterion, dtype):
 def test_extreme_thresholds_are_infinite():
     s, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1, 0, 0])  # ranked backwards
     assert best_threshold(s, y, "accuracy").threshold == math.inf  # predict nothing positive (2/3)
-    assert best_threshold(s, y, "tpr").threshold == -math.inf  # TPR 1 needs everything positive
-    assert best_threshold(s, y, "tnr").threshold == math.inf
+    assert best_threshold(s, y, "tpr", max_fpr=1.0).threshold == -math.inf  # TPR 1 needs everything positive
+    assert best_threshold(s, y, "tnr", min_tpr=0.0).threshold == math.inf
     r = best_threshold(s, y, "tpr", max_fpr=0.0)
     assert r.threshold == math.inf and r.tpr == 0 and r.fpr == 0
 
@@ -194,9 +204,10 @@ def test_two_column_logits_equal_the_score_difference():
         logits = torch.tensor(np.stack([z0, z0 + s], 1))
         s = (z0 + s) - z0  # the score the two columns hold, as float64 computes it
         for criterion in CRITERIA:
-            a = best_threshold(torch.tensor(s), torch.tensor(y), criterion)
-            b = best_threshold(logits, torch.tensor(y), criterion)
-            c = best_threshold(torch.tensor(s)[:, None], torch.tensor(y).long(), criterion)
+            opts = _constrained(criterion)
+            a = best_threshold(torch.tensor(s), torch.tensor(y), criterion, **opts)
+            b = best_threshold(logits, torch.tensor(y), criterion, **opts)
+            c = best_threshold(torch.tensor(s)[:, None], torch.tensor(y).long(), criterion, **opts)
             assert b.threshold.dtype == torch.float64
             for other in (b, c):
                 assert all(torch.equal(u, v) for u, v in zip(a, other))
@@ -229,7 +240,8 @@ def test_permutation_invariance(data, values, criterion):
     y = data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(lambda v: 0 < sum(v) < n))
     perm = data.draw(st.permutations(range(n)))
     s, y = torch.tensor(values, dtype=torch.float32) / 2, torch.tensor(y)
-    a, b = best_threshold(s, y, criterion), best_threshold(s[list(perm)], y[list(perm)], criterion)
+    opts = _constrained(criterion)
+    a, b = best_threshold(s, y, criterion, **opts), best_threshold(s[list(perm)], y[list(perm)], criterion, **opts)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
@@ -241,7 +253,8 @@ def test_invariant_under_increasing_transform(data, values, criterion, transform
     y = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(lambda v: 0 < sum(v) < n)))
     s = torch.tensor(values, dtype=torch.float64)
     u = {"exp": lambda x: torch.exp(x / 3), "affine": lambda x: 2.5 * x - 7, "cube": lambda x: x ** 3 + x}[transform](s)
-    a, b = best_threshold(s, y, criterion), best_threshold(u, y, criterion)
+    opts = _constrained(criterion)
+    a, b = best_threshold(s, y, criterion, **opts), best_threshold(u, y, criterion, **opts)
     assert torch.equal(s > a.threshold, u > b.threshold)
     assert a.value == b.value and a.tpr == b.tpr and a.fpr == b.fpr
 
@@ -265,6 +278,14 @@ def test_invariant_under_increasing_transform(data, values, criterion, transform
      "`cost_fp` and `cost_fn`"),
     (lambda: best_threshold(torch.tensor([1.0, 0.0]), torch.tensor([0, 1]), max_fpr=0.0, min_tpr=1.0),
      "`max_fpr`.*`min_tpr`"),
+    (lambda: best_threshold(torch.randn(4), torch.tensor([0, 1, 0, 1]), "tpr"),
+     r"criterion 'tpr' needs `max_fpr` \(the false positive rate allowed.*got max_fpr=None"),
+    (lambda: best_threshold(torch.randn(4), torch.tensor([0, 1, 0, 1]), "tpr", min_tpr=0.5),
+     r"criterion 'tpr' needs `max_fpr`"),
+    (lambda: best_threshold(torch.randn(4), torch.tensor([0, 1, 0, 1]), "tnr"),
+     r"criterion 'tnr' needs `min_tpr` \(the true positive rate required.*got min_tpr=None"),
+    (lambda: best_threshold(torch.randn(4), torch.tensor([0, 1, 0, 1]), "tnr", max_fpr=0.5),
+     r"criterion 'tnr' needs `min_tpr`"),
 ])
 def test_errors_name_the_argument(call, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -277,6 +298,7 @@ def test_same_on_cuda():
     s = torch.randint(-5, 6, (2000,), generator=g).float()
     y = torch.randint(0, 2, (2000,), generator=g)
     for criterion in CRITERIA:
-        a, b = best_threshold(s, y, criterion, max_fpr=0.4), best_threshold(s.cuda(), y.cuda(), criterion, max_fpr=0.4)
+        opts = {"max_fpr": 0.4, **({"min_tpr": 0.0} if criterion == "tnr" else {})}  # 'tnr' needs min_tpr
+        a, b = best_threshold(s, y, criterion, **opts), best_threshold(s.cuda(), y.cuda(), criterion, **opts)
         assert b.threshold.device.type == "cuda"
         assert all(torch.equal(u, v.cpu()) for u, v in zip(a, b))

@@ -16,7 +16,18 @@ from torch import Tensor
 
 from ._sorting import Ties, find_ties, group_end, group_start, sort_rows_descending
 
-__all__ = ["Counts", "Points"]
+__all__ = ["Counts", "Points", "unit_scale"]
+
+
+def unit_scale(weight: Tensor) -> Tensor:
+    """float64 `weight` times the power of two that brings each row's (last dim's) greatest weight into
+    [0.5, 1); rows of zeros stay. Exact (a power of two changes only the exponent), and in two steps so
+    that neither factor leaves float64's range, whatever the weights' scale (from 5e-324 to 1.8e308)."""
+    _, e = torch.frexp(weight.amax(-1, keepdim=True))
+    half = e // 2
+    for k in (half, e - half):  # |k| <= 538: 2**-k is a normal float64, built from its exponent bits
+        weight = weight * ((1023 - k).long() << 52).view(torch.float64)
+    return weight
 
 
 class Points(NamedTuple):
@@ -35,7 +46,10 @@ class Counts:
     and negative weight (float64: 1 or 0 without `weight`, else its weight or 0; `weight` is (N,) or
     (B, N)). `tp`, `fp`: the cumulative positive and negative weight through each sorted element;
     `predicted`, the cumulative weight (`tp + fp`, but one cumsum of the weights when weighted).
-    Without weights every count is an integer, exact in float64. Ties are grouped once, lazily: `tied`
+    Without weights every count is an integer, exact in float64. Weights are first scaled by a power of
+    two (`unit_scale`), exactly, so that products of two (AUROC's pairs) neither overflow nor underflow:
+    the weighted counts are relative, and the quantities they make (rates, precision, AUROC) the same at
+    every weight scale. Ties are grouped once, lazily: `tied`
     (one host-device sync), `ties` (the tied elements only, compacted; 2-d rows) or `above` / `through`
     (the counts strictly above each element's group, and through its end, for every element).
     """
@@ -43,7 +57,7 @@ class Counts:
     def __init__(self, scores: Tensor, positive: Tensor, weight: Tensor | None = None):
         self.v, self.perm = sort_rows_descending(scores)
         pos = positive.gather(-1, self.perm).double()
-        self.w = None if weight is None else weight.expand_as(scores).gather(-1, self.perm)
+        self.w = None if weight is None else unit_scale(weight.expand_as(scores).gather(-1, self.perm))
         self.pos = pos if self.w is None else pos * self.w
         self.tp = self.pos.cumsum(-1)
 

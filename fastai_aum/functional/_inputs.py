@@ -15,7 +15,7 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight", "prepare",
+           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight", "prepare",
            "is_probability_matrix", "warn_undefined"]
 
 
@@ -55,7 +55,7 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def _as_tensor(x, name: str) -> Tensor:
+def as_tensor(x, name: str) -> Tensor:
     """`x` as a dense tensor with values; lists of Python floats are read as float64, as numpy reads them."""
     if isinstance(x, Tensor):
         _check_tensor_kind(x, name)
@@ -78,6 +78,8 @@ def _as_tensor(x, name: str) -> Tensor:
         _refuse_huge_python_ints(x, name)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    elif not arr.flags.writeable:  # e.g. a pandas Series' values: torch warns on read-only arrays it would share
+        arr = arr.copy()
     try:
         return torch.as_tensor(arr)
     except Exception as e:  # float128 and other dtypes torch lacks
@@ -229,13 +231,13 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
     None) go through `_labels.encode_target` (`implicit_positive=True`: roc_auc_score's rule for two
     string labels); binary {-1, 1} labels mean {0, 1}.
     """
-    preds = _as_tensor(preds, "preds")
+    preds = as_tensor(preds, "preds")
     source_dtype = preds.dtype
     preds = _upcast(preds)
     encode = (labels is not None or pos_label is not None
               or (implicit_positive is not None and needs_encoding(target)))
     if not encode:
-        target = _as_tensor(target, "target")
+        target = as_tensor(target, "target")
     if preds.ndim == 2 and preds.shape[1] == 1:
         preds = preds[:, 0]
     if preds.ndim not in (1, 2) or (preds.ndim == 2 and preds.shape[1] == 0):
@@ -328,7 +330,7 @@ def _prepare_multilabel(preds: Tensor, target: Tensor, source_dtype, validate: b
 
 def check_sample_weight(sample_weight, n: int, device: torch.device) -> Tensor:
     """`sample_weight` as a float64 (N,) tensor on `device`: N finite, non-negative numbers."""
-    w = _as_tensor(sample_weight, "sample_weight")
+    w = as_tensor(sample_weight, "sample_weight")
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
     if w.ndim != 1 or w.shape[0] != n:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._inputs import prepare
+from ._inputs import as_tensor, prepare
 from .thresholds import binary_problem
 
 __all__ = ["PlattScaling", "platt_scaling", "IsotonicCalibration", "isotonic_calibration", "brier_score",
@@ -18,7 +18,7 @@ __all__ = ["PlattScaling", "platt_scaling", "IsotonicCalibration", "isotonic_cal
 def _calibration_input(scores) -> tuple[Tensor, torch.dtype]:
     """Binary scores as float64 (shape (N,) for (N, 1) and (N, 2) input, whose score is z1 - z0), and
     the float dtype to return calibrated probabilities in."""
-    s = scores.detach() if isinstance(scores, Tensor) else torch.as_tensor(scores, dtype=torch.float64)
+    s = scores.detach() if isinstance(scores, Tensor) else as_tensor(scores, "scores").double()
     out = s.dtype if s.dtype in (torch.float32, torch.float64) else torch.float32 if s.is_floating_point() \
         else torch.float64
     if s.ndim == 2 and s.shape[1] == 2:

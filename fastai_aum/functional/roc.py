@@ -57,12 +57,12 @@ def check_auroc_options(average, multi_class, max_fpr) -> None:
     """Raise a ValueError unless `auroc` accepts these options (for some problem).
 
     Args:
-        average: as for `auroc` ('samples' excepted).
+        average: as for `auroc`: 'macro', 'weighted', 'micro', 'samples' (multi-label only) or None.
         multi_class: as for `auroc`.
         max_fpr: as for `auroc`.
     """
     check_choice("multi_class", multi_class, ("ovr", "ovo"))
-    check_choice("average", average, ("macro", "weighted", "micro", None))
+    check_choice("average", average, ("macro", "weighted", "micro", "samples", None))
     if max_fpr is not None and (isinstance(max_fpr, bool) or not isinstance(max_fpr, numbers.Real)
                                 or not 0 < max_fpr <= 1):
         raise ValueError(f"`max_fpr` must be a number in (0, 1], got {max_fpr!r}")
@@ -89,7 +89,7 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
         pos_label: the positive label of binary scores (default: the greater of two labels).
         validate: False skips the value checks (finiteness, label range), which cost host-device syncs.
     """
-    check_auroc_options(None if average == "samples" else average, multi_class, max_fpr)
+    check_auroc_options(average, multi_class, max_fpr)
     if isinstance(preds, Tensor):
         preds = preds.detach()
     inp = prepare(preds, target, validate=validate, allow_empty=True, multilabel=True, labels=labels,

@@ -102,9 +102,9 @@ def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
 
     Ties count half. The variance is `var(V10)/m + var(V01)/n` over the m positives' and n negatives'
     placement values (sample variances, ddof=1); the interval is `auroc +- z * std_err` with z the
-    two-sided normal quantile of `level`, clipped to [0, 1]. With one class (or no examples) every value
-    is NaN, with one `AUROCUndefinedWarning`; with exactly one positive or one negative the AUROC is exact
-    but its variance is undefined: `std_err`, `low` and `high` are NaN, with a warning.
+    two-sided normal quantile of `level`, clipped to [0, 1]. With no examples, or one class, every value
+    is NaN, with one `AUROCUndefinedWarning` that says which; with exactly one positive or one negative the
+    AUROC is exact but its variance is undefined: `std_err`, `low` and `high` are NaN, with a warning.
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores, read as `auroc` reads them (`z1 - z0`, or p1).
@@ -116,6 +116,9 @@ def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
     n_total, m = len(positive), int(positive.sum())
     n = n_total - m
     nan = torch.tensor(math.nan, dtype=torch.float64, device=score.device)
+    if n_total == 0:
+        warn_undefined("auroc_ci: empty input, AUROC and its interval are undefined (NaN)")
+        return AUROCInterval(nan, nan, nan, nan)
     if m == 0 or n == 0:
         warn_undefined(f"auroc_ci: only one class present in `target` ({m} positives of {n_total}); "
                        "AUROC and its interval are undefined (NaN)")
@@ -149,8 +152,9 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
     `z = (A - B) / sqrt(var(A) + var(B) - 2 cov(A, B))` from the placement values, and
     `p_value = 2 * Phi(-|z|)`. When the difference and its variance are both 0 (e.g. identical
     rankings), z is 0 and p is 1, as pROC decides; a nonzero difference with variance 0 gives
-    z = +-inf and p = 0. With one class every value is NaN, with one `AUROCUndefinedWarning`; with
-    exactly one positive or negative the AUROCs are exact and z, p are NaN, with a warning.
+    z = +-inf and p = 0. With no examples, or one class, every value is NaN, with one
+    `AUROCUndefinedWarning` that says which; with exactly one positive or negative the AUROCs are exact
+    and z, p are NaN, with a warning.
 
     Args:
         preds_a: the first model's binary scores of the N examples, read as `auroc_ci` reads `preds`.
@@ -165,6 +169,9 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
     n_total, m = len(positive), int(positive.sum())
     n = n_total - m
     nan = torch.tensor(math.nan, dtype=torch.float64, device=score_a.device)
+    if n_total == 0:
+        warn_undefined("auroc_test: empty input, the AUROCs and the test are undefined (NaN)")
+        return AUROCTest(nan, nan, nan, nan, nan, nan)
     if m == 0 or n == 0:
         warn_undefined(f"auroc_test: only one class present in `target` ({m} positives of {n_total}); "
                        "the AUROCs and the test are undefined (NaN)")

@@ -67,6 +67,16 @@ def _check_rate(name: str, value) -> None:
         raise ValueError(f"`{name}` must be a number in [0, 1] or None, got {value!r}")
 
 
+def _check_constraint(criterion: str, max_fpr, min_tpr) -> None:
+    """'tpr' is maximised under a false-positive budget and 'tnr' under a floor on the TPR: without it the
+    optimum is the trivial cut (everything positive, or nothing), so the constraint is required."""
+    for crit, name, value, what in (("tpr", "max_fpr", max_fpr, "the false positive rate allowed"),
+                                    ("tnr", "min_tpr", min_tpr, "the true positive rate required")):
+        if criterion == crit and value is None:
+            raise ValueError(f"criterion {crit!r} needs `{name}` ({what}, a number in [0, 1]): without it the best "
+                             f"cut predicts {'everything' if crit == 'tpr' else 'nothing'} positive; got {name}=None")
+
+
 def _check_costs(cost_fp, cost_fn) -> None:
     for name, c in (("cost_fp", cost_fp), ("cost_fn", cost_fn)):
         if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c) or c < 0:
@@ -96,14 +106,16 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns), as `auroc` reads them.
         target: N labels in {0, 1} (or bools); both classes needed.
-        criterion: maximised 'youden', 'balanced_accuracy', 'f1', 'accuracy', 'tpr', 'tnr'; minimised 'cost'.
+        criterion: maximised 'youden', 'balanced_accuracy', 'f1', 'accuracy', 'tpr' (needs `max_fpr`), 'tnr'
+            (needs `min_tpr`); minimised 'cost'.
         cost_fp: the cost of a false positive ('cost': the mean (cost_fp * FP + cost_fn * FN) / N).
         cost_fn: the cost of a false negative.
-        max_fpr: keep only the cuts with FPR <= max_fpr (e.g. with 'tpr').
-        min_tpr: keep only the cuts with TPR >= min_tpr (e.g. with 'tnr').
+        max_fpr: keep only the cuts with FPR <= max_fpr (required with 'tpr').
+        min_tpr: keep only the cuts with TPR >= min_tpr (required with 'tnr').
         validate: False skips the value checks.
     """
     check_choice("criterion", criterion, CRITERIA)
+    _check_constraint(criterion, max_fpr, min_tpr)
     _check_costs(cost_fp, cost_fn)
     _check_rate("max_fpr", max_fpr)
     _check_rate("min_tpr", min_tpr)
