@@ -27,12 +27,14 @@ class PR(NamedTuple):
     thresholds: Tensor
 
 
-def _read(preds, target, labels=None, pos_label=None) -> tuple[Inputs, Tensor, Tensor]:
+def _read(preds, target, labels=None, pos_label=None, curve: bool = False) -> tuple[Inputs, Tensor, Tensor]:
     """Validated inputs (empty refused), the (N,) or (N, K) scores they are ranked by, as `auroc` ranks
-    them (a multi-label column: as it is), and the positive mask of their shape."""
+    them (a multi-label column: as it is), and the positive mask of their shape. A `curve`'s thresholds
+    depend on which column is the positive class's even with one class; average precision does not."""
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target, labels=labels, pos_label=pos_label, implicit_positive=False, multilabel=True)
+    inp = prepare(preds, target, labels=labels, pos_label=pos_label, implicit_positive=False, multilabel=True,
+                  one_class_any_column=not curve)
     if inp.multilabel:
         return inp, inp.scores, inp.labels
     if inp.binary:
@@ -53,7 +55,7 @@ def _columns(inp: Inputs) -> str:
     return "label(s)" if inp.multilabel else "class(es)"
 
 
-def precision_recall_curve(preds, target) -> PR | list[PR]:
+def precision_recall_curve(preds, target, *, pos_label=None, labels=None) -> PR | list[PR]:
     """Precision-recall curve of binary scores (ties grouped), or a list with one `PR` per class
     (one-vs-rest) or label, with the semantics of scikit-learn's `precision_recall_curve` (without
     `drop_intermediate`).
@@ -66,8 +68,10 @@ def precision_recall_curve(preds, target) -> PR | list[PR]:
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        pos_label: the positive label of binary scores, as for `roc_curve`.
+        labels: multiclass labels in sorted order, as for `roc_curve`.
     """
-    inp, s, positive = _read(preds, target)
+    inp, s, positive = _read(preds, target, labels, pos_label, curve=True)
     c = Counts(s, positive) if inp.binary else Counts(s.T, positive.T)
     points = [c.points()] if inp.binary else [c.points(k) for k in range(len(c.v))]
     no_positive = (c.positives.reshape(-1) == 0).nonzero().flatten().tolist()
