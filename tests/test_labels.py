@@ -14,9 +14,9 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from torch import Tensor
 
 from fastai_aum import AUROCUndefinedWarning
-from fastai_aum.functional import (ProbabilityRowsWarning, aum, aum_directional_derivatives, auroc, auroc_ci, auroc_test,
-                                   average_precision, best_threshold, brier_score, isotonic_calibration, log_loss,
-                                   platt_scaling, precision_recall_curve, roc_curve)
+from fastai_aum.functional import (ProbabilityRowsWarning, aum, aum_directional_derivatives, auroc, auroc_ci,
+                                   auroc_test, average_precision, best_threshold, brier_score, isotonic_calibration,
+                                   log_loss, platt_scaling, precision_recall_curve, roc_curve)
 
 TOL = 1e-9
 

@@ -15,8 +15,8 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight", "prepare",
-           "is_probability_matrix", "warn_undefined"]
+           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight",
+           "prepare", "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):

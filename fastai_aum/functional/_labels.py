@@ -94,9 +94,9 @@ def encode_target(target, *, num_columns: int, binary: bool, labels=None, pos_la
                                  f"{_show(values)}")
             first = _first_is_positive(values, pos_label)
             if first is None and num_columns == 2 and len(arr) and not one_class_any_column:
-                raise ValueError(f"`target` shows the one label {values.tolist()[0]!r} only, so which column of the (N, 2) "
-                                 f"`preds` is that of `pos_label`={pos_label!r} is unknown (the columns are the two "
-                                 "sorted labels): pass the positive class's scores, shape (N,)")
+                raise ValueError(f"`target` shows the one label {values.tolist()[0]!r} only, so which column of the "
+                                 f"(N, 2) `preds` is that of `pos_label`={pos_label!r} is unknown (the columns are "
+                                 "the two sorted labels): pass the positive class's scores, shape (N,)")
             return Encoded(_indices(arr == pos_label, device), bool(first))
         if arr.dtype.kind not in "OUS" and set(values.tolist()) <= {-1, 1}:
             return Encoded(_indices(arr == 1, device))
