@@ -354,3 +354,42 @@ def test_sync_free_tie_path_matches_the_oracle(monkeypatch, normalize):
     z.grad = None
     F.aum(z, labels, normalize, average="macro").backward()
     torch.testing.assert_close(dense, z.grad)
+
+
+# --------------------------------------------------------------------------- labels by name ---
+
+@pytest.mark.parametrize("neg, pos", [("ok", "fraud"), ("fraud", "ok"), (1, 0), (-1, 1)])
+@pytest.mark.parametrize("normalize", NORMALIZE)
+def test_labels_by_name_vs_brute_force(neg, pos, normalize):
+    """`target == pos_label` is positive; two columns are the sorted labels (score `z_pos - z_other`)."""
+    rng = np.random.default_rng(21)
+    for _ in range(30):
+        s, y = _random_binary(rng)
+        t = np.asarray([neg, pos], dtype=object if isinstance(neg, str) else None)[y]
+        leaf = torch.tensor(s, requires_grad=True)
+        value = aum(leaf, t, normalize, pos_label=pos)
+        assert value.item() == pytest.approx(brute_aum(s, y, normalize), abs=TOL)
+        lr = brute_directional_derivatives(s, y, normalize)
+        (grad,) = torch.autograd.grad(value, leaf)
+        np.testing.assert_allclose(grad.numpy(), lr.mean(1), atol=TOL)
+        got = aum_directional_derivatives(torch.tensor(s), list(t), normalize, pos_label=pos)
+        np.testing.assert_allclose(got.numpy(), lr, atol=TOL)
+        columns = np.stack([np.zeros_like(s), s], 1)
+        columns = columns if neg < pos else columns[:, ::-1].copy()
+        assert aum(columns, t, normalize, pos_label=pos).item() == pytest.approx(brute_aum(s, y, normalize), abs=TOL)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro"])
+def test_multiclass_labels_by_name_vs_brute_force(average):
+    """K class labels by name: the sorted labels (or `labels=`) name the score columns, as for `auroc`."""
+    rng = np.random.default_rng(3)
+    classes = np.array(["ant", "bee", "cat"])
+    for _ in range(10):
+        z, y = _multiclass(rng, 12, 3)
+        y[:3] = [0, 1, 2]
+        expected = brute_multiclass_aum(softmax64(z), y, "rate", average)
+        assert aum(torch.tensor(z), classes[y], average=average).item() == pytest.approx(expected, abs=TOL)
+        assert aum(torch.tensor(z), list(classes[y]), average=average, labels=list(classes)).item() == \
+            pytest.approx(expected, abs=TOL)
+    with pytest.raises(ValueError, match=r"`pos_label` names the positive class of binary scores"):
+        aum(torch.rand(3, 3), ["ant", "bee", "cat"], pos_label="ant")

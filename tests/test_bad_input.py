@@ -315,10 +315,11 @@ def test_preds_not_numbers(fn, preds, what):
                                           (np.array(["0", "1", "0", "1"]), "ndarray")])
 def test_target_not_numbers(fn, target, what):
     """String labels are class labels for `auroc` (as `roc_auc_score`: the greater one is positive) and,
-    with `pos_label`, for `roc_curve` (tests/test_labels.py); the AUM functions want numbers."""
+    with `pos_label`, for `roc_curve` and the AUM functions (tests/test_labels.py); a str is no sequence of
+    labels."""
     if fn is auroc and what != "str":
         assert float(fn(torch.tensor([0.1, 0.9, 0.2, 0.8]), target)) == 1.0
-    elif fn is roc_curve and what != "str":
+    elif what != "str":
         with pytest.raises(ValueError, match=r"`target` takes labels \['0', '1'\] and `pos_label` is not given"):
             fn(torch.rand(4), target)
     else:

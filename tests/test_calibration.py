@@ -211,6 +211,65 @@ def test_log_loss_clips_with_eps():
     assert 0 <= float(log_loss(torch.tensor([1.0, 0.0]), y)) < 1e-14
 
 
+# --------------------------------------------------------------------------- labels by name ---
+
+LABEL_PAIRS = [("benign", "malignant"), ("malignant", "benign"), (1, 0), (7, 3)]  # (negative, positive)
+
+
+def _named(y, neg, pos):
+    return np.asarray([neg, pos], dtype=object if isinstance(neg, str) else None)[y.astype(np.int64)]
+
+
+@pytest.mark.parametrize("neg, pos", LABEL_PAIRS)
+def test_calibration_with_pos_label_matches_scikit_learn(neg, pos):
+    """Platt and isotonic fits of `target == pos_label`; (N, 2) scores' columns are the sorted labels."""
+    for seed in range(4):
+        s, y = _overlapping(seed, ties=seed % 2 == 1)
+        t = _named(y, neg, pos)
+        fit = platt_scaling(s, t, pos_label=pos)
+        lr = _smoothed_logistic_regression(s, t == pos)
+        _close(fit.slope, lr.coef_[0, 0], 1e-4)
+        _close(fit.intercept, lr.intercept_[0], 1e-4)
+        lr = _unpenalised().fit(s[:, None], t == pos)
+        fit = platt_scaling(s, list(t), pos_label=pos, prior_correction=False)
+        _close(fit.slope, lr.coef_[0, 0], 1e-4)
+        _close(fit.intercept, lr.intercept_[0], 1e-4)
+        iso = isotonic_calibration(s, t, pos_label=pos)
+        ref = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, t == pos)
+        x = np.r_[s, s.min() - 1, s.max() + 1, (s[:-1] + s[1:]) / 2]
+        np.testing.assert_allclose(iso(x).numpy(), ref.predict(x), rtol=0, atol=1e-9)
+        columns = np.stack([np.zeros_like(s), s], 1)  # [negative, positive]: score s
+        columns = columns if neg < pos else columns[:, ::-1].copy()
+        assert platt_scaling(columns, t, pos_label=pos) == platt_scaling(s, t, pos_label=pos)
+        iso2 = isotonic_calibration(columns, t, pos_label=pos)
+        assert torch.equal(iso2.x, iso.x) and torch.equal(iso2.y, iso.y)
+
+
+@pytest.mark.parametrize("neg, pos", LABEL_PAIRS)
+def test_brier_and_log_loss_with_labels_match_scikit_learn(neg, pos):
+    """`brier_score_loss(pos_label=...)`; probability rows (N, 2), one column per sorted label, as
+    scikit-learn's; `log_loss` takes the greater label as positive without `pos_label`, as scikit-learn."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        y = rng.random(80) < 0.4
+        y[:2] = [True, False]
+        t = _named(y, neg, pos)
+        p = rng.uniform(1e-3, 1 - 1e-3, 80)  # of the positive class
+        rows = np.stack([1 - p, p], 1)
+        rows = rows if neg < pos else rows[:, ::-1].copy()  # columns: the sorted labels
+        assert float(brier_score(p, t, pos_label=pos)) == pytest.approx(brier_score_loss(t, p, pos_label=pos), abs=1e-9)
+        assert float(brier_score(rows, t, pos_label=pos)) == pytest.approx(brier_score_loss(t, rows), abs=1e-9)
+        assert float(log_loss(p, t, pos_label=pos)) == pytest.approx(sk_log_loss(t == pos, p), abs=1e-9)
+        assert float(log_loss(rows, t, pos_label=pos)) == pytest.approx(sk_log_loss(t, rows), abs=1e-9)
+        if isinstance(neg, str):  # two strings: the greater is positive, as scikit-learn reads them
+            greater = max(neg, pos)
+            assert float(log_loss(rows, t)) == pytest.approx(sk_log_loss(t, rows), abs=1e-9)
+            q = rows[:, 1]  # the probability of the greater label
+            assert float(log_loss(q, t)) == pytest.approx(sk_log_loss(t == greater, q), abs=1e-9)
+            with pytest.raises(ValueError, match=r"`target` takes labels .* and `pos_label` is not given"):
+                brier_score(p, t)
+
+
 # ------------------------------------------------------------------------------------------ errors ---
 
 separated = (torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([0, 0, 1, 1]))

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
@@ -237,3 +238,70 @@ def test_python_lists_and_numpy_inputs():
     s, y = [0.2, 0.8, 0.5, 0.5, 0.1], [0, 1, 1, 0, 0]
     assert abs(float(average_precision(s, y)) - average_precision_score(y, s)) <= 1e-12
     _assert_curve(precision_recall_curve(np.array(s), np.array(y)), *sk_curve(y, s))
+
+
+# ------------------------------------------------------------------ sample weights and labels ---
+
+def _weights(rng, n):
+    w = rng.integers(0, 4, n) * rng.choice([0.5, 1.0, 1.7], n)  # about a quarter are zero
+    w[:2] = [1.0, 2.0][:n]
+    return w
+
+
+def test_binary_curve_with_sample_weight_matches_sklearn():
+    """As scikit-learn: weighted counts, and examples of weight 0 dropped first (their scores are no thresholds)."""
+    for seed in range(150):
+        rng = np.random.default_rng(30_000 + seed)
+        y, n = _binary(rng)
+        y[:2] = [0, 1]
+        s = rng.integers(-3, 4, n) * 0.5 if seed % 2 else rng.normal(size=n)
+        w = _weights(rng, n)
+        expected = _sk(sk_curve, y, s, sample_weight=w)
+        for weight in (w, list(w), torch.tensor(w, dtype=torch.float32) if seed % 3 == 0 else torch.tensor(w)):
+            if isinstance(weight, Tensor) and weight.dtype == torch.float32:
+                expected = _sk(sk_curve, y, s, sample_weight=weight.double().numpy())
+            _assert_curve(_ours(precision_recall_curve, torch.tensor(s), torch.tensor(y), sample_weight=weight),
+                          *expected)
+        ones = _ours(precision_recall_curve, torch.tensor(s), torch.tensor(y), sample_weight=np.ones(n))
+        _assert_curve(ones, *_sk(sk_curve, y, s))
+
+
+def test_curves_per_class_and_label_with_sample_weight_match_sklearn():
+    for seed in range(40):
+        rng = np.random.default_rng(40_000 + seed)
+        y, logits, k, probs, onehot = _multiclass(rng)
+        w = _weights(rng, len(y))
+        curves = _ours(precision_recall_curve, torch.tensor(probs), torch.tensor(y), sample_weight=w)
+        hot = (rng.random(probs.shape) < 0.5).astype(np.int64)
+        label_curves = _ours(precision_recall_curve, torch.tensor(probs), torch.tensor(hot), sample_weight=w)
+        for c in range(k):
+            _assert_curve(curves[c], *_sk(sk_curve, onehot[:, c], probs[:, c], sample_weight=w))
+            _assert_curve(label_curves[c], *_sk(sk_curve, hot[:, c], probs[:, c], sample_weight=w))
+
+
+@pytest.mark.parametrize("neg, pos", [("ham", "spam"), ("spam", "ham"), (1, 0), (-1.5, 2.5)])
+def test_curve_with_pos_label_matches_sklearn(neg, pos):
+    for seed in range(30):
+        rng = np.random.default_rng(50_000 + seed)
+        y, n = _binary(rng)
+        t = np.asarray([neg, pos], dtype=object if isinstance(neg, str) else None)[y]
+        s = rng.integers(-3, 4, n) * 0.5
+        w = _weights(rng, n)
+        ref_t, ref_pos = (t, pos) if not isinstance(pos, float) else (t == pos, True)  # scikit-learn: float labels
+        _assert_curve(_ours(precision_recall_curve, s, t, pos_label=pos), *_sk(sk_curve, ref_t, s, pos_label=ref_pos))
+        _assert_curve(_ours(precision_recall_curve, s, list(t), pos_label=pos, sample_weight=w),
+                      *_sk(sk_curve, ref_t, s, pos_label=ref_pos, sample_weight=w))
+
+
+def test_curve_weight_errors_and_warnings():
+    with pytest.raises(ValueError, match=r"`sample_weight` is 0 for every example: there is no precision-recall curve"):
+        precision_recall_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[0, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"`sample_weight` must be finite and >= 0"):
+        precision_recall_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[1, -1, 1, 1])
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(4,\)"):
+        precision_recall_curve(torch.rand(4), torch.tensor([0, 1, 0, 1]), sample_weight=[1, 1, 1])
+    s, y = torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 1, 0, 1])
+    with pytest.warns(AUROCUndefinedWarning, match="no positive example with non-zero weight") as record:
+        pr = precision_recall_curve(s, y, sample_weight=[1, 0, 1, 0])
+    assert len(record) == 1
+    _assert_curve(pr, *_sk(sk_curve, y.numpy(), s.numpy(), sample_weight=[1, 0, 1, 0]))

@@ -344,3 +344,27 @@ def test_empty_input_says_empty_as_auroc_does(preds):
         r = auroc_test(preds, preds, [])
     assert len(record) == 1 and "one class" not in str(record[0].message)
     assert isinstance(r, AUROCTest) and all(math.isnan(float(v)) for v in r)
+
+
+@pytest.mark.parametrize("neg, pos", [("control", "case"), ("case", "control"), (1, 0), (-1, 1)])
+def test_labels_by_name_match_brute_force_delong(neg, pos):
+    """`target == pos_label` is positive (without it, the greater of two labels, as `auroc`); two columns
+    are the sorted labels. Against the brute-force DeLong and scikit-learn on the 0/1 encoding."""
+    for seed in range(40):
+        rng = np.random.default_rng(5000 + seed)
+        y, a = _problem(rng)
+        b = rng.integers(0, 4, len(y)).astype(np.float64)
+        t = np.asarray([neg, pos], dtype=object if isinstance(neg, str) else None)[y]
+        res = auroc_ci(torch.tensor(a), t, pos_label=pos)
+        for actual, expected in zip(res, oracle_ci(a, y, 0.95)):
+            _close(actual, expected)
+        assert abs(float(res.auroc) - roc_auc_score(t == pos, a)) <= 1e-12
+        columns = np.stack([np.zeros_like(a), a], 1)
+        columns = columns if neg < pos else columns[:, ::-1].copy()
+        for actual, expected in zip(auroc_ci(columns, list(t), pos_label=pos), oracle_ci(a, y, 0.95)):
+            _close(actual, expected)
+        for actual, expected in zip(auroc_test(torch.tensor(a), b, t, pos_label=pos), oracle_test(a, b, y)):
+            _close(actual, expected)
+        if isinstance(neg, str) and neg < pos:  # without pos_label: the greater label is positive
+            for actual, expected in zip(auroc_test(a, b, t), oracle_test(a, b, y)):
+                _close(actual, expected)

@@ -302,3 +302,26 @@ def test_same_on_cuda():
         a, b = best_threshold(s, y, criterion, **opts), best_threshold(s.cuda(), y.cuda(), criterion, **opts)
         assert b.threshold.device.type == "cuda"
         assert all(torch.equal(u, v.cpu()) for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("neg, pos", [("stay", "churn"), ("churn", "stay"), (1, 0), (2, 5)])
+def test_labels_by_name_match_brute_force(neg, pos):
+    """`target == pos_label` is the positive class; two columns are the sorted labels, the score
+    `z_pos - z_other`."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        s, y = _random_case(rng)
+        criterion = CRITERIA[int(rng.integers(len(CRITERIA)))]
+        opts = {**_constrained(criterion), **({"cost_fp": 0.3} if criterion == "cost" else {})}
+        t = np.asarray([neg, pos], dtype=object if isinstance(neg, str) else None)[y.astype(np.int64)]
+        best, sizes = brute_force(s, t == pos, criterion, **opts)
+        r = best_threshold(s, t, criterion, pos_label=pos, **opts)
+        assert float(r.value) == pytest.approx(best, abs=1e-12)
+        assert int((s > float(r.threshold)).sum()) == min(sizes)
+        columns = np.stack([np.zeros_like(s), s], 1)
+        columns = columns if neg < pos else columns[:, ::-1].copy()
+        assert all(torch.equal(u, v) for u, v in zip(best_threshold(columns, list(t), criterion, pos_label=pos, **opts),
+                                                     best_threshold(columns if neg < pos else columns[:, ::-1].copy(),
+                                                                    torch.tensor(y), criterion, **opts)))
+    with pytest.raises(ValueError, match=r"`target` takes labels \['a', 'b'\] and `pos_label` is not given"):
+        best_threshold(torch.rand(4), ["a", "b", "a", "b"])

@@ -15,8 +15,8 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight", "prepare",
-           "is_probability_matrix", "warn_undefined"]
+           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight",
+           "prepare", "is_probability_matrix", "warn_undefined"]
 
 
 class AUROCUndefinedWarning(UserWarning):
@@ -217,7 +217,7 @@ def check_finite(preds: Tensor) -> None:
 
 def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
             binary_finite_check: bool = True, multilabel: bool = False, labels=None, pos_label=None,
-            implicit_positive: bool | None = None) -> Inputs:
+            implicit_positive: bool | None = None, one_class_any_column: bool = False) -> Inputs:
     """Check `preds` and `target` against the rules for bad input (`docs/definitions.md`) and return them
     in canonical form.
 
@@ -229,7 +229,9 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
     accepts a multi-hot (N, L) `target` of the shape of (N, L) `preds` (L >= 2), values in {0, 1}.
     Labels other than class indices (`labels=`, `pos_label`, and strings where `implicit_positive` is not
     None) go through `_labels.encode_target` (`implicit_positive=True`: roc_auc_score's rule for two
-    string labels); binary {-1, 1} labels mean {0, 1}.
+    string labels; False: strings need `pos_label`); binary {-1, 1} labels mean {0, 1}. The two columns of
+    (N, 2) scores are the two sorted labels: when `pos_label` is the first, they are swapped, so that the
+    positive class's column is always second (`one_class_any_column`: see `encode_target`).
     """
     preds = as_tensor(preds, "preds")
     source_dtype = preds.dtype
@@ -246,9 +248,12 @@ def prepare(preds, target, *, validate: bool = True, allow_empty: bool = False,
     if encode:
         if multilabel and np.ndim(target) == 2 and np.shape(target)[1] > 1:
             raise ValueError("`labels` and `pos_label` apply to class labels, not to a multi-hot (N, L) `target`")
-        target = encode_target(target, num_columns=1 if preds.ndim == 1 else preds.shape[1],
-                               binary=preds.ndim == 1 or preds.shape[1] == 2, labels=labels, pos_label=pos_label,
-                               implicit_positive=bool(implicit_positive), device=preds.device)
+        target, first_is_positive = encode_target(
+            target, num_columns=1 if preds.ndim == 1 else preds.shape[1], binary=preds.ndim == 1 or preds.shape[1] == 2,
+            labels=labels, pos_label=pos_label, implicit_positive=bool(implicit_positive),
+            one_class_any_column=one_class_any_column, device=preds.device)
+        if first_is_positive and preds.ndim == 2:
+            preds = preds.flip(1)  # the positive class's column second: its score is z_pos - z_other
     if target.ndim == 2 and target.shape[1] == 1:
         target = target[:, 0]
     if target.ndim != 1:

@@ -297,7 +297,7 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
 
 
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
-        sample_weight=None, validate: bool = True) -> Tensor:
+        sample_weight=None, pos_label=None, labels=None, validate: bool = True) -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
     AUM integrates, over the constant c added to every score, min(FP(c), FN(c)) of the decision
@@ -310,20 +310,26 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores, (N, K > 2) multiclass logits or probabilities, or
             (N, L) multi-label scores.
-        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label); class labels
+            may be strings, as for `roc_curve`.
         normalize: 'rate' divides FP by the (weighted) negatives and FN by the positives; 'count' does not.
         average: 'micro' pools all (score, label) pairs into one binary AUM; 'macro' averages the AUMs of
             the classes or labels with both classes.
         margin: m >= 0 ranks each positive's (member's) score minus m (multiclass: the probabilities, so
             m < 1): the loss is 0 only when every positive beats every negative by m.
         sample_weight: N non-negative weights of FP and FN; each score's gradient scales with its weight.
+        pos_label: the positive label of binary scores (needed unless the labels are {0, 1} or {-1, 1}); for
+            (N, 2) scores, whose columns are the two sorted labels, the score is `z_pos - z_other`.
+        labels: the K class labels in sorted order, one per score column (default: the sorted labels).
         validate: False skips the value checks (finiteness, label range).
     """
-    return _aum(preds, target, normalize, average, margin=margin, sample_weight=sample_weight, validate=validate)
+    return _aum(preds, target, normalize, average, margin=margin, sample_weight=sample_weight, pos_label=pos_label,
+                labels=labels, validate=validate)
 
 
 def _aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
-         sample_weight=None, validate: bool = True, probabilities: bool | None = None) -> Tensor:
+         sample_weight=None, pos_label=None, labels=None, validate: bool = True,
+         probabilities: bool | None = None) -> Tensor:
     """`aum`, for callers that already know what multiclass `preds` are (`AUMLossFlat` decides it once,
     on its first batch): `probabilities=True` means rows of probabilities, False logits (softmaxed),
     None finds out as `aum` does (a host-device sync off the CPU). Ignored for binary and multi-label
@@ -332,7 +338,8 @@ def _aum(preds, target, normalize: str = "rate", average: str = "micro", *, marg
     check_choice("normalize", normalize, ("rate", "count"))
     check_choice("average", average, ("micro", "macro"))
     margin = check_non_negative("margin", margin)
-    inp = prepare(preds, target, validate=validate, binary_finite_check=False, multilabel=True)
+    inp = prepare(preds, target, validate=validate, binary_finite_check=False, multilabel=True, labels=labels,
+                  pos_label=pos_label, implicit_positive=False, one_class_any_column=True)
     if sample_weight is not None:
         w = check_sample_weight(sample_weight, len(inp.labels), inp.scores.device)
         return _weighted_aum(inp, normalize, average, w, validate, margin, probabilities)
@@ -370,7 +377,7 @@ def _aum(preds, target, normalize: str = "rate", average: str = "micro", *, marg
 
 
 def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margin: float = 0.0, sample_weight=None,
-                                validate: bool = True) -> Tensor:
+                                pos_label=None, validate: bool = True) -> Tensor:
     """Binary AUM's (N, 2) one-sided derivatives `[left, right]` with respect to each score.
 
     left = lim (AUM(s) - AUM(s - h e_i)) / h and right = lim (AUM(s + h e_i) - AUM(s)) / h as h -> 0+.
@@ -378,15 +385,17 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margi
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
-        target: N labels in {0, 1} (or bools).
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels with `pos_label`.
         normalize: 'rate' or 'count', as for `aum`.
         margin: as for `aum`.
         sample_weight: as for `aum`.
+        pos_label: as for `aum`.
         validate: False skips the value checks.
     """
     check_choice("normalize", normalize, ("rate", "count"))
     margin = check_non_negative("margin", margin)
-    inp = prepare(preds, target, validate=validate)
+    inp = prepare(preds, target, validate=validate, pos_label=pos_label, implicit_positive=False,
+                  one_class_any_column=True)
     if not inp.binary:
         raise ValueError(f"`preds` must be binary scores of shape (N,), (N, 1) or (N, 2), got {tuple(inp.scores.shape)}")
     positive = positive_mask(inp.labels)

@@ -94,7 +94,7 @@ def _fit_logistic(x: Tensor, t: Tensor, max_iter: int, tol: float) -> tuple[floa
 
 
 def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int = 100,
-                  tol: float = 1e-12) -> PlattScaling:
+                  tol: float = 1e-12, pos_label=None) -> PlattScaling:
     """Fit Platt scaling, sigmoid(slope * score + intercept), by maximum likelihood on binary scores.
 
     With `prior_correction` (Platt 1999, as scikit-learn's `CalibratedClassifierCV(method='sigmoid')`)
@@ -104,16 +104,17 @@ def platt_scaling(preds, target, *, prior_correction: bool = True, max_iter: int
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
-        target: N labels in {0, 1} (or bools); both classes needed.
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels with `pos_label`; both classes needed.
         prior_correction: fit Platt's corrected targets instead of 0 and 1.
         max_iter: the most Newton steps.
         tol: stop when the Newton decrement falls below it.
+        pos_label: the positive label (needed unless the labels are {0, 1} or {-1, 1}), as for `best_threshold`.
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an integer >= 1, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol >= 0):
         raise ValueError(f"`tol` must be a number >= 0, got {tol!r}")
-    score, positive = binary_problem(preds, target, what="platt_scaling")
+    score, positive = binary_problem(preds, target, what="platt_scaling", pos_label=pos_label)
     s = score.double()
     n_pos = int(positive.sum())
     n_neg = len(s) - n_pos
@@ -182,7 +183,7 @@ def _pool_adjacent_violators(y: list[float], w: list[float]) -> list[float]:
     return [m for m, k in zip(means, sizes) for _ in range(k)]
 
 
-def isotonic_calibration(preds, target) -> IsotonicCalibration:
+def isotonic_calibration(preds, target, *, pos_label=None) -> IsotonicCalibration:
     """Fit an isotonic (non-decreasing) calibration of binary scores, as scikit-learn's
     `IsotonicRegression(out_of_bounds='clip', y_min=0, y_max=1)`.
 
@@ -191,9 +192,10 @@ def isotonic_calibration(preds, target) -> IsotonicCalibration:
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns).
-        target: N labels in {0, 1} (or bools); both classes needed.
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels with `pos_label`; both classes needed.
+        pos_label: the positive label (needed unless the labels are {0, 1} or {-1, 1}), as for `best_threshold`.
     """
-    score, positive = binary_problem(preds, target, what="isotonic_calibration")
+    score, positive = binary_problem(preds, target, what="isotonic_calibration", pos_label=pos_label)
     s = score.double().cpu()
     x, inverse, counts = torch.unique(s, sorted=True, return_inverse=True, return_counts=True)
     hits = torch.zeros(len(x), dtype=torch.float64).index_add_(0, inverse, positive.double().cpu())
@@ -208,15 +210,17 @@ def isotonic_calibration(preds, target) -> IsotonicCalibration:
 
 # ------------------------------------------------------------------------------------ proper scores ---
 
-def _probabilities(probs, target) -> tuple[Tensor, Tensor]:
+def _probabilities(probs, target, pos_label, implicit_positive: bool) -> tuple[Tensor, Tensor]:
     """Probabilities of the positive class (float64) and labels (float64) of binary `(probs, target)`.
 
-    `probs` is (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows (column 1 used).
+    `probs` is (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows, one column per
+    sorted label (the positive class's used). `implicit_positive`: two labels other than numbers need no
+    `pos_label` (the greater is positive).
     """
     if isinstance(probs, Tensor):
         probs = probs.detach()
     try:
-        inp = prepare(probs, target, allow_empty=True)
+        inp = prepare(probs, target, allow_empty=True, pos_label=pos_label, implicit_positive=implicit_positive)
     except (ValueError, TypeError) as e:
         raise type(e)(str(e).replace("`preds`", "`probs`")) from None
     p = inp.scores
@@ -233,27 +237,34 @@ def _probabilities(probs, target) -> tuple[Tensor, Tensor]:
     return p, (labels if labels.dtype == torch.bool else labels == 1).double()
 
 
-def brier_score(probs, target) -> Tensor:
-    """The Brier score of binary positive-class probabilities: mean (p - y)^2, a float64 0-d tensor.
+def brier_score(probs, target, *, pos_label=None) -> Tensor:
+    """The Brier score of binary positive-class probabilities: mean (p - y)^2, a float64 0-d tensor, as
+    scikit-learn's `brier_score_loss`.
 
     Args:
-        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows (column 1 used).
-        target: N labels in {0, 1} (or bools).
+        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows, one column per sorted
+            label (column 1 for {0, 1} labels).
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels with `pos_label`.
+        pos_label: the positive label, whose probability (N,) `probs` are (needed unless the labels are
+            {0, 1} or {-1, 1}, as scikit-learn needs it).
     """
-    p, y = _probabilities(probs, target)
+    p, y = _probabilities(probs, target, pos_label, implicit_positive=False)
     return ((p - y) ** 2).mean()
 
 
-def log_loss(probs, target, eps: float = 1e-15) -> Tensor:
+def log_loss(probs, target, eps: float = 1e-15, *, pos_label=None) -> Tensor:
     """Binary log loss: mean -[y log p + (1 - y) log(1 - p)] with p clipped to [eps, 1 - eps], float64 0-d.
 
     Args:
-        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows (column 1 used).
-        target: N labels in {0, 1} (or bools).
+        probs: (N,) or (N, 1) positive-class probabilities, or (N, 2) probability rows, one column per sorted
+            label (column 1 for {0, 1} labels).
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels: the greater is positive, as
+            scikit-learn's `log_loss` reads them, unless `pos_label` says.
         eps: the clipping of p, in [0, 0.5).
+        pos_label: the positive label, whose probability (N,) `probs` are.
     """
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 0.5:
         raise ValueError(f"`eps` must be a number in [0, 0.5), got {eps!r}")
-    p, y = _probabilities(probs, target)
+    p, y = _probabilities(probs, target, pos_label, implicit_positive=True)
     p = p.clamp(eps, 1 - eps)
     return -(y * torch.log(p) + (1 - y) * torch.log1p(-p)).mean()

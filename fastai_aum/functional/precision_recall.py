@@ -27,12 +27,14 @@ class PR(NamedTuple):
     thresholds: Tensor
 
 
-def _read(preds, target, labels=None, pos_label=None) -> tuple[Inputs, Tensor, Tensor]:
+def _read(preds, target, labels=None, pos_label=None, curve: bool = False) -> tuple[Inputs, Tensor, Tensor]:
     """Validated inputs (empty refused), the (N,) or (N, K) scores they are ranked by, as `auroc` ranks
-    them (a multi-label column: as it is), and the positive mask of their shape."""
+    them (a multi-label column: as it is), and the positive mask of their shape. A `curve`'s thresholds
+    depend on which column is the positive class's even with one class; average precision does not."""
     if isinstance(preds, Tensor):
         preds = preds.detach()
-    inp = prepare(preds, target, labels=labels, pos_label=pos_label, implicit_positive=False, multilabel=True)
+    inp = prepare(preds, target, labels=labels, pos_label=pos_label, implicit_positive=False, multilabel=True,
+                  one_class_any_column=not curve)
     if inp.multilabel:
         return inp, inp.scores, inp.labels
     if inp.binary:
@@ -53,7 +55,7 @@ def _columns(inp: Inputs) -> str:
     return "label(s)" if inp.multilabel else "class(es)"
 
 
-def precision_recall_curve(preds, target) -> PR | list[PR]:
+def precision_recall_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None) -> PR | list[PR]:
     """Precision-recall curve of binary scores (ties grouped), or a list with one `PR` per class
     (one-vs-rest) or label, with the semantics of scikit-learn's `precision_recall_curve` (without
     `drop_intermediate`).
@@ -62,21 +64,32 @@ def precision_recall_curve(preds, target) -> PR | list[PR]:
     column, `z1 - z0` (float64) for (N, 2) logits, p1 for an (N, 2) probability matrix; for K classes
     the probabilities, or the log-softmax (log-probabilities) of logits; a label's own column. A class
     or label with no positive example gets recall 1 at every threshold, with one `AUROCUndefinedWarning`.
+    As scikit-learn, examples of weight 0 are dropped first (their scores are no thresholds).
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
+        sample_weight: N non-negative weights, for weighted precision and recall.
+        pos_label: the positive label of binary scores, as for `roc_curve`.
+        labels: multiclass labels in sorted order, as for `roc_curve`.
     """
-    inp, s, positive = _read(preds, target)
-    c = Counts(s, positive) if inp.binary else Counts(s.T, positive.T)
+    inp, s, positive = _read(preds, target, labels, pos_label, curve=True)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, len(inp.labels), s.device)
+    if w is not None:
+        keep = w > 0
+        if not bool(keep.any()):
+            raise ValueError("`sample_weight` is 0 for every example: there is no precision-recall curve to draw")
+        s, positive, w = s[keep], positive[keep], w[keep]
+    c = Counts(s, positive, w) if inp.binary else Counts(s.T, positive.T, w)
     points = [c.points()] if inp.binary else [c.points(k) for k in range(len(c.v))]
     no_positive = (c.positives.reshape(-1) == 0).nonzero().flatten().tolist()
     del c  # the full-length rows are no longer needed (less memory in use for what follows)
     curves = [_curve(p) for p in points]
     if no_positive:
         which = "`target`" if inp.binary else f"`target` for {_columns(inp)} {no_positive}"
-        warn_undefined(f"precision_recall_curve: no positive example in {which}; recall is set to 1 at every "
-                       "threshold, as scikit-learn does")
+        weighted = "" if w is None else " with non-zero weight"
+        warn_undefined(f"precision_recall_curve: no positive example{weighted} in {which}; recall is set to 1 at "
+                       "every threshold, as scikit-learn does")
     return curves[0] if inp.binary else curves
 
 

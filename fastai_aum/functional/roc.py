@@ -27,7 +27,8 @@ def roc_curve(preds, target, *, sample_weight=None, pos_label=None, labels=None)
         preds: (N,), (N, 1) or (N, 2) binary scores, (N, K) logits or probabilities, or (N, L) label scores.
         target: N labels, or a multi-hot (N, L) matrix of the shape of `preds` (multi-label).
         sample_weight: N non-negative weights, for weighted rates.
-        pos_label: the positive label of binary scores (needed unless the labels are {0, 1} or {-1, 1}).
+        pos_label: the positive label of binary scores (needed unless the labels are {0, 1} or {-1, 1}); the
+            columns of (N, 2) scores are the two sorted labels, so the first one's gives `z0 - z1`.
         labels: the K class labels in sorted order, one per score column (default: the sorted labels).
     """
     inp = prepare(preds.detach() if isinstance(preds, Tensor) else preds, target, labels=labels, pos_label=pos_label,
@@ -86,14 +87,15 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
         max_fpr: McClish-corrected partial AUROC up to this FPR (binary and multi-label).
         sample_weight: N non-negative weights of each example's pairs, as scikit-learn (not with 'ovo').
         labels: the K class labels in sorted order, one per score column (default: the sorted labels).
-        pos_label: the positive label of binary scores (default: the greater of two labels).
+        pos_label: the positive label of binary scores (default: the greater of two labels), as for
+            `roc_curve`.
         validate: False skips the value checks (finiteness, label range), which cost host-device syncs.
     """
     check_auroc_options(average, multi_class, max_fpr)
     if isinstance(preds, Tensor):
         preds = preds.detach()
     inp = prepare(preds, target, validate=validate, allow_empty=True, multilabel=True, labels=labels,
-                  pos_label=pos_label, implicit_positive=True)
+                  pos_label=pos_label, implicit_positive=True, one_class_any_column=True)
     n = len(inp.labels)
     w = None if sample_weight is None else check_sample_weight(sample_weight, n, inp.scores.device)
     if average == "samples" and not inp.multilabel:

@@ -54,12 +54,14 @@ class AUROCTest(NamedTuple):
     std_err: Tensor
 
 
-def _binary_scores(preds, target, name: str) -> tuple[Tensor, Tensor]:
-    """The binary score `auroc` ranks (never squashed) and the positive mask; one class and empty allowed."""
+def _binary_scores(preds, target, name: str, pos_label=None) -> tuple[Tensor, Tensor]:
+    """The binary score `auroc` ranks (never squashed) and the positive mask, labels read as `auroc` reads
+    them (two string labels: the greater is positive, unless `pos_label`); one class and empty allowed."""
     if isinstance(preds, Tensor):
         preds = preds.detach()
     try:
-        inp = prepare(preds, target, allow_empty=True)
+        inp = prepare(preds, target, allow_empty=True, pos_label=pos_label, implicit_positive=True,
+                      one_class_any_column=True)
     except (ValueError, TypeError) as e:
         if name == "preds":
             raise
@@ -97,7 +99,7 @@ def _check_level(level) -> None:
         raise ValueError(f"`level` must be a number in (0, 1), e.g. 0.95, got {level!r}")
 
 
-def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
+def auroc_ci(preds, target, level: float = 0.95, *, pos_label=None) -> AUROCInterval:
     """The AUROC with DeLong's standard error and confidence interval, as R pROC's `ci.auc(method="delong")`.
 
     Ties count half. The variance is `var(V10)/m + var(V01)/n` over the m positives' and n negatives'
@@ -108,11 +110,12 @@ def auroc_ci(preds, target, level: float = 0.95) -> AUROCInterval:
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores, read as `auroc` reads them (`z1 - z0`, or p1).
-        target: N labels in {0, 1} (or bools).
+        target: N labels: {0, 1}, {-1, 1}, bools, or two labels of any kind, as for `auroc`.
         level: the confidence level of the interval, in (0, 1).
+        pos_label: the positive label (default: the greater of two labels), as for `auroc`.
     """
     _check_level(level)
-    score, positive = _binary_scores(preds, target, "preds")
+    score, positive = _binary_scores(preds, target, "preds", pos_label)
     n_total, m = len(positive), int(positive.sum())
     n = n_total - m
     nan = torch.tensor(math.nan, dtype=torch.float64, device=score.device)
@@ -145,7 +148,7 @@ def _length(x) -> int | None:
         return None
 
 
-def auroc_test(preds_a, preds_b, target) -> AUROCTest:
+def auroc_test(preds_a, preds_b, target, *, pos_label=None) -> AUROCTest:
     """DeLong's two-sided test that two correlated AUROCs on the same examples are equal, as R pROC's
     `roc.test(method="delong", paired=TRUE)`.
 
@@ -159,13 +162,14 @@ def auroc_test(preds_a, preds_b, target) -> AUROCTest:
     Args:
         preds_a: the first model's binary scores of the N examples, read as `auroc_ci` reads `preds`.
         preds_b: the second model's, likewise.
-        target: N labels in {0, 1} (or bools).
+        target: N labels, as for `auroc_ci`.
+        pos_label: the positive label (default: the greater of two labels), as for `auroc`.
     """
     len_a, len_b = _length(preds_a), _length(preds_b)
     if len_a is not None and len_b is not None and len_a != len_b:
         raise ValueError(f"`preds_a` and `preds_b` must score the same examples, got {len_a} and {len_b} rows")
-    score_a, positive = _binary_scores(preds_a, target, "preds_a")
-    score_b, _ = _binary_scores(preds_b, target, "preds_b")
+    score_a, positive = _binary_scores(preds_a, target, "preds_a", pos_label)
+    score_b, _ = _binary_scores(preds_b, target, "preds_b", pos_label)
     n_total, m = len(positive), int(positive.sum())
     n = n_total - m
     nan = torch.tensor(math.nan, dtype=torch.float64, device=score_a.device)

@@ -32,16 +32,20 @@ class BestThreshold(NamedTuple):
     fpr: Tensor
 
 
-def binary_problem(preds, target, *, what: str, validate: bool = True, name: str = "preds") -> tuple[Tensor, Tensor]:
+def binary_problem(preds, target, *, what: str, validate: bool = True, name: str = "preds",
+                   pos_label=None) -> tuple[Tensor, Tensor]:
     """The binary score and the positive mask of a two-class `(preds, target)`, for `what` (named in errors).
 
     `preds` is (N,) or (N, 1), whose dtype is kept (half becomes float32, integers float64), or (N, 2),
-    whose score is `z1 - z0` computed in float64. Both classes must be present.
+    whose score is `z1 - z0` computed in float64 (`z_pos - z_other` when `pos_label` is the first of the
+    two sorted labels). Labels are {0, 1}, {-1, 1}, bools, or any two with `pos_label` naming the positive
+    one. Both classes must be present.
     """
     if isinstance(preds, Tensor):
         preds = preds.detach()
     try:
-        inp = prepare(preds, target, validate=validate, allow_empty=True)
+        inp = prepare(preds, target, validate=validate, allow_empty=True, pos_label=pos_label, implicit_positive=False,
+                      one_class_any_column=True)  # one class is refused below
     except (ValueError, TypeError) as e:
         if name == "preds":
             raise
@@ -93,7 +97,7 @@ def _interior_threshold(lo: Tensor, hi: Tensor) -> Tensor:
 
 def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_fp: float = 1.0,
                    cost_fn: float = 1.0, max_fpr: float | None = None, min_tpr: float | None = None,
-                   validate: bool = True) -> BestThreshold:
+                   pos_label=None, validate: bool = True) -> BestThreshold:
     """The threshold on the binary score that optimises `criterion` on these examples (a `BestThreshold`).
 
     Decision rule: an example is predicted positive iff `score > threshold`. Every distinct split of the
@@ -105,13 +109,14 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
 
     Args:
         preds: (N,), (N, 1) or (N, 2) binary scores (`z1 - z0` for two columns), as `auroc` reads them.
-        target: N labels in {0, 1} (or bools); both classes needed.
+        target: N labels in {0, 1}, {-1, 1} (or bools), or any two labels with `pos_label`; both classes needed.
         criterion: maximised 'youden', 'balanced_accuracy', 'f1', 'accuracy', 'tpr' (needs `max_fpr`), 'tnr'
             (needs `min_tpr`); minimised 'cost'.
         cost_fp: the cost of a false positive ('cost': the mean (cost_fp * FP + cost_fn * FN) / N).
         cost_fn: the cost of a false negative.
         max_fpr: keep only the cuts with FPR <= max_fpr (required with 'tpr').
         min_tpr: keep only the cuts with TPR >= min_tpr (required with 'tnr').
+        pos_label: the positive label (needed unless the labels are {0, 1} or {-1, 1}), as for `roc_curve`.
         validate: False skips the value checks.
     """
     check_choice("criterion", criterion, CRITERIA)
@@ -119,7 +124,7 @@ def best_threshold(preds, target, criterion: str = "balanced_accuracy", *, cost_
     _check_costs(cost_fp, cost_fn)
     _check_rate("max_fpr", max_fpr)
     _check_rate("min_tpr", min_tpr)
-    score, positive = binary_problem(preds, target, what="best_threshold", validate=validate)
+    score, positive = binary_problem(preds, target, what="best_threshold", validate=validate, pos_label=pos_label)
     points = Counts(score, positive).points()
     n = len(score)
     zero = points.tp.new_zeros(1)
