@@ -2,7 +2,7 @@
 
 A statement whose trailing comment starts with a value (`# tensor(0.7481)`, `# 0.75`,
 `# BestThreshold(threshold=1.2018, ...)`), or is followed by a comment line that starts with
-`# tensor(`, is evaluated and every number in that comment is compared with the value's, to the
+such a value, is evaluated and every number in that comment is compared with the value's, to the
 comment's own precision.
 """
 import ast
@@ -67,7 +67,7 @@ def _checks(block: str) -> list[tuple[int, str]]:
         own, below = comments.get(node.end_lineno, ""), comments.get(node.end_lineno + 1, "")
         if own and VALUE.match(own):
             checks.append((node.end_lineno, own))
-        elif below.startswith("tensor(") and block.splitlines()[node.end_lineno].lstrip().startswith("#"):
+        elif VALUE.match(below) and block.splitlines()[node.end_lineno].lstrip().startswith("#"):
             checks.append((node.end_lineno, below))
     return checks
 
