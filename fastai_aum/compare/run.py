@@ -288,7 +288,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
                              "trains on no batch at all")
         set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, n_out=run_dls.c, pos_label=pos_label, **{**learner_kwargs, **args})
+        learn = aum_learner(run_dls, arch=arch, n_out=len(class_names(run_dls)), pos_label=pos_label, **{**learner_kwargs, **args})
         classes = class_names(run_dls)
         pos = pos_label_index(classes, pos_label) if len(classes) == 2 else None
         if seed not in init:
