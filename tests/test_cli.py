@@ -131,7 +131,9 @@ def test_out_is_checked_before_training(tmp_path, capsys):
     err = _one_line_error(["compare", "--out", str(earlier)], capsys)
     assert "holds the results of an earlier comparison" in err and "--resume" in err and "--force" in err
     assert (earlier / "results.csv").read_text() == "loss,seed\n"  # not overwritten
-    assert "no results.csv" in _one_line_error(["compare", "--resume", "--out", str(tmp_path / "new")], capsys)
+    assert "holds results.csv from an older version" in _one_line_error(["compare", "--resume", "--out",
+                                                                        str(earlier)], capsys)
+    assert "has no compare.sqlite" in _one_line_error(["compare", "--resume", "--out", str(tmp_path / "new")], capsys)
 
 
 def test_csv_needs_a_target_and_says_so_in_one_short_line(tmp_path, capsys):
@@ -241,43 +243,10 @@ def test_a_messy_csv_is_read_without_guessing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "delimiter: ';'" in text
     assert "rows dropped: 1 (missing target), 1 (inf in size)" in text
-    assert "columns used: 3 continuous (row_no, size, weight); left out: id" in text
-    assert "warning: column 'row_no' has a different value in every row" in text and "--drop row_no" in text
+    # an integer that differs in every row is an identifier: left out, with a note (it used to be a feature)
+    assert "columns used: 2 continuous (size, weight); left out: id, row_no" in text
+    assert "left out as identifiers (a different integer or text in every row): row_no" in text
     config = json.loads((out / "config.json").read_text())
     assert config["columns"]["dropped"] == ["id"] and config["delimiter"] == ";" and config["rows"] == 198
+    assert config["columns"]["identifiers"] == ["row_no"]
     assert config["rows_dropped"] == {"missing target": 1, "inf in size": 1}
-
-
-@pytest.mark.slow
-def test_an_interrupted_comparison_keeps_its_finished_run_and_resumes(tmp_path, capsys, monkeypatch):
-    """Ctrl-C after the first run: exit 130, that run is on disk; --resume trains only the rest."""
-    from fastai_aum.compare import cli
-    out = tmp_path / "out"
-    argv = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "2", "--lr", "0.01", "--out", str(out)]
-    original = cli._Appender.__call__
-
-    def interrupt_after_first(self, rows, scores):
-        original(self, rows, scores)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._Appender, "__call__", interrupt_after_first)
-    assert main(argv) == 130
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "1 run(s) finished" in err and "--resume" in err
-    first = pd.read_csv(out / "results.csv")
-    assert len(first) == 2 and set(first["loss"]) == {"aum"} and set(first["seed"]) == {0}
-    assert len(pd.read_csv(out / "scores.csv")) == 100  # the test rows of that run
-
-    calls = []
-    monkeypatch.setattr(cli._Appender, "__call__",
-                        lambda self, rows, scores: (calls.append(1), original(self, rows, scores)))
-    assert main([*argv, "--resume"]) == 0
-    assert len(calls) == 3  # aum seed 0 was not trained again
-    results = pd.read_csv(out / "results.csv")
-    assert len(results) == 2 * 2 * 2 and results["selected"].sum() == 4
-    pd.testing.assert_frame_equal(results.iloc[:2].drop(columns="selected"), first.drop(columns="selected"))
-    assert "resuming: 1 finished run(s)" in capsys.readouterr().out
-    other = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "3", "--lr", "0.01", "--out", str(out),
-             "--resume"]
-    err = _one_line_error(other, capsys)
-    assert "used different protocol (epochs)" in err

@@ -187,12 +187,18 @@ def _settings(args) -> dict:
             "split": args.split, "test_pct": args.test_pct, "valid_pct": VALID_PCT}
 
 
-def _check_out(args) -> Path:
-    """The output folder, checked (after the arguments and the data) before anything is written."""
-    from .store import STORE
+def _check_out(args):
+    """The output folder, checked (after the arguments and the data) before anything is written, and the lock
+    on its store (refused if another compare holds it)."""
+    from .store import STORE, StoreError, lock_folder
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {_cut(out, 120)} is a file; give a folder")
+    try:
+        lock = lock_folder(out) if out.is_dir() else None
+    except (StoreError, OSError) as e:
+        raise UsageError(str(e) if isinstance(e, StoreError) else f"--out: cannot write to {_cut(out, 120)}: "
+                         f"{e.strerror or e}") from None
     stored, old_csv = (out / STORE).exists(), (out / "results.csv").exists()
     if args.resume and not stored:
         why = ("holds results.csv from an older version, without a store" if old_csv else f"has no {STORE}")
@@ -207,7 +213,7 @@ def _check_out(args) -> Path:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"--out: cannot write to {_cut(out, 120)}: {e.strerror or e}") from None
-    return out
+    return out, lock
 
 
 def _versions() -> dict:
@@ -298,7 +304,7 @@ def _compare(args) -> int:
     if settings["bs"] > sizes["train"]:
         raise UsageError(f"--bs {settings['bs']} is larger than the {sizes['train']} training rows of each split; "
                          f"give at most {sizes['train']}")
-    out = _check_out(args)
+    out, lock = _check_out(args)
     for line in data["notes"]:
         print(line, flush=True)
     print(_header(args, data, settings, sizes), flush=True)
@@ -313,7 +319,7 @@ def _compare(args) -> int:
               "versions": _versions(), "command": ["fastai-aum", *args.argv]}
     from .store import Store, StoreError
     try:
-        store = Store.open(out, replace=OUTPUTS if args.force else ())
+        store = Store.open(out, replace=OUTPUTS if args.force else (), lock=lock)
     except StoreError as e:
         raise UsageError(str(e)) from None
     try:
@@ -345,6 +351,8 @@ def _run(args, data: dict, settings: dict, config: dict, store) -> int:
     from .run import compare_losses_on_df
     torch.set_num_threads(args.threads)
     recorder = _Recorder(store, len(set(planned) - done), lines=not sys.stdout.isatty())
+    old_rows, old_scores = store.frames(planned)
+    previous = (old_rows, old_scores if old_scores is not None else pd.DataFrame())
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -353,7 +361,7 @@ def _run(args, data: dict, settings: dict, config: dict, store) -> int:
                                  split=settings["split"], bs=settings["bs"],
                                  cat_names=data["columns"]["categorical"], cont_names=data["columns"]["continuous"],
                                  pos_label=data["pos_label"], on_run=recorder, show_progress=not recorder.lines,
-                                 previous=(store.frames(planned)[0], pd.DataFrame()))
+                                 previous=previous)
     except KeyboardInterrupt:
         kept = len(store.keys())
         kept = (f"{kept} finished run(s) are kept in {out / store.name}" if kept else

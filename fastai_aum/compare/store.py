@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["Store", "StoreError", "STORE", "RESULT_COLUMNS"]
+__all__ = ["Store", "StoreError", "lock_folder", "STORE", "RESULT_COLUMNS"]
 
 STORE, _LOCK, _SCHEMA = "compare.sqlite", ".compare.lock", 1
 _KEY = ("loss", "seed", "lr")
@@ -45,8 +45,10 @@ class StoreError(Exception):
     """The store cannot be opened, locked or written: one line for the user."""
 
 
-def _lock(path: Path):
-    """An exclusive lock on `path`, held while the returned file stays open; StoreError if another process holds it."""
+def lock_folder(folder) -> object:
+    """An exclusive lock on `folder`'s store, held while the returned file stays open; StoreError if another
+    process holds it."""
+    path = Path(folder) / _LOCK
     handle = open(path, "a+")
     try:
         import fcntl
@@ -70,11 +72,12 @@ class Store:
         self.folder, self.db, self._lock, self.replaced = folder, db, lock, replaced
 
     @classmethod
-    def open(cls, folder, replace: tuple[str, ...] = ()) -> Store:
-        """Lock and open (creating if new) the store in `folder`, which exists. With `replace` (file names),
-        an earlier store and those files are first moved, under the lock, into a new folder `replaced-<time>`."""
+    def open(cls, folder, replace: tuple[str, ...] = (), lock=None) -> Store:
+        """Lock (unless given `lock_folder`'s `lock`) and open, creating if new, the store in `folder`, which
+        exists. With `replace` (file names), an earlier store and those files are first moved, under the lock,
+        into a new folder `replaced-<time>`."""
         folder = Path(folder)
-        lock = _lock(folder / _LOCK)
+        lock = lock or lock_folder(folder)
         replaced = None
         try:
             if replace:
