@@ -18,7 +18,8 @@ def _run(loss="aum", seed=0, lr=0.01, epochs=3, n=7, n_classes=2, rng=None):
     """One run's rows and scores, as `compare_losses` hands them to `on_run` (NaN off the chosen epoch)."""
     rng = rng or np.random.default_rng(seed)
     best = int(rng.integers(epochs))
-    rows = pd.DataFrame([{"loss": loss, "seed": seed, "epoch": e, "lr": lr, "recipe": "" if loss != "m" else "aum(margin=1)",
+    recipe = "" if loss != "m" else "aum(margin=1)"
+    rows = pd.DataFrame([{"loss": loss, "seed": seed, "epoch": e, "lr": lr, "recipe": recipe,
                           "train_loss": rng.random(), "valid_loss": rng.random() if e else np.nan,
                           "valid_auroc": rng.random(), "selected": e == best, "run_best": e == best, "best_ties": 2,
                           "valid_positives": 8, **{k: (rng.random() if e == best else np.nan) for k in
@@ -35,7 +36,8 @@ def _run(loss="aum", seed=0, lr=0.01, epochs=3, n=7, n_classes=2, rng=None):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_runs_round_trip_exactly_in_the_order_asked(tmp_path, n_classes):
     s = Store.open(tmp_path)
-    runs = [_run(loss, seed, lr, n_classes=n_classes) for seed in (0, 1) for lr in (0.003, 0.01) for loss in ("aum", "m")]
+    runs = [_run(loss, seed, lr, n_classes=n_classes)
+            for seed in (0, 1) for lr in (0.003, 0.01) for loss in ("aum", "m")]
     for rows, scores in reversed(runs):  # the store's order is the plan's, not the order runs finished in
         s.add_run(rows, scores)
     keys = [(r["loss"].iloc[0], int(r["seed"].iloc[0]), float(r["lr"].iloc[0])) for r, _ in runs]
@@ -300,7 +302,7 @@ def test_resume_with_fewer_seeds_keeps_the_others(tmp_path, reference, capsys, m
 
 def _changed_csv_resume(tmp_path, capsys, monkeypatch, change):
     """A CSV comparison interrupted before any run ends, then resumed after `change(df)`; its error line."""
-    from fastai_aum.compare import cli, run
+    from fastai_aum.compare import run
     rng = np.random.default_rng(0)
     y = rng.random(120) < 0.3
     csv = tmp_path / "mine.csv"

@@ -387,7 +387,8 @@ def _run(args, data: dict, settings: dict, config: dict, store) -> int:
     _write(out, "summary.csv", lambda p: result.summary().to_csv(p))
     report = result.report()
     if others:
-        report += f"\nthe store also holds {others} finished run(s) outside this plan (other seeds); they are not reported"
+        report += (f"\nthe store also holds {others} finished run(s) outside this plan (other seeds); they are not "
+                   "reported")
     _write(out, "report.txt", lambda p: p.write_text(report + "\n"))
     fig = result.plot()
     _write(out, "comparison.png", lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))

@@ -232,8 +232,8 @@ def _verdict(c: Comparison, loss: str, row) -> str:
     needed = row["positives_needed"]
     need = (f"about {needed:,.0f} test positives would be needed to detect {DETECT} (rough; now "
             f"{row['positives_per_test']:.0f} per test set)") if np.isfinite(needed) else ""
-    return (f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={format_p(row['pooled_p'], '.2g')}); "
-            f"{need}")
+    p = format_p(row["pooled_p"], ".2g")
+    return f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={p}); {need}"
 
 
 def _wilcoxon_floor(differ: int, ties: int) -> float:

@@ -125,7 +125,8 @@ class Store:
         """`(results, scores)` of the finished runs among `keys`, in the order of `keys`, with the columns
         and types of results.csv and scores.csv."""
         order = {k: i for i, k in enumerate(keys)}
-        runs = {(n, int(s), float(r)): recipe for n, s, r, recipe in self.db.execute("SELECT loss, seed, lr, recipe FROM runs")}
+        runs = {(n, int(s), float(r)): recipe
+                for n, s, r, recipe in self.db.execute("SELECT loss, seed, lr, recipe FROM runs")}
         wanted = [k for k in keys if k in runs]
         if not wanted:
             return pd.DataFrame(columns=list(RESULT_COLUMNS)), None
@@ -145,7 +146,8 @@ class Store:
         if (long["class"] == -1).all():
             scores = long.drop(columns="class")
         else:
-            scores = long.pivot(index=["_order", "loss", "seed", "lr", "row", "target"], columns="class", values="score")
+            scores = long.pivot(index=["_order", "loss", "seed", "lr", "row", "target"], columns="class",
+                                values="score")
             scores.columns = [f"score_{k}" for k in scores.columns]
             scores = scores.reset_index().drop(columns="_order")
         scores = scores.drop(columns="_order", errors="ignore").reset_index(drop=True)
