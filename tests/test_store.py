@@ -194,6 +194,9 @@ def test_two_compares_on_one_out_do_not_both_write(tmp_path, reference):
     second = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
     go.write_text("")
     assert first.wait(timeout=300) == 0, first.stderr.read()
+    log = first.stdout.read()  # item 8: without a terminal, one line per finished run, no \r updates
+    assert "\r" not in log and [line[:8] for line in log.splitlines() if line.startswith("run ")] == [
+        "run 1/4:", "run 2/4:", "run 3/4:", "run 4/4:"]
     assert second.returncode == 2
     assert second.stderr.strip().splitlines() == [
         f"fastai-aum: error: --out: another fastai-aum compare is writing to {out}; wait until it ends, or give "

@@ -65,7 +65,7 @@ _DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d+,\d*|,\d+|\d+)([eE][-+]?\d+)?\s*$")
 def _has_decimal_commas(df: pd.DataFrame) -> bool:
     """Whether some text column holds only numbers written with a decimal comma (and at least one comma)."""
     for c in df.columns:
-        if df[c].dtype == object:
+        if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object:
             values = df[c].dropna().astype(str)
             if len(values) and values.str.contains(",").any() and values.str.match(_DECIMAL_COMMA).all():
                 return True
