@@ -375,3 +375,12 @@ def test_an_interrupted_comparison_keeps_its_finished_run_and_resumes(tmp_path, 
     err = _one_line_error(["compare", *SMALL[:-4], "--epochs", "3", "--lr", "0.01", "--out", str(out), "--resume"],
                           capsys)
     assert "used different protocol (epochs)" in err
+
+
+def test_a_file_that_is_not_a_store_is_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compare.sqlite").write_text("results,by,hand\n")
+    err = _one_line_error(["compare", *SMALL, "--out", str(out), "--resume"], capsys)
+    assert "cannot open" in err and "as the comparison's store: file is not a database" in err
+    assert (out / "compare.sqlite").read_text() == "results,by,hand\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import warnings
 from pathlib import Path
@@ -324,13 +325,14 @@ def _compare(args) -> int:
         raise UsageError(str(e)) from None
     try:
         return _run(args, data, settings, config, store)
+    except sqlite3.Error as e:  # reading it, or writing its settings (a run's own write is caught in `_run`)
+        raise UsageError(f"cannot use the store {_cut(out / store.name, 120)}: {e}") from None
     finally:
         store.close()
 
 
 def _run(args, data: dict, settings: dict, config: dict, store) -> int:
     """Train what the store lacks, then export the comparison of the planned runs from the store."""
-    import sqlite3
     out = store.folder
     if store.replaced:
         print(f"--force: the earlier comparison was moved to {store.replaced}", flush=True)
