@@ -45,6 +45,13 @@ def data_kind(dls) -> str:
                     f"its inputs are {type(x).__name__}, not TensorImage, TensorText or tabular rows")
 
 
+def n_classes_of(dls) -> int:
+    """The number of classes (labels) of `dls`, from its vocabulary: `dls.c` would be a column named `c`, which
+    fastai's attribute delegation reaches first."""
+    classes = class_names(dls)
+    return len(classes) if classes is not None else get_c(dls)
+
+
 def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", pos_label=None, margin: float = 0.0,
               ce_weight: float = 0.0):
     """The loss object that `aum_learner`'s `loss` names: 'aum', 'ce', 'weighted_ce' (class weights
@@ -64,7 +71,7 @@ def make_loss(loss, dls, normalize: str = "rate", average: str = "micro", pos_la
     if loss == "ce":
         return CrossEntropyLossFlat()
     if loss == "weighted_ce":
-        counts = torch.bincount(train_labels(dls), minlength=get_c(dls)).float()
+        counts = torch.bincount(train_labels(dls), minlength=n_classes_of(dls)).float()
         return CrossEntropyLossFlat(weight=counts.sum() / (len(counts) * counts.clamp_min(1)))
     raise ValueError(f"`loss` must be one of {', '.join(map(repr, LOSSES))} or a loss object, got {loss!r}")
 
@@ -114,7 +121,7 @@ def check_learner_options(dls, loss="aum", pos_label=None, stratify: bool = Fals
                          f"({len(classes or [])} labels)")
     if not multilabel:
         pos_label_index(classes, pos_label)
-    n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
+    n_classes = n_classes_of(dls)
     if margin and n_classes > 2 and not multilabel:
         check_multiclass_margin(margin)
 
@@ -159,7 +166,7 @@ def aum_learner(dls, arch=None, loss="aum", normalize: str = "rate", average: st
     pos = None if multilabel else pos_label_index(classes, pos_label)
     if stratify:
         dls = stratify_batches(dls)
-    n_classes = len(classes) if multilabel and classes is not None else get_c(dls)
+    n_classes = n_classes_of(dls)
     loss_func = make_loss(loss, dls, normalize, average, pos_label, margin, ce_weight)
     if isinstance(loss_func, AUMLossFlat) and classes is not None:
         loss_func.bind(loss_func.vocab if loss_func.vocab is not None else classes, multilabel=multilabel)

@@ -131,7 +131,9 @@ def test_out_is_checked_before_training(tmp_path, capsys):
     err = _one_line_error(["compare", "--out", str(earlier)], capsys)
     assert "holds the results of an earlier comparison" in err and "--resume" in err and "--force" in err
     assert (earlier / "results.csv").read_text() == "loss,seed\n"  # not overwritten
-    assert "no results.csv" in _one_line_error(["compare", "--resume", "--out", str(tmp_path / "new")], capsys)
+    assert "holds results.csv from an older version" in _one_line_error(["compare", "--resume", "--out",
+                                                                        str(earlier)], capsys)
+    assert "has no compare.sqlite" in _one_line_error(["compare", "--resume", "--out", str(tmp_path / "new")], capsys)
 
 
 def test_csv_needs_a_target_and_says_so_in_one_short_line(tmp_path, capsys):
@@ -241,43 +243,136 @@ def test_a_messy_csv_is_read_without_guessing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "delimiter: ';'" in text
     assert "rows dropped: 1 (missing target), 1 (inf in size)" in text
-    assert "columns used: 3 continuous (row_no, size, weight); left out: id" in text
-    assert "warning: column 'row_no' has a different value in every row" in text and "--drop row_no" in text
+    # an integer that differs in every row is an identifier: left out, with a note (it used to be a feature)
+    assert "columns used: 2 continuous (size, weight); left out: id, row_no" in text
+    assert "left out as identifiers (a different integer or text in every row): row_no" in text
     config = json.loads((out / "config.json").read_text())
     assert config["columns"]["dropped"] == ["id"] and config["delimiter"] == ";" and config["rows"] == 198
+    assert config["columns"]["identifiers"] == ["row_no"]
     assert config["rows_dropped"] == {"missing target": 1, "inf in size": 1}
 
 
+# The CSV reader never changes the problem silently (issue 19, items 6 and 7).
+
+def _load(path, *extra, error=True):
+    """`load_data` for `compare --data path --target y *extra`: its result, or its error message."""
+    from fastai_aum.compare.cli import UsageError, _parser
+    from fastai_aum.compare.data import load_data
+    args = _parser().parse_args(["compare", "--data", str(path), "--target", "y", *extra])
+    try:
+        return load_data(args, UsageError)
+    except UsageError as e:
+        if not error:
+            raise
+        return str(e)
+
+
+def _frame(n=60, seed=0, **columns):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.normal(size=n), **columns, "y": np.array(["no", "yes"])[np.arange(n) % 2]})
+
+
+def test_duplicated_headers_are_an_error_that_names_them(tmp_path):
+    """They became `y.1`: a copy of the label used as a feature."""
+    path = tmp_path / "dup.csv"
+    df = _frame()
+    df.insert(1, "z", df["y"])
+    df.to_csv(path, index=False)
+    path.write_text(path.read_text().replace("x,z,y", "x,y,y", 1))
+    assert _load(path) == "--data: dup.csv names more than one column y; give each column its own name"
+
+
+def test_target_values_are_stripped_of_surrounding_spaces_with_a_note(tmp_path):
+    """'yes ' and ' yes' were extra classes: a binary problem became 4 classes."""
+    df = _frame()
+    df["y"] = [v + " " if i % 4 == 1 else " " + v if i % 4 == 3 else v for i, v in enumerate(df["y"])]
+    df.to_csv(tmp_path / "t.csv", index=False)
+    data = _load(tmp_path / "t.csv", error=False)
+    assert data["classes"] == ["no", "yes"] and data["pos_label"] == "yes"
+    assert "target: surrounding spaces stripped from 30 value(s) of 'y'" in data["notes"]
+
+
+def test_a_stray_string_in_a_numeric_column_is_an_error_with_two_ways_out(tmp_path):
+    """One stray string made a numeric column categorical."""
+    df = _frame(z=np.arange(60) / 7.0)
+    df["z"] = df["z"].astype(object)
+    df.loc[4, "z"] = "n/a?"
+    df.to_csv(tmp_path / "s.csv", index=False)
+    err = _load(tmp_path / "s.csv")
+    assert err.startswith("column 'z' holds numbers but for n/a?; name it in --cont-names") and "--cat-names" in err
+    data = _load(tmp_path / "s.csv", "--cont-names", "z", error=False)
+    assert "z" in data["columns"]["continuous"] and data["df"]["z"].isna().sum() == 1
+    assert data["df"]["z"].drop(index=4).tolist() == pytest.approx([v / 7.0 for v in range(60) if v != 4])
+    assert "--cont-names: 1 value(s) of 'z' are not numbers; they are missing" in data["notes"]
+    assert "z" in _load(tmp_path / "s.csv", "--cat-names", "z", error=False)["columns"]["categorical"]
+
+
+def test_decimal_commas_are_detected_with_the_delimiter(tmp_path):
+    df = _frame()
+    text = df.to_csv(sep=";", index=False, float_format="%.6f").replace(".", ",")
+    (tmp_path / "d.csv").write_text(text)
+    data = _load(tmp_path / "d.csv", error=False)
+    assert "delimiter: ';', decimal comma" in data["notes"] and data["columns"]["continuous"] == ["x"]
+    assert data["df"]["x"].to_numpy() == pytest.approx(df["x"].to_numpy(), abs=1e-6)
+
+
+def test_the_integer_rule_is_announced_and_overridable(tmp_path):
+    """Integer columns with at most 10 values were categorical by an undocumented rule, with no way out."""
+    _frame(k=np.arange(60) % 3).to_csv(tmp_path / "k.csv", index=False)
+    data = _load(tmp_path / "k.csv", error=False)
+    assert data["columns"]["categorical"] == ["k"]
+    assert any(n.startswith("categorical by the rule for integer columns with at most 10 values: k") for n in
+               data["notes"])
+    data = _load(tmp_path / "k.csv", "--cont-names", "k", error=False)
+    assert data["columns"] == {"continuous": ["x", "k"], "categorical": [], "dropped": [], "identifiers": [],
+                               "constant": []}
+    assert "--cont-names and --cat-names" not in _load(tmp_path / "k.csv", "--cont-names", "k", "--cat-names", "k")
+
+
+def test_identifier_columns_are_left_out_unless_named(tmp_path):
+    """An id column was warned about but still used."""
+    _frame(id=[f"r{i}" for i in range(60)], num=np.arange(60) * 3).to_csv(tmp_path / "i.csv", index=False)
+    data = _load(tmp_path / "i.csv", error=False)
+    assert data["columns"]["identifiers"] == ["id", "num"] and data["columns"]["continuous"] == ["x"]
+    assert "columns used: 1 continuous (x); left out: id, num" in data["notes"]
+    data = _load(tmp_path / "i.csv", "--cont-names", "num", error=False)
+    assert data["columns"]["identifiers"] == ["id"] and data["columns"]["continuous"] == ["x", "num"]
+
+
+def test_a_changed_row_changes_the_fingerprint(tmp_path):
+    df = _frame()
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.loc[7, "x"] += 1e-9
+    df.to_csv(tmp_path / "b.csv", index=False)
+    a, b = (_load(tmp_path / f"{n}.csv", error=False)["fingerprint"] for n in "ab")
+    assert a != b and a == _load(tmp_path / "a.csv", error=False)["fingerprint"]
+
+
+@pytest.mark.parametrize("loss, n_out", [("aum", 1), ("ce", 2), ("weighted_ce", 2)])
+def test_columns_named_like_fastai_attributes_work(loss, n_out):
+    """`dls.c` resolved to a categorical column named `c` through fastai's attribute delegation."""
+    import warnings
+    from fastai_aum import aum_learner
+    from fastai_aum.datasets import tabular_dls
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"c": rng.choice(["1,5", "2,5", "3"], 80), "vocab": rng.choice(["a", "b"], 80),
+                       "loss_func": rng.normal(size=80), "y": np.array(["no", "yes"])[np.arange(80) % 2]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dls = tabular_dls(df, label="y", bs=16, cat_names=["c", "vocab"], cont_names=["loss_func"])
+        learn = aum_learner(dls, loss=loss, layers=[8])
+        out = learn.model(*dls.one_batch()[:2])
+    assert out.shape == (16, n_out)
+
+
 @pytest.mark.slow
-def test_an_interrupted_comparison_keeps_its_finished_run_and_resumes(tmp_path, capsys, monkeypatch):
-    """Ctrl-C after the first run: exit 130, that run is on disk; --resume trains only the rest."""
-    from fastai_aum.compare import cli
-    out = tmp_path / "out"
-    argv = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "2", "--lr", "0.01", "--out", str(out)]
-    original = cli._Appender.__call__
-
-    def interrupt_after_first(self, rows, scores):
-        original(self, rows, scores)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._Appender, "__call__", interrupt_after_first)
-    assert main(argv) == 130
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "1 run(s) finished" in err and "--resume" in err
-    first = pd.read_csv(out / "results.csv")
-    assert len(first) == 2 and set(first["loss"]) == {"aum"} and set(first["seed"]) == {0}
-    assert len(pd.read_csv(out / "scores.csv")) == 100  # the test rows of that run
-
-    calls = []
-    monkeypatch.setattr(cli._Appender, "__call__",
-                        lambda self, rows, scores: (calls.append(1), original(self, rows, scores)))
-    assert main([*argv, "--resume"]) == 0
-    assert len(calls) == 3  # aum seed 0 was not trained again
-    results = pd.read_csv(out / "results.csv")
-    assert len(results) == 2 * 2 * 2 and results["selected"].sum() == 4
-    pd.testing.assert_frame_equal(results.iloc[:2].drop(columns="selected"), first.drop(columns="selected"))
-    assert "resuming: 1 finished run(s)" in capsys.readouterr().out
-    other = ["compare", "--losses", "aum,ce", "--seeds", "2", "--epochs", "3", "--lr", "0.01", "--out", str(out),
-             "--resume"]
-    err = _one_line_error(other, capsys)
-    assert "used different protocol (epochs)" in err
+def test_the_command_takes_columns_named_like_fastai_attributes(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.random(160) < 0.3
+    df = pd.DataFrame({"c": np.where(rng.random(160) < 0.5, "1,5", "2,5"), "vocab": rng.normal(size=160) + y,
+                       "loss_func": rng.normal(size=160), "y": np.where(y, "yes", "no")})
+    df.to_csv(tmp_path / "attr.csv", index=False)
+    assert main(["compare", "--data", str(tmp_path / "attr.csv"), "--target", "y", "--losses", "aum,ce,weighted_ce",
+                 "--seeds", "1", "--epochs", "1", "--lr", "0.01", "--out", str(tmp_path / "out")]) == 0, \
+        capsys.readouterr().err
+    assert "1 categorical (c)" in capsys.readouterr().out

@@ -282,3 +282,25 @@ def test_append_csv_keeps_the_files_own_columns(tmp_path):
     path.write_text("")
     append_csv(pd.DataFrame({"a": [1]}), path)  # an empty file gets a header
     assert pd.read_csv(path).to_dict("list") == {"a": [1]}
+
+
+def test_a_verdict_says_when_the_seeds_cannot_reach_significance():
+    """Issue 19, item 8: with 5 seeds or fewer every verdict said 'tentative' and nothing said why."""
+    few = _synthetic(1.0, seeds=range(4)).summary().loc["aum", "verdict"]
+    assert few.startswith("higher than ce: +") and few.endswith(
+        "; with 4 seeds that differ, the Wilcoxon test cannot reach p < 0.05 (its smallest p is 0.12; more seeds can), "
+        "so treat it as tentative")
+    assert wilcoxon([1.0, 2.0, 3.0, 4.0]).pvalue == pytest.approx(0.125)  # the floor it names
+    six = _synthetic(1.0, seeds=range(6)).summary().loc["aum", "verdict"]
+    assert "cannot reach" not in six and "tentative" not in six
+    multi = _synthetic(0.5, n_classes=3, seeds=range(3)).summary().loc["aum", "verdict"]
+    assert multi.startswith("seed-level evidence only") and "with 3 seeds that differ" in multi
+
+
+def test_small_p_values_are_not_printed_as_zero():
+    """Item 8: p-values below 0.0005 printed as 0.000."""
+    c = _synthetic(1.0, seeds=range(6))
+    pooled = c.summary().loc["aum", "pooled_p"]
+    assert pooled < 1e-4
+    report = c.report()
+    assert "0.000 " not in report and f"{pooled:.1e}" in report and f"p={pooled:.1e}" in report

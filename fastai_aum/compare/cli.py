@@ -1,14 +1,17 @@
 """The `fastai-aum` console command (also `python -m fastai_aum`).
 
-`compare` never loses a finished run: `--out` is checked before training, every run is appended to
-`results.csv` and `scores.csv` as it ends, `--resume` continues an interrupted comparison, and earlier
-results are replaced only with `--force`. `config.json` records the data, columns and protocol.
+`compare` never loses a finished run: the arguments, the data and `--out` are checked before training;
+each run is committed to the store (`store.py`, one SQLite file in `--out`) as it ends; `--resume`
+continues an interrupted comparison with the same data and settings; `--force` moves an earlier one
+aside. results.csv, scores.csv, summary.csv, report.txt and comparison.png are exported from the store,
+each through a temporary file; config.json records the data, columns, protocol and versions.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import warnings
 from pathlib import Path
@@ -46,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="breast_cancer (default), digits (8 against the rest, 8x8 pixels), wine (3 classes), "
                           "or a CSV file")
     cmp.add_argument("--target", help="label column of a CSV file (required for a CSV)")
-    cmp.add_argument("--drop", default="", metavar="COL,...", help="comma-separated columns to leave out (e.g. an id)")
+    cmp.add_argument("--drop", default="", metavar="COL,...", help="comma-separated columns to leave out")
+    cmp.add_argument("--cat-names", default="", metavar="COL,...",
+                     help="columns to treat as categorical, whatever the rule (README: Column types) says")
+    cmp.add_argument("--cont-names", default="", metavar="COL,...",
+                     help="columns to treat as continuous numbers (a value that is not a number becomes missing)")
     cmp.add_argument("--sep", default=None, help="delimiter of the CSV file (default: detected among , ; tab |)")
     cmp.add_argument("--losses", default="aum,ce,weighted_ce",
                      help="comma-separated: aum, ce, weighted_ce, or an AUM recipe such as aum(margin=1), "
@@ -70,10 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quick", action="store_true", help=f"{QUICK_SEEDS} seeds and {QUICK_EPOCHS} epochs: a smoke run")
     cmp.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small tabular models "
                                                              "train fastest on one)")
-    cmp.add_argument("--out", default="fastai_aum_compare", help="folder for results.csv, scores.csv, summary.csv, "
-                                                                 "config.json, report.txt and comparison.png")
-    cmp.add_argument("--resume", action="store_true", help="continue the comparison in --out, skipping finished runs")
-    cmp.add_argument("--force", action="store_true", help="replace earlier results in --out")
+    cmp.add_argument("--out", default="fastai_aum_compare", help="folder for the store (compare.sqlite) and the "
+                                                                 "files exported from it: results.csv, scores.csv, "
+                                                                 "summary.csv, config.json, report.txt, comparison.png")
+    cmp.add_argument("--resume", action="store_true", help="continue the comparison in --out (same data and "
+                                                           "settings; --seeds may differ), skipping finished runs")
+    cmp.add_argument("--force", action="store_true", help="move an earlier comparison in --out aside (into "
+                                                          "replaced-<time>/) and start afresh")
     return parser
 
 
@@ -178,18 +188,25 @@ def _settings(args) -> dict:
             "split": args.split, "test_pct": args.test_pct, "valid_pct": VALID_PCT}
 
 
-def _prepare_out(args) -> Path:
-    """The output folder, checked before training: a folder we can write, without earlier results unless
-    `--resume` (kept) or `--force` (removed)."""
+def _check_out(args):
+    """The output folder, checked (after the arguments and the data) before anything is written, and the lock
+    on its store (refused if another compare holds it)."""
+    from .store import STORE, StoreError, lock_folder
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {_cut(out, 120)} is a file; give a folder")
-    earlier = out.is_dir() and (out / "results.csv").exists()
-    if args.resume and not earlier:
-        raise UsageError(f"--resume: no results.csv in {_cut(out, 120)} to continue")
-    if earlier and not args.resume and not args.force:
+    try:
+        lock = lock_folder(out) if out.is_dir() else None
+    except (StoreError, OSError) as e:
+        raise UsageError(str(e) if isinstance(e, StoreError) else f"--out: cannot write to {_cut(out, 120)}: "
+                         f"{e.strerror or e}") from None
+    stored, old_csv = (out / STORE).exists(), (out / "results.csv").exists()
+    if args.resume and not stored:
+        why = ("holds results.csv from an older version, without a store" if old_csv else f"has no {STORE}")
+        raise UsageError(f"--resume: {_cut(out, 120)} {why}; nothing to continue (--force moves it aside)")
+    if (stored or old_csv) and not args.resume and not args.force:
         raise UsageError(f"--out: {_cut(out, 120)} holds the results of an earlier comparison; add --resume to "
-                         "continue it, --force to replace it, or give another --out")
+                         "continue it, --force to move it aside, or give another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".fastai_aum_write_test"
@@ -197,10 +214,7 @@ def _prepare_out(args) -> Path:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"--out: cannot write to {_cut(out, 120)}: {e.strerror or e}") from None
-    if args.force:
-        for name in OUTPUTS:
-            (out / name).unlink(missing_ok=True)
-    return out
+    return out, lock
 
 
 def _versions() -> dict:
@@ -214,124 +228,175 @@ def _versions() -> dict:
             "python": sys.version.split()[0]}
 
 
-def _check_config(out: Path, config: dict) -> None:
-    """With --resume, the earlier comparison must have used the same data, columns and protocol."""
-    try:
-        old = json.loads((out / "config.json").read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"--resume: {_cut(out, 120)} has no readable config.json; cannot check that the settings "
-                         "match, so use --force or another --out") from None
-    for key in ("data", "target", "pos_label", "pos_frac", "rows", "columns", "protocol"):
-        if old.get(key) != config.get(key):
-            if key == "protocol":
-                diff = [k for k in config[key] if old[key].get(k) != config[key][k] and k != "seeds"]
-                if not diff:
-                    continue
-                key = f"protocol ({', '.join(diff)})"
-            raise UsageError(f"--resume: the earlier comparison in {_cut(out, 120)} used different {key}; "
-                             "repeat its settings, or use --force or another --out")
+IDENTITY = ("data", "target", "pos_label", "pos_frac", "rows", "fingerprint", "columns", "protocol")
 
 
-def _previous(out: Path):
-    """The finished runs in `out` (results and scores), for --resume."""
-    import pandas as pd
-    results = pd.read_csv(out / "results.csv")
-    scores = pd.read_csv(out / "scores.csv") if (out / "scores.csv").exists() else pd.DataFrame()
-    if len(scores):  # a run is finished when its rows are in results.csv (written after its scores)
-        keys = results[["loss", "seed", "lr"]].drop_duplicates()
-        scores = scores.merge(keys, on=["loss", "seed", "lr"])
-    return results, scores
+def _identity(config: dict) -> dict:
+    """What a resume must repeat: the data (by its fingerprint), its columns and the protocol but its seeds."""
+    identity = {k: config[k] for k in IDENTITY}
+    identity["protocol"] = {k: v for k, v in config["protocol"].items() if k != "seeds"}
+    return json.loads(json.dumps(identity, default=str))
 
 
-class _Appender:
-    """`on_run` for `compare_losses`: appends each finished run's scores, then its rows, to the output folder."""
+def _check_identity(store, identity: dict, resume: bool) -> None:
+    """A new store takes `identity`; with --resume, the stored one must match it, and what differs is named."""
+    old = store.get("identity")
+    if old is None:
+        store.put("identity", identity)
+        return
+    if not resume:  # another process made this store after `_check_out` looked
+        raise UsageError(f"--out: {_cut(store.folder, 120)} holds the results of an earlier comparison; add "
+                         "--resume to continue it, --force to move it aside, or give another --out")
+    diff = [k for k in IDENTITY if k != "protocol" and old.get(k) != identity[k]]
+    protocol = [k for k in identity["protocol"] if old.get("protocol", {}).get(k) != identity["protocol"][k]]
+    diff += [f"protocol ({', '.join(protocol)})"] if protocol else []
+    if diff:
+        what = ["the data (its fingerprint)" if k == "fingerprint" else k for k in diff]
+        raise UsageError(f"--resume: the comparison in {_cut(store.folder, 120)} used different {', '.join(what)}; "
+                         "repeat its data and settings, or use --force or another --out")
 
-    def __init__(self, out: Path):
-        self.out, self.runs = out, 0
+
+class _Recorder:
+    """`on_run` for `compare_losses`: commits each finished run to the store; without a terminal, one line each."""
+
+    def __init__(self, store, total: int, lines: bool):
+        self.store, self.total, self.lines, self.runs = store, total, lines, 0
 
     def __call__(self, rows, scores):
-        from .run import append_csv
-        for name, frame in (("scores.csv", scores), ("results.csv", rows)):
-            if frame is not None:
-                append_csv(frame, self.out / name)
+        self.store.add_run(rows, scores)
         self.runs += 1
+        if self.lines:
+            best = rows[rows["run_best"].astype(bool)]
+            auroc = f"; validation AUROC {best['valid_auroc'].iloc[0]:.4f} at epoch {best['epoch'].iloc[0]}" \
+                if len(best) else ""
+            print(f"run {self.runs}/{self.total}: {rows['loss'].iloc[0]}, seed {rows['seed'].iloc[0]}, "
+                  f"lr {rows['lr'].iloc[0]:g}{auroc}", flush=True)
 
 
 def _write(out: Path, name: str, write) -> None:
-    """Write `out/name` through a temporary file, so that an interruption leaves the earlier version."""
+    """Write `out/name` through a temporary file, so that an interruption or a full disk leaves the earlier version."""
     tmp = out / f".{name}.tmp"
-    write(tmp)
-    os.replace(tmp, out / name)
+    try:
+        write(tmp)
+        os.replace(tmp, out / name)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {_cut(out / name, 120)}: {e.strerror or e}; the store is intact: free "
+                         "space or fix the permissions, then add --resume (nothing is trained again)") from None
+
+
+def _header(args, data: dict, settings: dict, sizes: dict) -> str:
+    df, target = data["df"], data["target"]
+    counts = df[target].value_counts()
+    n_lr = len(settings["lr"])
+    split = "a new stratified split per seed" if settings["split"] == "per_seed" else "one split for every seed"
+    return (f"{args.data}: {len(df)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}); per seed "
+            f"{sizes['train']} train, {sizes['valid']} validation, {sizes['test']} test ({split}); "
+            f"{len(settings['seeds'])} seeds x {len(settings['losses'])} losses x {n_lr} learning rate"
+            f"{'s' * (n_lr > 1)} x {settings['epochs']} epochs")
 
 
 def _compare(args) -> int:
     settings = _settings(args)
     from .data import load_data, split_sizes
-    out = _prepare_out(args)
     data = load_data(args, UsageError)
     df, target = data["df"], data["target"]
     sizes = split_sizes(df[target], settings["test_pct"], settings["valid_pct"], UsageError)
     if settings["bs"] > sizes["train"]:
         raise UsageError(f"--bs {settings['bs']} is larger than the {sizes['train']} training rows of each split; "
                          f"give at most {sizes['train']}")
+    out, lock = _check_out(args)
     for line in data["notes"]:
         print(line, flush=True)
-    counts = df[target].value_counts()
-    n_lr = len(settings["lr"])
-    print(f"{args.data}: {len(df)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())}); per seed "
-          f"{sizes['train']} train, {sizes['valid']} validation, {sizes['test']} test "
-          f"({'a new stratified split per seed' if settings['split'] == 'per_seed' else 'one split for every seed'}); "
-          f"{len(settings['seeds'])} seeds x {len(settings['losses'])} losses x {n_lr} learning rate{'s' * (n_lr > 1)} "
-          f"x {settings['epochs']} epochs", flush=True)
+    print(_header(args, data, settings, sizes), flush=True)
     if data["pos_label"] is not None:
         print(f"positive class: {data['pos_label']}", flush=True)
     config = {"data": args.data, "target": target, "pos_label": data["pos_label"], "pos_frac": data["pos_frac"],
-              "delimiter": data["delimiter"], "rows": len(df), "rows_dropped": data["rows_dropped"],
-              "columns": data["columns"],
+              "delimiter": data["delimiter"], "decimal": data["decimal"], "rows": len(df),
+              "rows_dropped": data["rows_dropped"], "fingerprint": data["fingerprint"], "columns": data["columns"],
               "protocol": {**settings, "split_sizes": sizes,
                            "selection": "epoch by validation AUROC, ties to the lowest validation loss; "
                                         "lr per loss by mean validation AUROC"},
               "versions": _versions(), "command": ["fastai-aum", *args.argv]}
-    previous = None
-    if args.resume:
-        _check_config(out, config)
-        previous = _previous(out)
-        print(f"resuming: {len(previous[0][['loss', 'seed', 'lr']].drop_duplicates())} finished run(s) in {out}")
-    _write(out, "config.json", lambda p: p.write_text(json.dumps(config, indent=2, default=str)))
+    from .store import Store, StoreError
+    try:
+        store = Store.open(out, replace=OUTPUTS if args.force else (), lock=lock)
+    except StoreError as e:
+        raise UsageError(str(e)) from None
+    try:
+        return _run(args, data, settings, config, store)
+    except sqlite3.Error as e:  # reading it, or writing its settings (a run's own write is caught in `_run`)
+        raise UsageError(f"cannot use the store {_cut(out / store.name, 120)}: {e}") from None
+    finally:
+        store.close()
 
+
+def _run(args, data: dict, settings: dict, config: dict, store) -> int:
+    """Train what the store lacks, then export the comparison of the planned runs from the store."""
+    out = store.folder
+    if store.replaced:
+        print(f"--force: the earlier comparison was moved to {store.replaced}", flush=True)
+    _check_identity(store, _identity(config), args.resume)
+    grid, losses, seeds = settings["lr"], settings["losses"], settings["seeds"]
+    planned = [(name, seed, rate) for seed in seeds for rate in grid for name in losses]
+    done = set(store.keys())
+    others = len(done - set(planned))
+    if args.resume:
+        print(f"resuming: {len(done & set(planned))} finished run(s) of this plan in {out / store.name}"
+              + (f", and {others} outside it (other seeds), kept but not reported" if others else ""), flush=True)
+    _write(out, "config.json", lambda p: p.write_text(json.dumps(config, indent=2, default=str)))
     import matplotlib
     matplotlib.use("Agg")
+    import pandas as pd
     import torch
+    from .report import Comparison
     from .run import compare_losses_on_df
     torch.set_num_threads(args.threads)
-    appender = _Appender(out)
+    recorder = _Recorder(store, len(set(planned) - done), lines=not sys.stdout.isatty())
+    old_rows, old_scores = store.frames(planned)
+    previous = (old_rows, old_scores if old_scores is not None else pd.DataFrame())
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = compare_losses_on_df(df, target, losses=settings["losses"], seeds=settings["seeds"],
-                                          epochs=settings["epochs"], lr=settings["lr"], test_pct=settings["test_pct"],
-                                          valid_pct=settings["valid_pct"], split=settings["split"], bs=settings["bs"],
-                                          cat_names=data["columns"]["categorical"],
-                                          cont_names=data["columns"]["continuous"], pos_label=data["pos_label"],
-                                          on_run=appender, previous=previous)
+            compare_losses_on_df(data["df"], data["target"], losses=losses, seeds=seeds, epochs=settings["epochs"],
+                                 lr=grid, test_pct=settings["test_pct"], valid_pct=settings["valid_pct"],
+                                 split=settings["split"], bs=settings["bs"],
+                                 cat_names=data["columns"]["categorical"], cont_names=data["columns"]["continuous"],
+                                 pos_label=data["pos_label"], on_run=recorder, show_progress=not recorder.lines,
+                                 previous=previous)
     except KeyboardInterrupt:
-        print(f"fastai-aum: interrupted; {appender.runs} run(s) finished in this session are kept in "
-              f"{out / 'results.csv'}; add --resume to continue", file=sys.stderr)
+        kept = len(store.keys())
+        kept = (f"{kept} finished run(s) are kept in {out / store.name}" if kept else
+                "no run had finished; the settings are kept in the store")
+        print(f"fastai-aum: interrupted; {kept}; add --resume to continue", file=sys.stderr)
         return 130
+    except (sqlite3.Error, OSError) as e:
+        raise UsageError(f"cannot write the store {_cut(out / store.name, 120)}: {e}; it holds the "
+                         f"{len(store.keys())} run(s) finished before; free space or fix the permissions, then "
+                         "add --resume") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     for w in caught:
         if str(w.message).startswith("compare_losses:"):
             print(f"note: {w.message}", flush=True)
+    results, scores = store.frames(planned)
+    protocol = {"split": settings["split"], "evaluated": "test", "lr": grid, "epochs": settings["epochs"],
+                "seeds": seeds, "classes": data["classes"],
+                "tie_break": "lowest validation loss among epochs tied at the best validation AUROC"}
+    result = Comparison(results, {}, "ce", data["pos_label"], scores, protocol)
     _write(out, "results.csv", lambda p: result.results.to_csv(p, index=False))
+    _write(out, "scores.csv", lambda p: result.scores.to_csv(p, index=False))
     _write(out, "summary.csv", lambda p: result.summary().to_csv(p))
     report = result.report()
+    if others:
+        report += (f"\nthe store also holds {others} finished run(s) outside this plan (other seeds); they are not "
+                   "reported")
     _write(out, "report.txt", lambda p: p.write_text(report + "\n"))
     fig = result.plot()
     _write(out, "comparison.png", lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     print()
     print(report)
-    print(f"wrote {', '.join(str(out / n) for n in OUTPUTS)}")
+    print(f"wrote {', '.join(str(out / n) for n in OUTPUTS)}; the runs are in {out / store.name}")
     return 0
 
 

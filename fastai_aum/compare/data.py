@@ -1,11 +1,17 @@
 """The data of `fastai-aum compare`: a bundled data set or a user's CSV, read without guessing.
 
-The target is named, the delimiter detected (or named with `--sep`) and reported, columns left out with
-`--drop`, identifier-like columns pointed out, and every dropped row counted with its reason.
+The target is named (its values stripped of surrounding spaces, with a note), the delimiter and a decimal
+comma detected (or the delimiter named with `--sep`) and reported, duplicated column names refused, columns
+typed by one documented rule that `--cat-names` / `--cont-names` override, identifiers and `--drop` columns
+left out with a note, and every dropped row counted with its reason. The fingerprint of the rows and columns
+used lets a resume refuse changed data.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +54,27 @@ def _subsample_positive(df, target: str, pos_label, pos_frac, error):
     return df, cls
 
 
-def _read_csv(path: Path, sep: str | None, error) -> tuple[pd.DataFrame, str]:
+def _header(path: Path, sep: str) -> list[str]:
+    with open(path, newline="", errors="replace") as f:
+        return next(csv.reader(f, delimiter=sep), [])
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?(\d+,\d*|,\d+|\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _has_decimal_commas(df: pd.DataFrame) -> bool:
+    """Whether some text column holds only numbers written with a decimal comma (and at least one comma)."""
+    for c in df.columns:
+        if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object:
+            values = df[c].dropna().astype(str)
+            if len(values) and values.str.contains(",").any() and values.str.match(_DECIMAL_COMMA).all():
+                return True
+    return False
+
+
+def _read_csv(path: Path, sep: str | None, error) -> tuple[pd.DataFrame, str, str]:
+    """The rows of `path`, its delimiter (detected among , ; tab | unless `sep`) and its decimal mark (a comma
+    is detected when the delimiter is not one); duplicated column names are an error."""
     if sep is None:
         try:
             with open(path, newline="", errors="replace") as f:
@@ -58,22 +84,84 @@ def _read_csv(path: Path, sep: str | None, error) -> tuple[pd.DataFrame, str]:
             sep = ","
     sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
     try:
+        names = _header(path, sep)
         df = pd.read_csv(path, sep=sep)
+        decimal = "," if sep != "," and _has_decimal_commas(df) else "."
+        if decimal == ",":
+            df = pd.read_csv(path, sep=sep, decimal=",")
     except Exception as e:  # pandas raises several types for malformed files
         raise error(f"--data: cannot read {_cut(path.name)} as CSV with delimiter {sep!r}: {_cut(e, 120)}; "
                     "name the delimiter with --sep") from None
     if df.shape[1] < 2:
         raise error(f"--data: {_cut(path.name)} reads as {df.shape[1]} column with delimiter {sep!r}; name the "
                     f"delimiter with --sep (e.g. --sep ';')")
-    return df, sep
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise error(f"--data: {_cut(path.name)} names more than one column {_names(twice, 3)}; give each column "
+                    "its own name")
+    return df, sep, decimal
+
+
+def _names_arg(text: str) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _typed(df: pd.DataFrame, features: list, cat_names: list, cont_names: list, notes: list, error):
+    """(categorical, continuous, identifiers) by the documented rule (README, "Column types"), with `--cat-names`
+    and `--cont-names` overriding it; `df`'s named continuous columns are made numbers (the rest missing)."""
+    cats, conts, ids, rule_cats = [], [], [], []
+    for c in features:
+        values = df[c]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if c in cont_names:
+            if not numeric:
+                numbers = _numbers(values)
+                bad = int((numbers.isna() & values.notna()).sum())
+                df[c] = numbers
+                if bad:
+                    notes.append(f"--cont-names: {bad} value(s) of {_cut(c)!r} are not numbers; they are missing")
+            conts.append(c)
+            continue
+        if c in cat_names:
+            cats.append(c)
+            continue
+        if not numeric and values.notna().any():
+            present = values.dropna()
+            numbers = _numbers(present)
+            if numbers.notna().mean() >= 0.9:
+                stray = present[numbers.isna()].astype(str).unique().tolist()
+                raise error(f"column {_cut(c)!r} holds numbers but for {_names(stray, 3)}; name it in --cont-names "
+                            f"(those become missing) or --cat-names (every value a category)")
+        unique_per_row = values.nunique() == len(df) > 10
+        if unique_per_row and not pd.api.types.is_float_dtype(values):
+            ids.append(c)
+        elif not numeric:
+            cats.append(c)
+        elif pd.api.types.is_integer_dtype(values) and values.nunique() <= 10:
+            cats.append(c)
+            rule_cats.append(c)
+        else:
+            conts.append(c)
+    if ids:
+        notes.append(f"left out as identifiers (a different integer or text in every row): {_names(ids, 6)}; "
+                     "name one in --cont-names or --cat-names to use it")
+    if rule_cats:
+        notes.append(f"categorical by the rule for integer columns with at most 10 values: {_names(rule_cats, 6)}; "
+                     "--cont-names treats them as numbers")
+    return cats, conts, ids
 
 
 def load_data(args, error) -> dict:
     """The rows, target, positive class, columns and notes (lines to print) for `--data`; `error` is raised,
     with a one-line message, for anything that would make the comparison guess."""
     from ..datasets import breast_cancer_df, digits_df, wine_df
-    notes, dropped_rows, delimiter = [], {}, None
-    drop = [c.strip() for c in args.drop.split(",") if c.strip()]
+    notes, dropped_rows, delimiter, decimal = [], {}, None, "."
+    drop = _names_arg(args.drop)
+    cat_names, cont_names = _names_arg(getattr(args, "cat_names", "")), _names_arg(getattr(args, "cont_names", ""))
     if args.data in BUILTIN:
         df = {"breast_cancer": lambda: breast_cancer_df(pos_frac=None), "wine": wine_df,
               "digits": lambda: digits_df(positive_digit=8).reset_index(drop=True)}[args.data]()
@@ -88,9 +176,9 @@ def load_data(args, error) -> dict:
             raise error(f"--data must be one of {', '.join(BUILTIN)} or a .csv file, got {_cut(args.data, 120)!r}")
         if not path.is_file():
             raise error(f"--data: no such file: {_cut(path, 200)}")
-        df, delimiter = _read_csv(path, args.sep, error)
+        df, delimiter, decimal = _read_csv(path, args.sep, error)
         if delimiter != ",":
-            notes.append(f"delimiter: {delimiter!r}")
+            notes.append(f"delimiter: {delimiter!r}" + (", decimal comma" if decimal == "," else ""))
         if args.target is None:
             raise error(f"--target is required for a CSV file: name its label column; columns are {_names(df.columns)}")
         target, pos_frac = args.target, args.pos_frac
@@ -100,12 +188,20 @@ def load_data(args, error) -> dict:
         if missing:
             df = df.dropna(subset=[target]).reset_index(drop=True)
             dropped_rows["missing target"] = missing
-        df[target] = df[target].astype(str)
-    unknown = [c for c in drop if c not in df.columns]
-    if unknown:
-        raise error(f"--drop: no column {_names(unknown, 3)}; columns are {_names(df.columns)}")
-    if target in drop:
-        raise error(f"--drop: {_cut(target)!r} is the target")
+        labels = df[target].astype(str)
+        df[target] = labels.str.strip()
+        spaced = int((df[target] != labels).sum())
+        if spaced:
+            notes.append(f"target: surrounding spaces stripped from {spaced} value(s) of {_cut(target)!r}")
+    for option, names in (("--drop", drop), ("--cat-names", cat_names), ("--cont-names", cont_names)):
+        unknown = [c for c in names if c not in df.columns]
+        if unknown:
+            raise error(f"{option}: no column {_names(unknown, 3)}; columns are {_names(df.columns)}")
+        if target in names:
+            raise error(f"{option}: {_cut(target)!r} is the target")
+    both = [c for c in cat_names if c in cont_names or c in drop] + [c for c in cont_names if c in drop]
+    if both:
+        raise error(f"--drop, --cat-names and --cont-names must not share a column, got {_names(both, 3)} twice")
     features = [c for c in df.columns if c != target and c not in drop]
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     if numeric:
@@ -119,27 +215,28 @@ def load_data(args, error) -> dict:
         raise error(f"--target: column {_cut(target)!r} has {df[target].nunique()} class(es); it needs at least two")
     df, pos_label = _subsample_positive(df, target, args.pos_label, pos_frac if args.data in BUILTIN else args.pos_frac,
                                        error)
-    cats = [c for c in features if c not in numeric or (pd.api.types.is_integer_dtype(df[c]) and df[c].nunique() <= 10)]
-    conts = [c for c in features if c not in cats]
-    constant = [c for c in features if df[c].nunique(dropna=False) <= 1]
+    cats, conts, ids = _typed(df, features, cat_names, cont_names, notes, error)
+    constant = [c for c in cats + conts if df[c].nunique(dropna=False) <= 1]
     cats, conts = [c for c in cats if c not in constant], [c for c in conts if c not in constant]
     if not cats and not conts:
         raise error(f"no usable feature column: {_names(features) or 'none'} "
-                    f"{'are constant or dropped' if features else 'after --drop'}; the CSV needs at least one varying "
-                    "column besides the target")
-    for c in cats + conts:
-        if not pd.api.types.is_float_dtype(df[c]) and df[c].nunique() == len(df) > 10:
-            notes.append(f"warning: column {_cut(c)!r} has a different value in every row (an identifier?); it is "
-                         f"used as a feature unless you add --drop {_cut(c)}")
+                    f"{'are constant, identifiers or dropped' if features else 'after --drop'}; the CSV needs at least "
+                    "one varying column besides the target")
     shown = {"continuous": conts, "categorical": cats}
+    left_out = drop + ids + constant
     notes.append("columns used: " + "; ".join(f"{len(v)} {k} ({_names(v, 6)})" for k, v in shown.items() if v)
-                 + (f"; left out: {_names(drop + constant, 6)}" if drop or constant else ""))
+                 + (f"; left out: {_names(left_out, 6)}" if left_out else ""))
     if any(df[c].isna().any() for c in cats + conts):
         notes.append("missing feature values are filled by fastai (FillMissing: the median, plus an indicator column)")
     notes.append("rows dropped: " + (", ".join(f"{n} ({why})" for why, n in dropped_rows.items()) or "none"))
+    used = df[[*conts, *cats, target]]
+    digest = hashlib.sha256(json.dumps({"continuous": conts, "categorical": cats, "target": target}).encode())
+    digest.update(used.to_csv(index=False).encode())
     return {"df": df, "target": target, "pos_label": pos_label, "pos_frac": pos_frac, "delimiter": delimiter,
-            "rows_dropped": dropped_rows, "notes": notes,
-            "columns": {"continuous": conts, "categorical": cats, "dropped": drop, "constant": constant}}
+            "decimal": decimal, "rows_dropped": dropped_rows, "notes": notes, "fingerprint": digest.hexdigest(),
+            "classes": [str(c) for c in sorted(df[target].unique())],
+            "columns": {"continuous": conts, "categorical": cats, "dropped": drop, "identifiers": ids,
+                        "constant": constant}}
 
 
 def split_sizes(labels: pd.Series, test_pct: float, valid_pct: float, error) -> dict:

@@ -9,11 +9,16 @@ import pandas as pd
 from ..functional import ROC
 from ..plotting import format_roc_axes
 
-__all__ = ["report_text", "plot_comparison"]
+__all__ = ["report_text", "plot_comparison", "format_p"]
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None or (not isinstance(value, str) and pd.isna(value)) else format(value, spec)
+
+
+def format_p(p, spec: str = ".3f") -> str:
+    """A p-value as `spec` from 0.001 up, in scientific notation below (0.000 would read as impossible)."""
+    return _fmt(p, spec if pd.isna(p) or p >= 0.001 else ".1e")
 
 
 def _range(values: pd.Series) -> str:
@@ -68,13 +73,13 @@ def report_text(c) -> str:
         vs["diff"] = others[f"mean_diff_vs_{b}"].map(lambda v: _fmt(v, "+.4f"))
         vs["wins"] = others[f"wins_vs_{b}"]
         vs["ties"] = others[f"ties_vs_{b}"].map(lambda v: _fmt(v, ".0f"))
-        vs["sign p"] = others["sign_p"].map(lambda v: _fmt(v, ".3f"))
-        vs["wilcoxon p"] = others["wilcoxon_p"].map(lambda v: _fmt(v, ".3f"))
+        vs["sign p"] = others["sign_p"].map(format_p)
+        vs["wilcoxon p"] = others["wilcoxon_p"].map(format_p)
         if "pooled_p" in others:
             vs["seeds p<0.05"] = others["seeds_p_below_0.05"].fillna("-")
             vs["pooled 95% CI"] = [f"[{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]"
                                    for lo, hi in zip(others["pooled_low"], others["pooled_high"])]
-            vs["pooled p"] = others["pooled_p"].map(lambda v: _fmt(v, ".3f"))
+            vs["pooled p"] = others["pooled_p"].map(format_p)
         rule = ("the mean difference, its DeLong se combined over independent test sets (a new split per seed)"
                 if c.protocol.get("split") == "per_seed" else
                 "the mean difference with the mean DeLong se (the seeds share one test set; conservative)")

@@ -205,11 +205,17 @@ def _verdict(c: Comparison, loss: str, row) -> str:
     wins = row.get(f"wins_vs_{b}")
     if pd.isna(row.get(f"mean_diff_vs_{b}", np.nan)):
         return f"no run of {b!r} to compare with"
-    seeds = f"higher in {wins} seeds, equal in {int(row[f'ties_vs_{b}'])}, Wilcoxon p={row['wilcoxon_p']:.2g}"
+    from .plots import format_p
+    ties = int(row[f"ties_vs_{b}"])
+    seeds = f"higher in {wins} seeds, equal in {ties}, Wilcoxon p={format_p(row['wilcoxon_p'], '.2g')}"
+    n_seeds = int(wins.split("/")[1])
+    floor = _wilcoxon_floor(n_seeds - ties, ties)
+    unreachable = (f"with {n_seeds - ties} seeds that differ, the Wilcoxon test cannot reach p < 0.05 (its "
+                   f"smallest p is {floor:.2g}; more seeds can)") if floor >= 0.05 else ""
     if pd.isna(row.get("pooled_p", np.nan)):
         why = "DeLong tests are binary only" if not c.binary else "too few test positives for DeLong"
         return (f"seed-level evidence only ({why}): mean difference {row[f'mean_diff_vs_{b}']:+.4f}, {seeds}; "
-                "no claim beyond these seeds")
+                "no claim beyond these seeds" + (f"; {unreachable}" if unreachable else ""))
     ci = f"{row['pooled_diff']:+.4f}, 95% CI {row['pooled_low']:+.4f} to {row['pooled_high']:+.4f}"
     on = (" on the validation data that chose the epoch (optimistic)"
           if c.protocol.get("evaluated") == "validation" else "")
@@ -220,12 +226,25 @@ def _verdict(c: Comparison, loss: str, row) -> str:
         agree = n > lost if word == "higher" else n < lost
         caveat = ("" if agree and row["wilcoxon_p"] < 0.05 else
                   "; the seeds do not confirm it (more of them lost or tied)" if not agree else
+                  f"; {unreachable}, so treat it as tentative" if unreachable else
                   "; the seed-level test does not confirm it (Wilcoxon p >= 0.05), so treat it as tentative")
-        return f"{word} than {b}{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}; {seeds}){caveat}"
+        return f"{word} than {b}{on}: {ci} (pooled DeLong p={format_p(row['pooled_p'], '.2g')}; {seeds}){caveat}"
     needed = row["positives_needed"]
     need = (f"about {needed:,.0f} test positives would be needed to detect {DETECT} (rough; now "
             f"{row['positives_per_test']:.0f} per test set)") if np.isfinite(needed) else ""
-    return f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={row['pooled_p']:.2g}); {need}"
+    p = format_p(row["pooled_p"], ".2g")
+    return f"no detectable difference at this test size{on}: {ci} (pooled DeLong p={p}); {need}"
+
+
+def _wilcoxon_floor(differ: int, ties: int) -> float:
+    """The smallest two-sided p the Wilcoxon signed-rank test (as `_seed_level` runs it) can give with `differ`
+    non-zero paired differences and `ties` zero ones: all of one sign, all distinct."""
+    from scipy.stats import wilcoxon
+    if differ < 1:
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(wilcoxon(np.r_[np.zeros(ties), np.arange(1.0, differ + 1)]).pvalue)
 
 
 def _selected_rocs(c: Comparison) -> dict:

@@ -279,7 +279,7 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             _check_recipe(name, data, {"pos_label": pos_label, **args})
     rows, scores, init = [old_rows], [old_scores], {}
     classes, pos, evaluated = None, None, "test" if test is not None else None
-    for seed, rate, name, args in progress_bar(todo, display=show_progress and len(todo) > 0):
+    for seed, rate, name, args in progress_bar(todo) if show_progress and todo else todo:  # display=False still writes
         data = dls(seed) if callable(dls) else dls
         run_dls, run_test = data if isinstance(data, tuple) else (data, test)
         evaluated = "test" if run_test is not None else "validation"
@@ -288,7 +288,8 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
                              "trains on no batch at all")
         set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, n_out=run_dls.c, pos_label=pos_label, **{**learner_kwargs, **args})
+        learn = aum_learner(run_dls, arch=arch, n_out=len(class_names(run_dls)), pos_label=pos_label,
+                            **{**learner_kwargs, **args})
         classes = class_names(run_dls)
         pos = pos_label_index(classes, pos_label) if len(classes) == 2 else None
         if seed not in init:
