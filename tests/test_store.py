@@ -151,6 +151,14 @@ def _count(out, table="runs", where="") -> int:
         return db.execute(f"SELECT COUNT(*) FROM {table} {where}").fetchone()[0]
 
 
+def _runs_written(out) -> int:
+    """Runs in the store so far; 0 while the writer has created the file but not yet its tables."""
+    try:
+        return _count(out) if (out / "compare.sqlite").exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def _wait_for(predicate, process, seconds=240):
     import time
     deadline = time.monotonic() + seconds
@@ -189,7 +197,7 @@ def test_two_compares_on_one_out_do_not_both_write(tmp_path, reference):
             f"    while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
             f"cli._Recorder.__call__ = held; sys.exit(cli.main({_command(out)[3:]!r}))")
     first = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (out / "compare.sqlite").exists() and _count(out) == 1, first)
+    _wait_for(lambda: _runs_written(out) == 1, first)
     assert _lock_held(out)
     second = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
     go.write_text("")
@@ -210,7 +218,7 @@ def test_a_killed_comparison_resumes_to_the_report_of_an_uninterrupted_one(tmp_p
     """SIGKILL mid-run (after the first run is committed): the store is consistent and --resume finishes it."""
     out = tmp_path / "out"
     victim = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (out / "compare.sqlite").exists() and _count(out) >= 1, victim)
+    _wait_for(lambda: _runs_written(out) >= 1, victim)
     victim.kill()
     victim.wait()
     assert 1 <= _count(out) < 4 and _count(out, "epochs") == 2 * _count(out)
