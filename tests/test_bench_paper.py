@@ -105,6 +105,17 @@ def test_from_zero_weights_aums_path_is_the_same_for_every_step_size_up_to_scale
         assert torch.allclose(path[5, 1], 100 * path[5, 0]) == same, loss
 
 
+def test_from_zero_weights_every_losss_first_step_points_along_the_positives_mean(bench):
+    # why the four standard runs on 1 against 0 are one model at iteration 1 (README)
+    split = bench.make_split(SMALL, 0)
+    prep = bench.set_up(split, "standard", 0)
+    mean_pos = prep.x_train[torch.from_numpy(split.y_train) == 1, :-1].mean(0)
+    for loss in bench.LOSSES:
+        path, _ = bench.gradient_descent(loss, prep.x_train, split.y_train, prep.w0, (1.0,), 1)
+        step = path[1, 0, :-1]  # the intercept does not rank
+        assert torch.nn.functional.cosine_similarity(step, mean_pos, dim=0) > 1 - 1e-9, loss
+
+
 def test_a_diverging_step_ends_its_run_and_is_never_chosen(bench):
     split = bench.make_split(SMALL, 0)
     prep = bench.set_up(split, "paper", 0)
