@@ -1,6 +1,6 @@
 """The AUM paper's linear-model protocol (Hillman & Hocking, JMLR 2023) on scikit-learn's bundled digits.
 
-    python benchmarks/bench_paper.py            # 4 settings, 20 seeds, 1000 iterations (README: measured time)
+    python benchmarks/bench_paper.py            # 4 settings, 20 seeds, 1000 iterations: about 640 s of CPU
     python benchmarks/bench_paper.py --quick    # 2 seeds, 50 iterations: a smoke run (seconds)
 
 Settings: digit 8 against the other nine, and digit 1 (positive) against digit 0, each with 1% and 5%
