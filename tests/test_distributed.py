@@ -1,13 +1,19 @@
 """Distributed correctness on CPU: two processes in a gloo group.
 
-fastai's DistributedTrainer does not run on the CPU here, so this tests the pieces it is made of:
-validation AUROC gathered through fastai's own path (`DistributedDL` and `Learner.to_detach`), and
-AUM training under `DistributedDataParallel`.
+A real `torchrun` fit through `fastai_aum.distrib_ctx` (fastai's DistributedTrainer), and the pieces it is
+made of: validation AUROC gathered through fastai's own path (`DistributedDL` and `Learner.to_detach`), AUM
+training under `DistributedDataParallel`, and the global AUM (`distributed='global'`) against one process
+on the concatenated batch.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +135,46 @@ def test_aum_trains_under_ddp_with_parameters_in_sync(tmp_path):
         assert torch.equal(got["gathered"][0], got["gathered"][1])  # the ranks agree exactly
         np.testing.assert_allclose(got["params"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
     assert not torch.equal(expected, torch.cat([p.detach().reshape(-1) for p in _initial_model().parameters()]))
+
+
+SCRIPT = Path(__file__).with_name("ddp_fit_script.py")
+
+
+def _fit_script():
+    spec = importlib.util.spec_from_file_location("ddp_fit_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torchrun(out: Path, distributed: str) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # the CPU path, even on a GPU host
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(WORLD), str(SCRIPT), str(out), distributed], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("distributed", ["local", "global"])
+def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(tmp_path, distributed):
+    ranks = _torchrun(tmp_path, distributed)
+    script = _fit_script()
+    for got in ranks:
+        assert got["world"] == WORLD and got["trained"] == "DistributedDataParallel"  # DDP really trained
+        assert got["cbs"].count("DistributedTrainer") == 0  # and the context took its trainer away
+        assert got["n_valid_seen"] == script.N_VALID  # odd: the row DistributedDL padded was dropped
+        assert len(got["rows"]) == 2 and got["rows"][-1]["auroc"] == got["auroc"]
+    assert ranks[0]["rows"] == ranks[1]["rows"]  # every rank reports the whole validation set's AUROC
+    # one process, the saved weights, the same validation rows, scikit-learn
+    dls = script.dataloaders()
+    learn = script.learner(dls)
+    learn.model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    with learn.no_bar(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        preds, targs = learn.get_preds(dl=dls.valid, act=lambda x: x)
+    assert len(targs) == script.N_VALID
+    expected = roc_auc_score(targs.numpy().reshape(-1), (preds[:, 1] - preds[:, 0]).double().numpy())
+    assert abs(ranks[0]["auroc"] - expected) <= 1e-9
+    assert 0.5 < expected < 1  # a model that learned something, not a degenerate one

@@ -1,0 +1,113 @@
+"""Every rank's batch in one (pure torch.distributed): the global batch that a global AUM ranks under DDP."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ._inputs import as_tensor, check_choice
+
+__all__ = ["DISTRIBUTED_MODES", "check_distributed", "gather_batch", "gather_inputs", "is_distributed"]
+
+DISTRIBUTED_MODES = ("local", "global")
+_MAX_DIMS = 6  # the shapes that ranks compare before gathering: (ndim, shape..., padding)
+
+
+def is_distributed(group=None) -> bool:
+    """Whether a process group of more than one rank is running (so that 'global' gathers anything)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+def gather_batch(preds: Tensor, *others: Tensor, group=None, grad_scale: float | None = None) -> tuple[Tensor, ...]:
+    """Every rank's `preds` and `others` (each with the batch on its first axis), concatenated in rank order,
+    on every rank. Batches may differ in length (each is padded to the longest, then trimmed); the other
+    axes must agree across ranks. Only this rank's slice of the gathered `preds` carries a gradient, times
+    `grad_scale` (default: the world size, so that DDP's mean of the ranks' gradients is the gradient of
+    the loss of the whole gathered batch). Outside a process group of several ranks, the tensors as they are.
+
+    Every rank must call it at the same point, as for any collective; it reads the batch lengths back to
+    the host (one sync).
+    """
+    tensors = (preds, *others)
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gather_batch: argument {i} must be a tensor, got {type(t).__name__}")
+        if t.ndim == 0 or t.ndim >= _MAX_DIMS:
+            raise ValueError(f"gather_batch: argument {i} must have 1 to {_MAX_DIMS - 1} axes (the batch first), "
+                             f"got shape {tuple(t.shape)}")
+    if not is_distributed(group):
+        return tensors
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    shapes = _all_shapes(tensors, preds.device, group)  # (world, tensors, _MAX_DIMS)
+    lengths = shapes[:, 0, 1].tolist()
+    for i in range(len(tensors)):
+        if not (shapes[:, i, 2:] == shapes[0, i, 2:]).all() or not (shapes[:, i, 1] == shapes[:, 0, 1]).all():
+            found = [_shape(s) for s in shapes[:, i].tolist()]
+            raise ValueError(f"gather_batch: argument {i} must have the same shape on every rank but for the batch "
+                             f"axis, and as many rows as `preds`; the ranks have {found}")
+    scale = float(world if grad_scale is None else grad_scale)
+    gathered = [_GatherRows.apply(preds, lengths, rank, scale, group)]
+    return (*gathered, *(_gather(t, lengths, group) for t in others))
+
+
+def _all_shapes(tensors, device, group) -> Tensor:
+    mine = torch.zeros(len(tensors), _MAX_DIMS, dtype=torch.long)
+    for i, t in enumerate(tensors):
+        mine[i, 0] = t.ndim
+        mine[i, 1:1 + t.ndim] = torch.tensor(t.shape)
+    mine = mine.to(device)
+    out = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, mine, group=group)
+    return torch.stack(out).cpu()
+
+
+def _shape(row: list[int]) -> tuple[int, ...]:
+    return tuple(row[1:1 + row[0]])
+
+
+def _gather(t: Tensor, lengths: list[int], group) -> Tensor:
+    """The ranks' `t` concatenated: padded to the longest batch for `all_gather`, then trimmed (no gradient)."""
+    bool_ = t.dtype == torch.bool  # gloo has no bool all_gather
+    x = t.detach().to(torch.uint8) if bool_ else t.detach()
+    longest = max(lengths)
+    padded = x.new_zeros((longest, *x.shape[1:]))
+    padded[:len(x)] = x
+    out = [torch.empty_like(padded) for _ in lengths]
+    dist.all_gather(out, padded.contiguous(), group=group)
+    joined = torch.cat([o[:n] for o, n in zip(out, lengths)])
+    return joined.bool() if bool_ else joined
+
+
+class _GatherRows(torch.autograd.Function):
+    """`_gather` whose backward hands this rank's slice of the gradient, times `scale`, to its own rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lengths: list[int], rank: int, scale: float, group) -> Tensor:
+        ctx.start, ctx.stop, ctx.scale = sum(lengths[:rank]), sum(lengths[:rank + 1]), scale
+        joined = _gather(x, lengths, group)
+        joined[ctx.start:ctx.stop] = x  # this rank's rows exactly as they are
+        return joined
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        own = grad[ctx.start:ctx.stop]
+        return own * ctx.scale if ctx.scale != 1 else own, None, None, None, None
+
+
+def check_distributed(distributed: str) -> str:
+    """`distributed` if it is 'local' or 'global', else a ValueError naming it."""
+    check_choice("distributed", distributed, DISTRIBUTED_MODES)
+    return distributed
+
+
+def gather_inputs(preds, target, sample_weight=None, group=None):
+    """`(preds, target, sample_weight)` of the whole global batch, for a global AUM (`gather_batch`)."""
+    preds = as_tensor(preds, "preds")
+    try:
+        target = torch.as_tensor(target, device=preds.device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"distributed='global' gathers numeric labels (a tensor or an array of numbers), got "
+                        f"{type(target).__name__} ({e})") from None
+    if sample_weight is None:
+        return (*gather_batch(preds, target, group=group), None)
+    return gather_batch(preds, target, torch.as_tensor(sample_weight, device=preds.device), group=group)
