@@ -30,7 +30,9 @@ class CPUDistributedDL(DistributedDL):
 
 
 def _wrap_dl_on_cpu(trainer: DistributedTrainer, dl):
-    return dl if isinstance(dl, DistributedDL) else CPUDistributedDL(dl, device=trainer.learn.model.device)
+    model = trainer.learn.model  # DDP has a `device`; a bare module (before the fit wraps it) its parameters'
+    device = getattr(model, "device", None) or next(iter(model.parameters()), torch.zeros(0)).device
+    return dl if isinstance(dl, DistributedDL) else CPUDistributedDL(dl, device=device)
 
 
 @contextmanager
@@ -57,14 +59,15 @@ def distrib_ctx(learn: Learner, sync_bn: bool | None = None, cpu: bool | None = 
     if sync_bn:
         raise ValueError("distrib_ctx: `sync_bn=True` needs CUDA (nn.SyncBatchNorm), but the fit runs on the CPU "
                          "(cpu=True, or no CUDA device): leave `sync_bn` unset or False")
-    with learn.distrib_ctx(sync_bn=False, cpu=True, **kwargs):
-        trainer = next((cb for cb in learn.cbs if isinstance(cb, DistributedTrainer)), None)
-        if trainer is not None:  # this trainer only: fastai's class and every other Learner stay as they are
-            trainer._wrap_dl = _wrap_dl_on_cpu.__get__(trainer)
-        try:
+    trainer = None
+    try:
+        with learn.distrib_ctx(sync_bn=False, cpu=True, **kwargs):
+            trainer = next((cb for cb in learn.cbs if isinstance(cb, DistributedTrainer)), None)
+            if trainer is not None:  # this trainer only: fastai's class and every other Learner stay as they are
+                trainer._wrap_dl = _wrap_dl_on_cpu.__get__(trainer)
             yield learn
-        finally:
-            if trainer is not None:
-                del trainer._wrap_dl
-    if trainer is not None and trainer in learn.cbs:  # fastai leaves it attached when WORLD_SIZE is 1
-        learn.remove_cb(trainer)
+    finally:
+        if trainer is not None:
+            vars(trainer).pop("_wrap_dl", None)
+            if trainer in learn.cbs:  # fastai leaves it attached when WORLD_SIZE is 1
+                learn.remove_cb(trainer)

@@ -22,8 +22,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from sklearn.metrics import roc_auc_score
 
-pytestmark = pytest.mark.slow
-
 N_VALID, WORLD = 101, 2  # an odd number of rows, so that DistributedDL pads one rank
 
 
@@ -72,6 +70,7 @@ def _auroc_worker(rank, rendezvous, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_validation_auroc_gathered_across_two_processes_equals_single_process(tmp_path):
     mp.spawn(_auroc_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
     x, y = _validation_data()
@@ -119,6 +118,7 @@ def _ddp_worker(rank, rendezvous, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_aum_trains_under_ddp_with_parameters_in_sync(tmp_path):
     mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
     # the same training in one process: DDP averages the two shards' gradients
@@ -157,6 +157,7 @@ def _torchrun(out: Path, distributed: str) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distributed", ["local", "global"])
 def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(tmp_path, distributed):
     ranks = _torchrun(tmp_path, distributed)
@@ -178,3 +179,209 @@ def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(tmp
     expected = roc_auc_score(targs.numpy().reshape(-1), (preds[:, 1] - preds[:, 0]).double().numpy())
     assert abs(ranks[0]["auroc"] - expected) <= 1e-9
     assert 0.5 < expected < 1  # a model that learned something, not a degenerate one
+
+
+SIZES = (37, 50)  # the ranks' batches differ in length; rank 1's binary batch has no positive
+
+
+def _cases(rank):
+    """Each case: (name, loss factory, outputs, target) of one rank's batch."""
+    from fastai_aum import AUMLossFlat
+    g = torch.Generator().manual_seed(rank)
+    n = SIZES[rank]
+    binary = (torch.rand(n, generator=g) < 0.3).long() * (rank == 0)
+    binary[:2] = torch.tensor([0, 1]) if rank == 0 else 0
+    tied = torch.randint(0, 4, (n, 1), generator=g).double()  # ties within and across ranks
+    multiclass = torch.randint(0, 4, (n,), generator=g)
+    multilabel = (torch.rand(n, 3, generator=g) < 0.4).long()
+    return [
+        ("binary", lambda: AUMLossFlat(distributed="global"), tied, binary),
+        ("two outputs, hybrid", lambda: AUMLossFlat(ce_weight=0.5, distributed="global"),
+         torch.randn(n, 2, generator=g, dtype=torch.float64), binary),
+        ("multiclass macro", lambda: AUMLossFlat(average="macro", distributed="global"),
+         torch.randn(n, 4, generator=g, dtype=torch.float64), multiclass),
+        ("multi-label", lambda: AUMLossFlat(multilabel=True, margin=0.5, distributed="global"),
+         torch.randn(n, 3, generator=g, dtype=torch.float64), multilabel),
+    ]
+
+
+def _global_worker(rank, rendezvous, out):
+    warnings.simplefilter("ignore")
+    _init(rank, rendezvous)
+    from fastai_aum import AUMLossFlat
+    from fastai_aum.functional import aum
+    results = {}
+    for name, make, preds, target in _cases(rank):
+        preds = preds.clone().requires_grad_()
+        value = make()(preds, target)
+        value.backward()
+        results[name] = (value.detach(), preds.grad)
+    # the functional API: sample weights, counts
+    preds, target = _cases(rank)[0][2].reshape(-1).clone().requires_grad_(), _cases(rank)[0][3]
+    weight = torch.linspace(0.5, 2, SIZES[rank], dtype=torch.float64)
+    value = aum(preds, target, "count", sample_weight=weight, distributed="global")
+    value.backward()
+    results["functional, weighted counts"] = (value.detach(), preds.grad)
+    # evaluation (no gradient) and the default stay local
+    preds, target = _cases(rank)[2][2], _cases(rank)[2][3]
+    results["evaluation"] = AUMLossFlat(average="macro", distributed="global")(preds, target)
+    results["local"] = AUMLossFlat(average="macro")(preds.clone().requires_grad_(), target).detach()
+    # shapes that differ across ranks but for the batch axis: the same error on every rank, no hang
+    try:
+        AUMLossFlat(distributed="global")(torch.zeros(3, 3 + rank, requires_grad=True), torch.zeros(3).long())
+    except ValueError as e:
+        results["error"] = str(e)
+    try:  # names cannot be gathered: a clear error, on every rank
+        aum(torch.zeros(2, requires_grad=True), ["cat", "dog"], pos_label="dog", distributed="global")
+    except TypeError as e:
+        results["names"] = str(e)
+    # a DDP step: the averaged parameter gradient is the one-process gradient of the global batch's AUM
+    model = torch.nn.parallel.DistributedDataParallel(_initial_model())
+    x, y = _global_shard(rank)
+    AUMLossFlat(distributed="global")(model(x), y).backward()
+    results["ddp"] = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    torch.save(results, os.path.join(out, f"global{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def _global_shard(rank):
+    g = torch.Generator().manual_seed(10 + rank)
+    y = (torch.rand(SIZES[rank], generator=g) < 0.2).long() * (rank == 0)  # rank 1: negatives only
+    y[0] = rank == 0
+    return torch.randn(SIZES[rank], 4, generator=g) + y[:, None].float(), y
+
+
+@pytest.mark.slow
+def test_global_aum_equals_one_process_on_the_concatenated_batch(tmp_path):
+    from fastai_aum import AUMLossFlat
+    from fastai_aum.functional import aum
+    mp.spawn(_global_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
+    got = [torch.load(tmp_path / f"global{rank}.pt") for rank in range(WORLD)]
+    bounds = np.cumsum((0,) + SIZES)
+    per_rank = [_cases(rank) for rank in range(WORLD)]
+    for i, (name, make, _, _) in enumerate(per_rank[0]):
+        preds = torch.cat([cases[i][2] for cases in per_rank]).requires_grad_()
+        target = torch.cat([cases[i][3] for cases in per_rank])
+        expected = make()(preds, target)  # one process: 'global' gathers nothing, as 'local'
+        expected.backward()
+        for rank in range(WORLD):
+            value, grad = got[rank][name]
+            assert abs(value.item() - expected.item()) <= 1e-6, name  # every rank logs the global value
+            own = preds.grad[bounds[rank]:bounds[rank + 1]]
+            assert own.abs().sum() > 0, name  # rank 1 has no positive of its own, and still learns
+            torch.testing.assert_close(grad, WORLD * own, rtol=0, atol=1e-6, msg=name)
+    preds = torch.cat([cases[0][2].reshape(-1) for cases in per_rank]).requires_grad_()
+    weight = torch.cat([torch.linspace(0.5, 2, n, dtype=torch.float64) for n in SIZES])
+    expected = aum(preds, torch.cat([cases[0][3] for cases in per_rank]), "count", sample_weight=weight)
+    expected.backward()
+    for rank in range(WORLD):
+        value, grad = got[rank]["functional, weighted counts"]
+        assert abs(value.item() - expected.item()) <= 1e-6
+        torch.testing.assert_close(grad, WORLD * preds.grad[bounds[rank]:bounds[rank + 1]], rtol=0, atol=1e-6)
+    for rank in range(WORLD):
+        preds, target = per_rank[rank][2][2], per_rank[rank][2][3]
+        local = AUMLossFlat(average="macro")(preds, target)
+        assert got[rank]["evaluation"].item() == local.item() == got[rank]["local"].item()
+        assert "same shape on every rank" in got[rank]["error"] and "(3, 3)" in got[rank]["error"]
+        assert "numeric labels" in got[rank]["names"] and "list" in got[rank]["names"]
+    # DDP averaged the ranks' parameter gradients: that is the gradient of the concatenated batch's AUM
+    model = _initial_model()
+    x, y = map(torch.cat, zip(*(_global_shard(rank) for rank in range(WORLD))))
+    AUMLossFlat()(model(x), y).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    for rank in range(WORLD):
+        torch.testing.assert_close(got[rank]["ddp"], expected, rtol=0, atol=1e-6)
+    local = _initial_model()  # ... and not that of the mean of the ranks' own AUMs
+    sum(AUMLossFlat()(local(x), y) for x, y in (_global_shard(r) for r in range(WORLD))).div(WORLD).backward()
+    assert (torch.cat([p.grad.reshape(-1) for p in local.parameters()]) - expected).abs().max() > 1e-3
+
+
+def test_global_outside_a_process_group_is_local_and_survives_a_pickle():
+    import pickle
+
+    from fastai_aum import AUMLossFlat
+    from fastai_aum.functional import aum
+    from fastai_aum.functional.distributed import gather_batch
+    preds, target = torch.tensor([0.3, -1.0, 2.0, 0.5], requires_grad=True), torch.tensor([0, 0, 1, 1])
+    assert gather_batch(preds, target) == (preds, target)  # nothing to gather in one process
+    assert aum(preds, target, distributed="global").item() == aum(preds, target).item()
+    assert aum(preds, ["a", "a", "b", "b"], pos_label="b", distributed="global").item() == aum(preds, target).item()
+    loss = pickle.loads(pickle.dumps(AUMLossFlat(distributed="global")))
+    assert loss.distributed == "global" and "distributed='global'" in repr(loss)
+    assert AUMLossFlat().distributed == "local" and "distributed" not in repr(AUMLossFlat())
+    old = AUMLossFlat()
+    del old.__dict__["distributed"]  # a loss pickled before the option existed
+    assert pickle.loads(pickle.dumps(old)).distributed == "local"
+
+
+@pytest.mark.parametrize("bad", ["Global", None, 2])
+def test_a_bad_distributed_mode_is_refused_by_name(bad):
+    from fastai_aum import AUMLossFlat
+    from fastai_aum.functional import aum
+    with pytest.raises(ValueError, match="`distributed` must be one of 'local', 'global'"):
+        AUMLossFlat(distributed=bad)
+    with pytest.raises(ValueError, match="`distributed` must be one of"):
+        aum(torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), distributed=bad)
+
+
+def test_gather_batch_refuses_what_it_cannot_gather():
+    from fastai_aum.functional.distributed import gather_batch
+    with pytest.raises(TypeError, match="argument 1 must be a tensor, got list"):
+        gather_batch(torch.zeros(2), [0, 1])
+    with pytest.raises(ValueError, match=r"argument 0 must have 1 to 5 axes .* got shape \(\)"):
+        gather_batch(torch.tensor(1.0))
+
+
+def _tiny_learner():
+    from fastai.data.core import DataLoaders, TfmdDL
+    from fastai.learner import Learner
+
+    from fastai_aum import AUMLossFlat
+    items = [(torch.randn(1), torch.tensor(i % 2)) for i in range(16)]
+    dl = TfmdDL(items, bs=4, num_workers=0)
+    return Learner(DataLoaders(dl, dl), torch.nn.Linear(1, 2), loss_func=AUMLossFlat())
+
+
+def test_distrib_ctx_without_a_launch_fits_as_usual_and_leaves_fastai_as_it_was(monkeypatch):
+    from fastai.distributed import DistributedDL, DistributedTrainer
+
+    from fastai_aum import distrib_ctx
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    learn, broadcast, wrap = _tiny_learner(), DistributedDL._broadcast, DistributedTrainer._wrap_dl
+    cbs = list(learn.cbs)
+    with distrib_ctx(learn) as inside:
+        assert inside is learn
+        learn.fit(1)
+    assert list(learn.cbs) == cbs and DistributedDL._broadcast is broadcast and DistributedTrainer._wrap_dl is wrap
+
+
+def test_distrib_ctx_refuses_sync_bn_on_the_cpu_and_a_non_learner():
+    from fastai_aum import distrib_ctx
+    with pytest.raises(ValueError, match="`sync_bn=True` needs CUDA"):
+        with distrib_ctx(_tiny_learner(), sync_bn=True, cpu=True):
+            pass
+    with pytest.raises(TypeError, match="`learn` must be a fastai Learner, got Linear"):
+        with distrib_ctx(torch.nn.Linear(1, 1)):
+            pass
+
+
+def test_distrib_ctx_restores_the_trainer_it_changed_even_after_an_error(monkeypatch, request):
+    """WORLD_SIZE=1 (`torchrun --nproc_per_node 1`): fastai attaches its trainer and leaves it there; the
+    CPU path gives it the gloo-aware DataLoader for the fit, then takes it away, also when the fit fails."""
+    from fastai.distributed import DistributedTrainer
+
+    from accelerate.state import AcceleratorState
+
+    from fastai_aum import CPUDistributedDL, distrib_ctx
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    learn = _tiny_learner()
+    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))  # a process-wide singleton
+    cbs = list(learn.cbs)
+    with pytest.raises(KeyError, match="inside"):
+        with distrib_ctx(learn, cpu=True):
+            trainer = next(cb for cb in learn.cbs if isinstance(cb, DistributedTrainer))
+            assert not trainer.sync_bn
+            wrapped = trainer._wrap_dl(learn.dls.valid)
+            assert type(wrapped) is CPUDistributedDL and wrapped.device == torch.device("cpu")
+            raise KeyError("inside")
+    assert "_wrap_dl" not in vars(trainer) and list(learn.cbs) == cbs
