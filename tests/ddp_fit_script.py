@@ -1,8 +1,8 @@
 """A DDP fit of a tabular Learner with AUMLossFlat and AUROCCallback, for `tests/test_distributed.py`.
 
-Run: `python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_fit_script.py OUT [local|global]`.
-Each rank writes OUT/rank{r}.json (its recorded `auroc` and losses); rank 0 also writes the weights to
-OUT/model.pt. The test builds the same DataLoaders with `dataloaders()` and scores the weights in one process.
+Run: `python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_fit_script.py OUT local,global`:
+one fit per `AUMLossFlat(distributed=...)` mode, in turn. Each rank writes OUT/{mode}_rank{r}.json (its
+recorded `auroc` and losses); rank 0 also writes the weights to OUT/{mode}_model.pt. The test builds the same DataLoaders with `dataloaders()` and scores the weights in one process.
 """
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ def learner(dls, distributed: str = "local"):
 
 
 def main(out: str, distributed: str) -> None:
+    for mode in distributed.split(","):
+        fit(out, mode)
+
+
+def fit(out: str, distributed: str) -> None:
     warnings.simplefilter("ignore")
-    from fastai.torch_core import rank_distrib
+    from fastai.torch_core import rank_distrib, set_seed
 
     from fastai_aum import distrib_ctx
     from fastai.callback.core import Callback
@@ -47,6 +52,7 @@ def main(out: str, distributed: str) -> None:
     class ModelType(Callback):  # what trains: DistributedTrainer unwraps the model after the fit
         def before_epoch(self):
             self.seen = type(self.learn.model).__name__
+    set_seed(0)  # the same shuffles in every fit: the modes differ in the loss alone
     learn = learner(dataloaders(), distributed)
     seen = ModelType()
     with learn.no_bar(), distrib_ctx(learn):
@@ -55,13 +61,13 @@ def main(out: str, distributed: str) -> None:
     names = list(learn.recorder.metric_names[1:-1])  # train_loss, valid_loss, auroc
     rows = [dict(zip(names, map(float, row))) for row in learn.recorder.values]
     losses = [float(v) for v in learn.recorder.losses]
-    Path(out, f"rank{rank}.json").write_text(json.dumps({
+    Path(out, f"{distributed}_rank{rank}.json").write_text(json.dumps({
         "rows": rows, "auroc": float(learn.auroc.metric.value), "n_valid_seen": len(learn.auroc.metric.targs),
         "losses": losses, "world": torch.distributed.get_world_size(), "one_class": learn.loss_func.one_class_batches,
         "trained": seen.seen, "cbs": [type(c).__name__ for c in learn.cbs]}))
     if rank == 0:
-        torch.save(learn.model.state_dict(), Path(out, "model.pt"))
+        torch.save(learn.model.state_dict(), Path(out, f"{distributed}_model.pt"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "local")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "local,global")

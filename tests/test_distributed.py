@@ -147,20 +147,27 @@ def _fit_script():
     return module
 
 
-def _torchrun(out: Path, distributed: str) -> list[dict]:
+def _torchrun(out: Path, modes: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # the CPU path, even on a GPU host
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(WORLD), str(SCRIPT), str(out), distributed], env=env, capture_output=True, text=True,
+                           str(WORLD), str(SCRIPT), str(out), modes], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def torchrun_fits(tmp_path_factory):
+    """One `torchrun` of two processes, fitting once with each `distributed` mode (one start, one import)."""
+    out = tmp_path_factory.mktemp("torchrun")
+    _torchrun(out, "local,global")
+    return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("distributed", ["local", "global"])
-def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(tmp_path, distributed):
-    ranks = _torchrun(tmp_path, distributed)
+def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(torchrun_fits, distributed):
+    ranks = [json.loads((torchrun_fits / f"{distributed}_rank{r}.json").read_text()) for r in range(WORLD)]
     script = _fit_script()
     for got in ranks:
         assert got["world"] == WORLD and got["trained"] == "DistributedDataParallel"  # DDP really trained
@@ -171,7 +178,7 @@ def test_torchrun_fit_records_the_auroc_that_sklearn_gives_its_saved_weights(tmp
     # one process, the saved weights, the same validation rows, scikit-learn
     dls = script.dataloaders()
     learn = script.learner(dls)
-    learn.model.load_state_dict(torch.load(tmp_path / "model.pt"))
+    learn.model.load_state_dict(torch.load(torchrun_fits / f"{distributed}_model.pt"))
     with learn.no_bar(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         preds, targs = learn.get_preds(dl=dls.valid, act=lambda x: x)
@@ -385,3 +392,10 @@ def test_distrib_ctx_restores_the_trainer_it_changed_even_after_an_error(monkeyp
             assert type(wrapped) is CPUDistributedDL and wrapped.device == torch.device("cpu")
             raise KeyError("inside")
     assert "_wrap_dl" not in vars(trainer) and list(learn.cbs) == cbs
+
+
+@pytest.mark.slow
+def test_torchrun_global_fit_trains_otherwise_than_local(torchrun_fits):
+    local, global_ = ([json.loads((torchrun_fits / f"{m}_rank0.json").read_text()) for m in ("local", "global")])
+    # the same initial model and shuffles (tests/ddp_fit_script.py seeds both): another loss on the first batch
+    assert abs(local["losses"][0] - global_["losses"][0]) > 1e-4
