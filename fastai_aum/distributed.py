@@ -7,32 +7,50 @@ a `DistributedDL` whose index broadcast takes CPU tensors (fastai's hard-codes `
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
-from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.learner import Learner
 
-__all__ = ["distrib_ctx", "CPUDistributedDL"]
+__all__ = ["distrib_ctx", "cpu_distributed_dl"]
 
 
-class CPUDistributedDL(DistributedDL):
-    """fastai's `DistributedDL`, broadcasting its indices on the backend's own device: CPU tensors for
-    gloo (and mpi), CUDA tensors for nccl as fastai does."""
+@functools.cache
+def _fastai_distributed():
+    """fastai's distributed module, imported on first use: it needs accelerate, which the package does not."""
+    try:
+        import fastai.distributed
+    except (ImportError, NameError) as e:  # fastai.distributed names accelerate's Accelerator at import
+        raise ImportError(f"distrib_ctx needs accelerate, which fastai's DDP runs on: `pip install accelerate` "
+                          f"({type(e).__name__}: {e})") from None
+    return fastai.distributed
 
-    def _broadcast(self, t, rank):
-        if dist.get_backend() == "nccl":
-            return super()._broadcast(t, rank)
-        t = torch.tensor(t, dtype=torch.long)
-        dist.broadcast(t, rank)
-        return t.tolist()
+
+def _broadcast(self, t, rank):
+    """Broadcast the indices on the backend's own device: CPU tensors for gloo (and mpi), CUDA for nccl."""
+    if dist.get_backend() == "nccl":
+        return super(cpu_distributed_dl(), self)._broadcast(t, rank)
+    t = torch.tensor(t, dtype=torch.long)
+    dist.broadcast(t, rank)
+    return t.tolist()
 
 
-def _wrap_dl_on_cpu(trainer: DistributedTrainer, dl):
+@functools.cache
+def cpu_distributed_dl() -> type:
+    """`CPUDistributedDL`: fastai's `DistributedDL` with an index broadcast that gloo takes (fastai's
+    hard-codes `.cuda()`); CUDA tensors for nccl, as fastai's."""
+    base = _fastai_distributed().DistributedDL
+    return type("CPUDistributedDL", (base,), {"_broadcast": _broadcast, "__doc__": cpu_distributed_dl.__doc__,
+                                               "__module__": __name__})
+
+
+def _wrap_dl_on_cpu(trainer, dl):
     model = trainer.learn.model  # DDP has a `device`; a bare module (before the fit wraps it) its parameters'
     device = getattr(model, "device", None) or next(iter(model.parameters()), torch.zeros(0)).device
-    return dl if isinstance(dl, DistributedDL) else CPUDistributedDL(dl, device=device)
+    is_distributed_dl = isinstance(dl, _fastai_distributed().DistributedDL)
+    return dl if is_distributed_dl else cpu_distributed_dl()(dl, device=device)
 
 
 @contextmanager
@@ -50,6 +68,7 @@ def distrib_ctx(learn: Learner, sync_bn: bool | None = None, cpu: bool | None = 
     """
     if not isinstance(learn, Learner):
         raise TypeError(f"distrib_ctx: `learn` must be a fastai Learner, got {type(learn).__name__}")
+    trainer_type = _fastai_distributed().DistributedTrainer  # also gives Learner its `distrib_ctx`
     if cpu is None:
         cpu = not torch.cuda.is_available()
     if not cpu:
@@ -62,7 +81,7 @@ def distrib_ctx(learn: Learner, sync_bn: bool | None = None, cpu: bool | None = 
     trainer = None
     try:
         with learn.distrib_ctx(sync_bn=False, cpu=True, **kwargs):
-            trainer = next((cb for cb in learn.cbs if isinstance(cb, DistributedTrainer)), None)
+            trainer = next((cb for cb in learn.cbs if isinstance(cb, trainer_type)), None)
             if trainer is not None:  # this trainer only: fastai's class and every other Learner stay as they are
                 trainer._wrap_dl = _wrap_dl_on_cpu.__get__(trainer)
             yield learn

@@ -379,7 +379,8 @@ def test_distrib_ctx_restores_the_trainer_it_changed_even_after_an_error(monkeyp
 
     from accelerate.state import AcceleratorState
 
-    from fastai_aum import CPUDistributedDL, distrib_ctx
+    from fastai_aum import distrib_ctx
+    from fastai_aum.distributed import cpu_distributed_dl
     monkeypatch.setenv("WORLD_SIZE", "1")
     learn = _tiny_learner()
     request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))  # a process-wide singleton
@@ -389,7 +390,7 @@ def test_distrib_ctx_restores_the_trainer_it_changed_even_after_an_error(monkeyp
             trainer = next(cb for cb in learn.cbs if isinstance(cb, DistributedTrainer))
             assert not trainer.sync_bn
             wrapped = trainer._wrap_dl(learn.dls.valid)
-            assert type(wrapped) is CPUDistributedDL and wrapped.device == torch.device("cpu")
+            assert type(wrapped) is cpu_distributed_dl() and wrapped.device == torch.device("cpu")
             raise KeyError("inside")
     assert "_wrap_dl" not in vars(trainer) and list(learn.cbs) == cbs
 
@@ -399,3 +400,26 @@ def test_torchrun_global_fit_trains_otherwise_than_local(torchrun_fits):
     local, global_ = ([json.loads((torchrun_fits / f"{m}_rank0.json").read_text()) for m in ("local", "global")])
     # the same initial model and shuffles (tests/ddp_fit_script.py seeds both): another loss on the first batch
     assert abs(local["losses"][0] - global_["losses"][0]) > 1e-4
+
+
+def test_the_package_works_without_accelerate_and_distrib_ctx_says_what_it_needs(tmp_path):
+    code = """
+import sys
+sys.modules['accelerate'] = None  # as if it were not installed
+import torch
+from fastai_aum import AUMLossFlat, distrib_ctx
+print(AUMLossFlat(distributed='global')(torch.tensor([0.5, -1.0]), torch.tensor([1, 0])).item())
+from fastai.data.core import DataLoaders
+from fastai.learner import Learner
+try:
+    with distrib_ctx(Learner(DataLoaders(), torch.nn.Linear(1, 1), loss_func=AUMLossFlat())):
+        pass
+except ImportError as e:
+    print(e)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    value, message = done.stdout.strip().splitlines()[-2:]
+    assert float(value) == 0.0
+    assert message.startswith("distrib_ctx needs accelerate") and "pip install accelerate" in message
