@@ -238,6 +238,10 @@ def _global_worker(rank, rendezvous, out):
         AUMLossFlat(distributed="global")(torch.zeros(3, 3 + rank, requires_grad=True), torch.zeros(3).long())
     except ValueError as e:
         results["error"] = str(e)
+    try:
+        aum(torch.zeros(4, dtype=torch.float64 if rank else torch.float32), torch.arange(4) % 2, distributed="global")
+    except ValueError as e:
+        results["dtype"] = str(e)
     try:  # names cannot be gathered: a clear error, on every rank
         aum(torch.zeros(2, requires_grad=True), ["cat", "dog"], pos_label="dog", distributed="global")
     except TypeError as e:
@@ -289,7 +293,9 @@ def test_global_aum_equals_one_process_on_the_concatenated_batch(tmp_path):
         preds, target = per_rank[rank][2][2], per_rank[rank][2][3]
         local = AUMLossFlat(average="macro")(preds, target)
         assert got[rank]["evaluation"].item() == local.item() == got[rank]["local"].item()
-        assert "same shape on every rank" in got[rank]["error"] and "(3, 3)" in got[rank]["error"]
+        assert "same dtype and shape on every rank" in got[rank]["error"]
+        assert "(3, 3) float32" in got[rank]["error"] and "(3, 4) float32" in got[rank]["error"]
+        assert "(4,) float64" in got[rank]["dtype"] and "(4,) float32" in got[rank]["dtype"]
         assert "numeric labels" in got[rank]["names"] and "list" in got[rank]["names"]
     # DDP averaged the ranks' parameter gradients: that is the gradient of the concatenated batch's AUM
     model = _initial_model()

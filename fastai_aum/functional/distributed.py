@@ -10,7 +10,9 @@ from ._inputs import as_tensor, check_choice
 __all__ = ["DISTRIBUTED_MODES", "check_distributed", "gather_batch", "gather_inputs", "is_distributed"]
 
 DISTRIBUTED_MODES = ("local", "global")
-_MAX_DIMS = 6  # the shapes that ranks compare before gathering: (ndim, shape..., padding)
+_MAX_DIMS = 6  # the shapes that ranks compare before gathering: (ndim, shape..., padding, dtype)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+           torch.int16, torch.int32, torch.int64)
 
 
 def is_distributed(group=None) -> bool:
@@ -38,31 +40,35 @@ def gather_batch(preds: Tensor, *others: Tensor, group=None, grad_scale: float |
     if not is_distributed(group):
         return tensors
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    shapes = _all_shapes(tensors, preds.device, group)  # (world, tensors, _MAX_DIMS)
+    shapes = _all_shapes(tensors, preds.device, group)  # (world, tensors, _MAX_DIMS + 1)
     lengths = shapes[:, 0, 1].tolist()
     for i in range(len(tensors)):
-        if not (shapes[:, i, 2:] == shapes[0, i, 2:]).all() or not (shapes[:, i, 1] == shapes[:, 0, 1]).all():
+        rest = shapes[:, i].clone()
+        rest[:, 1] = 0  # the batch axis may differ across ranks, but not from `preds`'s on the same rank
+        if not (rest == rest[0]).all() or not (shapes[:, i, 1] == shapes[:, 0, 1]).all():
             found = [_shape(s) for s in shapes[:, i].tolist()]
-            raise ValueError(f"gather_batch: argument {i} must have the same shape on every rank but for the batch "
-                             f"axis, and as many rows as `preds`; the ranks have {found}")
+            raise ValueError(f"gather_batch: argument {i} must have the same dtype and shape on every rank but for "
+                             f"the batch axis, and as many rows as `preds`; the ranks have {found}")
     scale = float(world if grad_scale is None else grad_scale)
     gathered = [_GatherRows.apply(preds, lengths, rank, scale, group)]
     return (*gathered, *(_gather(t, lengths, group) for t in others))
 
 
 def _all_shapes(tensors, device, group) -> Tensor:
-    mine = torch.zeros(len(tensors), _MAX_DIMS, dtype=torch.long)
+    mine = torch.zeros(len(tensors), _MAX_DIMS + 1, dtype=torch.long)
     for i, t in enumerate(tensors):
         mine[i, 0] = t.ndim
         mine[i, 1:1 + t.ndim] = torch.tensor(t.shape)
+        mine[i, -1] = _DTYPES.index(t.dtype) if t.dtype in _DTYPES else len(_DTYPES)
     mine = mine.to(device)
     out = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, mine, group=group)
     return torch.stack(out).cpu()
 
 
-def _shape(row: list[int]) -> tuple[int, ...]:
-    return tuple(row[1:1 + row[0]])
+def _shape(row: list[int]) -> str:
+    dtype = _DTYPES[row[-1]] if row[-1] < len(_DTYPES) else "other"
+    return f"{tuple(row[1:1 + row[0]])} {str(dtype).replace('torch.', '')}"
 
 
 def _gather(t: Tensor, lengths: list[int], group) -> Tensor:
