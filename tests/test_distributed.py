@@ -242,6 +242,8 @@ def _global_worker(rank, rendezvous, out):
         aum(torch.zeros(4, dtype=torch.float64 if rank else torch.float32), torch.arange(4) % 2, distributed="global")
     except ValueError as e:
         results["dtype"] = str(e)
+    from fastai_aum.functional.distributed import gather_batch
+    results["mixed"] = gather_batch(*_mixed(rank))  # unpacked bit for bit, whatever the dtypes
     try:  # names cannot be gathered: a clear error, on every rank
         aum(torch.zeros(2, requires_grad=True), ["cat", "dog"], pos_label="dog", distributed="global")
     except TypeError as e:
@@ -253,6 +255,12 @@ def _global_worker(rank, rendezvous, out):
     results["ddp"] = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     torch.save(results, os.path.join(out, f"global{rank}.pt"))
     dist.destroy_process_group()
+
+
+def _mixed(rank):
+    n = SIZES[rank]
+    return (torch.linspace(-1, 1, n), torch.arange(n) % 3 == 0, torch.full((n, 2, 3), -rank - 0.5, dtype=torch.bfloat16),
+            torch.arange(2 * n, dtype=torch.int16).reshape(n, 2) + 1000 * rank)
 
 
 def _global_shard(rank):
@@ -297,6 +305,8 @@ def test_global_aum_equals_one_process_on_the_concatenated_batch(tmp_path):
         assert "(3, 3) float32" in got[rank]["error"] and "(3, 4) float32" in got[rank]["error"]
         assert "(4,) float64" in got[rank]["dtype"] and "(4,) float32" in got[rank]["dtype"]
         assert "numeric labels" in got[rank]["names"] and "list" in got[rank]["names"]
+        for joined, *parts in zip(got[rank]["mixed"], *(_mixed(r) for r in range(WORLD))):
+            assert joined.dtype == parts[0].dtype and torch.equal(joined, torch.cat(parts))
     # DDP averaged the ranks' parameter gradients: that is the gradient of the concatenated batch's AUM
     model = _initial_model()
     x, y = map(torch.cat, zip(*(_global_shard(rank) for rank in range(WORLD))))

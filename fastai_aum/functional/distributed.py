@@ -1,6 +1,8 @@
 """Every rank's batch in one (pure torch.distributed): the global batch that a global AUM ranks under DDP."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -50,8 +52,9 @@ def gather_batch(preds: Tensor, *others: Tensor, group=None, grad_scale: float |
             raise ValueError(f"gather_batch: argument {i} must have the same dtype and shape on every rank but for "
                              f"the batch axis, and as many rows as `preds`; the ranks have {found}")
     scale = float(world if grad_scale is None else grad_scale)
-    gathered = [_GatherRows.apply(preds, lengths, rank, scale, group)]
-    return (*gathered, *(_gather(t, lengths, group) for t in others))
+    joined = _gather(tensors, lengths, group)
+    start = sum(lengths[:rank])
+    return (_OwnRows.apply(preds, joined[0], start, start + len(preds), scale), *joined[1:])
 
 
 def _all_shapes(tensors, device, group) -> Tensor:
@@ -71,28 +74,29 @@ def _shape(row: list[int]) -> str:
     return f"{tuple(row[1:1 + row[0]])} {str(dtype).replace('torch.', '')}"
 
 
-def _gather(t: Tensor, lengths: list[int], group) -> Tensor:
-    """The ranks' `t` concatenated: padded to the longest batch for `all_gather`, then trimmed (no gradient)."""
-    bool_ = t.dtype == torch.bool  # gloo has no bool all_gather
-    x = t.detach().to(torch.uint8) if bool_ else t.detach()
-    longest = max(lengths)
-    padded = x.new_zeros((longest, *x.shape[1:]))
-    padded[:len(x)] = x
-    out = [torch.empty_like(padded) for _ in lengths]
-    dist.all_gather(out, padded.contiguous(), group=group)
-    joined = torch.cat([o[:n] for o, n in zip(out, lengths)])
-    return joined.bool() if bool_ else joined
+def _gather(tensors, lengths: list[int], group) -> list[Tensor]:
+    """The ranks' tensors, each concatenated in rank order (no gradient), in one `all_gather`: each rank's
+    rows as their bytes, side by side, padded to the longest batch; unpacked bit for bit."""
+    device, n = tensors[0].device, len(tensors[0])
+    rows = [t.detach().to(device).reshape(n, math.prod(t.shape[1:])).contiguous().view(torch.uint8) for t in tensors]
+    widths = [r.shape[1] for r in rows]
+    packed = torch.zeros((max(lengths), sum(widths)), dtype=torch.uint8, device=device)
+    packed[:n] = torch.cat(rows, dim=1)
+    out = [torch.empty_like(packed) for _ in lengths]
+    dist.all_gather(out, packed, group=group)
+    joined = torch.cat([o[:k] for o, k in zip(out, lengths)])
+    parts = joined.split(widths, dim=1)
+    return [p.contiguous().view(t.dtype).reshape(len(joined), *t.shape[1:]) for p, t in zip(parts, tensors)]
 
 
-class _GatherRows(torch.autograd.Function):
-    """`_gather` whose backward hands this rank's slice of the gradient, times `scale`, to its own rows."""
+class _OwnRows(torch.autograd.Function):
+    """The gathered batch with this rank's own rows in it, exactly as they are: the backward hands them their
+    slice of the gradient, times `scale`, and the other ranks' rows are constants."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, lengths: list[int], rank: int, scale: float, group) -> Tensor:
-        ctx.start, ctx.stop, ctx.scale = sum(lengths[:rank]), sum(lengths[:rank + 1]), scale
-        joined = _gather(x, lengths, group)
-        joined[ctx.start:ctx.stop] = x  # this rank's rows exactly as they are
-        return joined
+    def forward(ctx, x: Tensor, joined: Tensor, start: int, stop: int, scale: float) -> Tensor:
+        ctx.start, ctx.stop, ctx.scale = start, stop, scale
+        return torch.cat([joined[:start], x, joined[stop:]])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
