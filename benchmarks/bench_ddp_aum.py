@@ -3,6 +3,7 @@ gathering costs.
 
     python benchmarks/bench_ddp_aum.py            # 200 batches per cell, 5 timing trials
     python benchmarks/bench_ddp_aum.py --quick
+    python benchmarks/bench_ddp_aum.py --cost-only  # the step times alone
 
 Agreement (exact, in one process): a generated tabular problem (10 features, 10% or 30% positives), an MLP
 at its seeded initialisation and after one epoch of training. Each global batch of size B is split into W
@@ -106,8 +107,15 @@ def _timing_worker(rank, world, rendezvous, per_rank_sizes, steps, trials, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cost-only", action="store_true")
     args = parser.parse_args()
     batches, trials, steps = (50, 3, 20) if args.quick else (200, 5, 50)
+    if not args.cost_only:
+        print_agreement(batches)
+    print_cost(trials, steps)
+
+
+def print_agreement(batches: int):
     print("| positives | model | world | global batch | cosine mean | cosine worst | one-class rank shards |"
           " one-class global batches |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -118,6 +126,9 @@ def main():
                 for batch in (32, 128, 512):
                     mean, worst, s1, s, b1, b = agreement(model, x, y, batch, world, batches, seed=batch + world)
                     print(f"| {rate:.0%} | {state} | {world} | {batch} | {mean:.3f} | {worst:.3f} | {s1}/{s} | {b1}/{b} |")
+
+
+def print_cost(trials: int, steps: int):
     sizes = (64, 256)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "times.pt")
