@@ -22,7 +22,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "AUROCUndefinedWarning": "functional", "ROC": "functional", "aum": "functional",
     "aum_directional_derivatives": "functional", "auroc": "functional", "best_threshold": "functional",
     "roc_curve": "functional",
-    "aum_learner": "learner",
+    "aum_learner": "learner", "distrib_ctx": "distributed",
     "AUMLoss": "losses", "AUMLossFlat": "losses",
     "DecisionMetric": "decisions", "decided": "decisions",
     "LastLayerScaleCallback": "recipes",

@@ -9,9 +9,10 @@ from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
 from .functional.aum_loss import _aum
+from .functional.distributed import check_distributed, gather_batch, is_distributed
 from .loss_decodes import BinaryDecisions
 
-__all__ = ["AUMLoss", "AUMLossFlat"]
+__all__ = ["AUMLoss", "AUMLossFlat", "GlobalBatch"]
 
 
 class AUMLoss(nn.Module):
@@ -50,7 +51,23 @@ class AUMLoss(nn.Module):
         return value.expand(n) / n if self.reduction == "none" else value
 
 
-class AUMLossFlat(BinaryDecisions):
+class GlobalBatch:
+    """The `distributed` option of a loss. 'global': in training batches under DDP, every rank's outputs
+    and labels are gathered, the loss (and its logged value) is that of the whole global batch, and DDP's
+    update is its one-process gradient (`fastai_aum.functional.aum`'s `distributed`). Evaluation, and
+    'local', rank each process's own rows."""
+    distributed = "local"  # also what a loss pickled before the option loads with
+
+    def _global_batch(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        if self.distributed == "global" and preds.requires_grad and is_distributed():
+            return gather_batch(preds, target)  # every rank's rows; the gradient to its own
+        return preds, target
+
+    def _distributed_repr(self) -> str:
+        return ", distributed='global'" if self.distributed == "global" else ""
+
+
+class AUMLossFlat(BinaryDecisions, GlobalBatch):
     """The AUM loss for fastai Learners, in fastai's loss conventions (a class `axis`, the other axes
     flattened into the batch, `activation`, `decodes`), so `get_preds`, `predict`, `export` and `load_learner` work.
 
@@ -76,14 +93,15 @@ class AUMLossFlat(BinaryDecisions):
         margin: m >= 0 ranks each positive's score minus m (`aum`'s `margin`).
         ce_weight: adds this times the cross-entropy of the same outputs (binary of one output or of each
             label, softmax of several, of their log if they are probabilities).
+        distributed: 'local', or 'global' for one AUM of every DDP rank's training rows (`GlobalBatch`).
     """
     y_int = True
 
     def __init__(self, normalize: str = "rate", average: str = "micro", axis: int = -1, thresh=0.5,
                  reduction: str = "mean", validate: bool = True, pos_label=None, vocab=None, multilabel: bool = False,
-                 margin: float = 0.0, ce_weight: float = 0.0):
+                 margin: float = 0.0, ce_weight: float = 0.0, distributed: str = "local"):
         self.func = AUMLoss(normalize, average, reduction, validate, margin)
-        self.ce_weight = check_non_negative("ce_weight", ce_weight)
+        self.ce_weight, self.distributed = check_non_negative("ce_weight", ce_weight), check_distributed(distributed)
         self._one_class = 0  # becomes a tensor on the model's device, so that counting never syncs
         self._outputs_probabilities = None  # two or more outputs: probabilities or logits, found on the first batch
         super().__init__(thresh, pos_label, vocab, multilabel, axis)
@@ -93,19 +111,13 @@ class AUMLossFlat(BinaryDecisions):
         multilabel = ", multilabel=True" if self.multilabel else ""
         recipe = "".join(f", {k}={v!r}" for k, v in (("margin", self.margin), ("ce_weight", self.ce_weight)) if v)
         return (f"AUMLossFlat(normalize={self.func.normalize!r}, average={self.func.average!r}{pos_label}{multilabel}"
-                f"{recipe})")
+                f"{recipe}{self._distributed_repr()})")
 
     @property
     def margin(self) -> float:
         return self.func.margin
 
-    @property
-    def reduction(self) -> str:
-        return self.func.reduction
-
-    @reduction.setter
-    def reduction(self, value: str) -> None:
-        self.func.reduction = value
+    reduction = property(lambda self: self.func.reduction, lambda self, value: setattr(self.func, "reduction", value))
 
     @property
     def one_class_batches(self) -> int:
@@ -115,7 +127,7 @@ class AUMLossFlat(BinaryDecisions):
         return int(self._one_class)
 
     def __call__(self, preds: Tensor, target: Tensor) -> Tensor:
-        preds, target = self._flatten(preds, target)
+        preds, target = self._global_batch(*self._flatten(preds, target))
         k = preds.shape[1] if self.multilabel or (preds.ndim == 2 and preds.shape[1] > 2) else 2
         probabilities = None  # whether several single-label outputs are probabilities, for AUM and cross-entropy
         if not self.multilabel and preds.ndim == 2 and (k > 2 or (preds.shape[1] == 2 and self.ce_weight)):

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from ._inputs import (Inputs, check_choice, check_finite, check_multiclass_margin, check_non_negative,
                        check_sample_weight, prepare)
+from .distributed import check_distributed, gather_inputs, is_distributed
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
@@ -297,7 +298,7 @@ def _weighted_aum(inp: Inputs, normalize: str, average: str, w: Tensor, validate
 
 
 def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margin: float = 0.0,
-        sample_weight=None, pos_label=None, labels=None, validate: bool = True) -> Tensor:
+        sample_weight=None, pos_label=None, labels=None, validate: bool = True, distributed: str = "local") -> Tensor:
     """Differentiable Area Under Min(FP, FN), the sort-based ROC surrogate loss (Hillman & Hocking, 2023).
 
     AUM integrates, over the constant c added to every score, min(FP(c), FN(c)) of the decision
@@ -322,7 +323,13 @@ def aum(preds, target, normalize: str = "rate", average: str = "micro", *, margi
             (N, 2) scores, whose columns are the two sorted labels, the score is `z_pos - z_other`.
         labels: the K class labels in sorted order, one per score column (default: the sorted labels).
         validate: False skips the value checks (finiteness, label range).
+        distributed: 'local' ranks this process's rows; 'global' (in a torch.distributed group) ranks every
+            rank's rows together, numeric labels only: every rank gets the AUM of the whole batch, and the
+            gradient of its own rows times the world size, so that DDP's mean of gradients is the gradient of
+            the global batch's AUM (`functional.distributed.gather_batch`). Every rank must call it.
     """
+    if check_distributed(distributed) == "global" and is_distributed():
+        preds, target, sample_weight = gather_inputs(preds, target, sample_weight)
     return _aum(preds, target, normalize, average, margin=margin, sample_weight=sample_weight, pos_label=pos_label,
                 labels=labels, validate=validate)
 
