@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
-from .functional.aum_loss import _aum
+from .functional.aum_loss import _aum, _shift, binary_aum_on_host
 from .loss_decodes import BinaryDecisions
 
 __all__ = ["AUMLoss", "AUMLossFlat"]
@@ -123,6 +123,10 @@ class AUMLossFlat(BinaryDecisions):
         # The one switch: where reading a value back is free (the CPU), check and select with Python numbers
         # and raise at once; elsewhere keep every flag on the device and never wait for it.
         on_host = preds.device.type in _SYNC_IS_FREE_ON
+        if on_host and k == 2 and not self.multilabel:
+            value = self._binary_on_host(preds, target, probabilities)
+            if value is not None:
+                return value
         if self.func.validate:
             _check_labels(self.func, preds, target, k, self.multilabel, on_host, probabilities)
         finite, clean = _finite_outputs(preds, on_host)
@@ -136,6 +140,35 @@ class AUMLossFlat(BinaryDecisions):
         if preds.requires_grad and (k == 2 or self.multilabel or self.func.average == "macro"):
             # a training batch: count it if no class (label) had both; a micro multiclass batch always has
             self._one_class = self._one_class + _one_class(target, k, self.multilabel, finite, on_host)
+        return value
+
+    def _binary_on_host(self, preds: Tensor, target: Tensor, probabilities: bool | None) -> Tensor | None:
+        """The loss of a binary batch on the CPU in one pass (the same bits as the general path, fewer
+        operations): labels checked by one reduction, finiteness read from the AUM itself (a non-finite
+        score makes it non-finite), the positives counted by the AUM's pass. None where it does not apply
+        (other dtypes, fewer than 2 examples, labels the general path must check or read)."""
+        n = len(target)
+        if (preds.dtype not in _HOST_FLOATS or target.dtype not in _HOST_LABELS or n < 2 or preds.shape[0] != n
+                or (preds.ndim == 2 and preds.shape[1] == 0)):
+            return None
+        if target.dtype == torch.bool:
+            positive = target
+        else:
+            if self.func.validate:
+                lo, hi = torch.aminmax(target)
+                if lo.item() < 0 or hi.item() > 1:
+                    return None
+            positive = target == 1
+        score = preds if preds.ndim == 1 else preds[:, 0] if preds.shape[1] == 1 else preds[:, 1] - preds[:, 0]
+        func = self.func
+        value, n_pos = binary_aum_on_host(_shift(score, positive, func.margin), positive, func.normalize)
+        if not math.isfinite(value.item()) and not _finite_outputs(preds, True)[0]:
+            return func.reduce(_nan_loss(preds), n)
+        value = func.reduce(value, n)
+        if self.ce_weight:
+            value = value + self.ce_weight * _cross_entropy(preds, target, False, probabilities, func.reduction)
+        if preds.requires_grad:  # a training batch: count it if it has one class only
+            self._one_class = self._one_class + (n_pos == 0 or n_pos == n)
         return value
 
     def _flatten(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,8 +188,8 @@ class AUMLossFlat(BinaryDecisions):
                              "hot (N, L) target, but the loss is single-label: build it with `multilabel=True` (as "
                              "`aum_learner` and `AUROCCallback` bind it for multi-label data), or give labels of shape (N,)")
         target = target.reshape(-1)
-        if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
-            preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
+        if preds.ndim > 2 or (preds.ndim == 2 and self.axis not in (-1, 1)):  # the class axis last, the other
+            preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])  # axes flattened into the batch
         if (preds.ndim == 1 or preds.shape[1] <= 2) and self.pos_index == 0:
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
         return preds, target
@@ -175,6 +208,7 @@ class AUMLossFlat(BinaryDecisions):
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and
 # raises at once; elsewhere it checks on the device and never waits for it.
 _SYNC_IS_FREE_ON = ("cpu",)
+_HOST_FLOATS, _HOST_LABELS = (torch.float32, torch.float64), (torch.int64, torch.bool)  # of the one-pass binary loss
 _BAD_MULTI_HOT = "AUMLossFlat: the multi-hot `target` holds values other than 0 and 1"
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
 
