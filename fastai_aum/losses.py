@@ -173,7 +173,9 @@ class AUMLossFlat(BinaryDecisions):
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and
 # raises at once; elsewhere it checks on the device and never waits for it.
 _SYNC_IS_FREE_ON = ("cpu",)
-_HOST_FLOATS, _HOST_LABELS = (torch.float32, torch.float64), (torch.int64, torch.bool)  # of the one-pass binary loss
+# of the one-pass binary loss; fastai's categorical targets are small integers (int8 for two classes)
+_HOST_FLOATS = (torch.float32, torch.float64)
+_HOST_LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
 _BAD_MULTI_HOT = "AUMLossFlat: the multi-hot `target` holds values other than 0 and 1"
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
 
@@ -205,7 +207,8 @@ def _binary_on_host(loss: AUMLossFlat, preds: Tensor, target: Tensor, probabilit
             if lo.item() < 0 or hi.item() > 1:
                 return None
         positive = target == 1
-    score = preds if preds.ndim == 1 else preds[:, 0] if preds.shape[1] == 1 else preds[:, 1] - preds[:, 0]
+    # (N, 1) as a view: its backward is a reshape, where a column's (select) fills zeros and copies
+    score = preds.reshape(-1) if preds.ndim == 1 or preds.shape[1] == 1 else preds[:, 1] - preds[:, 0]
     func = loss.func
     value, n_pos = binary_aum_on_host(_shift(score, positive, func.margin), positive, func.normalize)
     if not math.isfinite(value.item()) and not _finite_outputs(preds, True)[0]:

@@ -512,7 +512,7 @@ def test_an_empty_batch_is_the_functional_error(device_path, monkeypatch):
                          ids=["rate", "count", "margin", "hybrid", "none_margin_hybrid", "no_validate"])
 def test_the_one_pass_binary_path_gives_the_general_paths_bits(options, monkeypatch):
     """On the CPU a binary batch takes a one-pass path; forced off, the general path gives the same value,
-    gradient and one-class count, with ties, one class, non-finite outputs, bool labels and float64."""
+    gradient and one-class count, with ties, one class, non-finite outputs, bool and int8 labels, float64."""
     g = torch.Generator().manual_seed(0)
     batches = []
     for n in (2, 3, 64, 1000, 9000):
@@ -520,7 +520,8 @@ def test_the_one_pass_binary_path_gives_the_general_paths_bits(options, monkeypa
             for dtype in (torch.float32, torch.float64):
                 z = torch.randn(*shape, generator=g, dtype=dtype)
                 y = (torch.rand(n, generator=g) < 0.3).long()
-                batches += [(z, y), ((z * 2).round() / 2, y), (z, torch.ones_like(y)), (z, y.bool())]
+                batches += [(z, y), ((z * 2).round() / 2, y), (z, torch.ones_like(y)), (z, y.bool()),
+                            (z, y.to(torch.int8)), (z, y.to(torch.uint8))]  # fastai's targets are int8
                 bad = z.clone()
                 bad.view(-1)[n // 2] = math.nan if n % 2 else math.inf
                 batches.append((bad, y))
