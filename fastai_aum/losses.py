@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
-from .functional.aum_loss import _aum
+from .functional.aum_loss import _aum, _shift, binary_aum_on_host
 from .functional.distributed import check_distributed, gather_batch, is_distributed
 from .loss_decodes import BinaryDecisions
 
@@ -135,6 +135,9 @@ class AUMLossFlat(BinaryDecisions, GlobalBatch):
         # The one switch: where reading a value back is free (the CPU), check and select with Python numbers
         # and raise at once; elsewhere keep every flag on the device and never wait for it.
         on_host = preds.device.type in _SYNC_IS_FREE_ON
+        fast = _binary_on_host(self, preds, target, probabilities) if on_host and k == 2 and not self.multilabel else None
+        if fast is not None:
+            return fast
         if self.func.validate:
             _check_labels(self.func, preds, target, k, self.multilabel, on_host, probabilities)
         finite, clean = _finite_outputs(preds, on_host)
@@ -156,19 +159,14 @@ class AUMLossFlat(BinaryDecisions, GlobalBatch):
         preds = preds if type(preds) is Tensor else preds.as_subclass(Tensor)  # fastai's subclasses slow every op
         target = target if type(target) is Tensor else target.as_subclass(Tensor)
         if self.multilabel:
-            preds = preds.movedim(self.axis, -1) if preds.ndim > 1 else preds
-            target = target.movedim(self.axis, -1) if target.ndim > 1 else target
-            if preds.shape != target.shape or preds.ndim != 2:
-                raise ValueError(f"AUMLossFlat(multilabel=True): `target` must be multi-hot of the shape of the "
-                                 f"outputs (N, L), got {tuple(target.shape)} for outputs of shape {tuple(preds.shape)}")
-            return preds, target
+            return _multi_hot_flat(preds, target, self.axis)
         if target.ndim == 2 and target.shape == preds.shape and target.shape[1] > 1:
             raise ValueError(f"AUMLossFlat: `target` of shape {tuple(target.shape)}, the shape of the outputs, is a multi-"
                              "hot (N, L) target, but the loss is single-label: build it with `multilabel=True` (as "
                              "`aum_learner` and `AUROCCallback` bind it for multi-label data), or give labels of shape (N,)")
         target = target.reshape(-1)
-        if preds.ndim > 1:  # the class axis last, the other axes, in order, flattened into the batch
-            preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])
+        if preds.ndim > 2 or (preds.ndim == 2 and self.axis not in (-1, 1)):  # the class axis last, the other
+            preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])  # axes flattened into the batch
         if (preds.ndim == 1 or preds.shape[1] <= 2) and self.pos_index == 0:
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
         return preds, target
@@ -187,8 +185,52 @@ class AUMLossFlat(BinaryDecisions, GlobalBatch):
 # Devices where reading a flag back to the host costs nothing: the loss checks each batch there and
 # raises at once; elsewhere it checks on the device and never waits for it.
 _SYNC_IS_FREE_ON = ("cpu",)
+# of the one-pass binary loss; fastai's categorical targets are small integers (int8 for two classes)
+_HOST_FLOATS = (torch.float32, torch.float64)
+_HOST_LABELS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
 _BAD_MULTI_HOT = "AUMLossFlat: the multi-hot `target` holds values other than 0 and 1"
 _BAD_LABELS = "AUMLossFlat: `target` holds labels that are not class indices of the model's outputs"
+
+
+def _multi_hot_flat(preds: Tensor, target: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    """Multi-label outputs and multi-hot target as (N, L), the label axis last."""
+    preds = preds.movedim(axis, -1) if preds.ndim > 1 else preds
+    target = target.movedim(axis, -1) if target.ndim > 1 else target
+    if preds.shape != target.shape or preds.ndim != 2:
+        raise ValueError(f"AUMLossFlat(multilabel=True): `target` must be multi-hot of the shape of the "
+                         f"outputs (N, L), got {tuple(target.shape)} for outputs of shape {tuple(preds.shape)}")
+    return preds, target
+
+
+def _binary_on_host(loss: AUMLossFlat, preds: Tensor, target: Tensor, probabilities: bool | None) -> Tensor | None:
+    """`loss` of a binary batch on the CPU in one pass (the same bits as the general path, fewer
+    operations): labels checked by one reduction, finiteness read from the AUM itself (a non-finite
+    score makes it non-finite), the positives counted by the AUM's pass. None where it does not apply
+    (other dtypes, fewer than 2 examples, labels the general path must check or read)."""
+    n = len(target)
+    if (preds.dtype not in _HOST_FLOATS or target.dtype not in _HOST_LABELS or n < 2 or preds.shape[0] != n
+            or (preds.ndim == 2 and preds.shape[1] == 0)):
+        return None
+    if target.dtype == torch.bool:
+        positive = target
+    else:
+        if loss.func.validate:
+            lo, hi = torch.aminmax(target)
+            if lo.item() < 0 or hi.item() > 1:
+                return None
+        positive = target == 1
+    # (N, 1) as a view: its backward is a reshape, where a column's (select) fills zeros and copies
+    score = preds.reshape(-1) if preds.ndim == 1 or preds.shape[1] == 1 else preds[:, 1] - preds[:, 0]
+    func = loss.func
+    value, n_pos = binary_aum_on_host(_shift(score, positive, func.margin), positive, func.normalize)
+    if not math.isfinite(value.item()) and not _finite_outputs(preds, True)[0]:
+        return func.reduce(_nan_loss(preds), n)
+    value = func.reduce(value, n)
+    if loss.ce_weight:
+        value = value + loss.ce_weight * _cross_entropy(preds, target, False, probabilities, func.reduction)
+    if preds.requires_grad:  # a training batch: count it if it has one class only
+        loss._one_class = loss._one_class + (n_pos == 0 or n_pos == n)
+    return value
 
 
 def _check_labels(func: AUMLoss, preds: Tensor, target: Tensor, k: int, multilabel: bool, on_host: bool,

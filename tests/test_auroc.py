@@ -430,3 +430,36 @@ def test_validate_false_gives_the_same_numbers():
         assert float(auroc(p, yk, validate=False)) == pytest.approx(roc_auc_score(yk, p, multi_class="ovr"), abs=TOL)
         partial = float(auroc(s, y, max_fpr=0.3, validate=False))
         assert partial == pytest.approx(roc_auc_score(y, s, max_fpr=0.3), abs=TOL)
+
+
+# ------------------------------------------------------------- the three ways to count ties ---
+
+@pytest.mark.parametrize("grouped_from", [0, 16, 10**12], ids=["per_tied_element", "default", "per_threshold"])
+@pytest.mark.parametrize("decimals", [1, 2, 4, None])
+def test_every_tie_path_matches_sklearn(monkeypatch, grouped_from, decimals):
+    """Untied rows take one product per element; few ties, bookkeeping per tied element; many, one trapezoid
+    per distinct threshold. Forced each way: binary, weighted, ovr (batched rows) and multi-label, = sklearn."""
+    import fastai_aum.functional._auc as auc_module
+    monkeypatch.setattr(auc_module, "_GROUPED_FROM", grouped_from)
+    rng = np.random.default_rng(7 if decimals is None else decimals)
+    n = 3000
+    y = (rng.random(n) < 0.2).astype(np.int64)
+    s = rng.normal(size=n) + y
+    s = s if decimals is None else np.round(s, decimals)
+    w = rng.random(n) * (rng.random(n) < 0.9)  # some weights 0
+    assert abs(_auroc_quiet(torch.tensor(s), torch.tensor(y)).item() - roc_auc_score(y, s)) < TOL
+    assert abs(_auroc_quiet(torch.tensor(s, dtype=torch.float32), torch.tensor(y)).item()
+               - roc_auc_score(y, s.astype(np.float32))) < TOL
+    weighted = _auroc_quiet(torch.tensor(s), torch.tensor(y), sample_weight=torch.tensor(w)).item()
+    assert abs(weighted - roc_auc_score(y, s, sample_weight=w)) < TOL
+    p = _tied_probabilities(n, 4, 3) if decimals is not None else softmax64(rng.normal(size=(n, 4)))
+    yk = _multiclass_labels(n, 4, 3)
+    for average in ("macro", "weighted"):
+        ours = _auroc_quiet(torch.tensor(p), torch.tensor(yk), average=average).item()
+        assert abs(ours - roc_auc_score(yk, p, multi_class="ovr", average=average)) < TOL
+    ours = _auroc_quiet(torch.tensor(p), torch.tensor(yk), sample_weight=torch.tensor(w)).item()
+    assert abs(ours - roc_auc_score(yk, p, multi_class="ovr", sample_weight=w)) < TOL
+    multi_hot = np.stack([y, 1 - y, (rng.random(n) < 0.5).astype(np.int64)], 1)
+    scores = np.round(rng.normal(size=(n, 3)), 1 if decimals is None else decimals)
+    per_label = _auroc_quiet(torch.tensor(scores), torch.tensor(multi_hot), average=None).numpy()
+    np.testing.assert_allclose(per_label, roc_auc_score(multi_hot, scores, average=None), atol=TOL, rtol=0)

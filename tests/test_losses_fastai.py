@@ -505,3 +505,39 @@ def test_an_empty_batch_is_the_functional_error(device_path, monkeypatch):
             aum(preds, target)
         with pytest.raises(ValueError, match="`preds` and `target` are empty"):
             AUMLossFlat(**options)(preds, target)
+
+
+@pytest.mark.parametrize("options", [{}, dict(normalize="count"), dict(margin=1.0), dict(ce_weight=0.5),
+                                     dict(reduction="none", margin=0.5, ce_weight=1.0), dict(validate=False)],
+                         ids=["rate", "count", "margin", "hybrid", "none_margin_hybrid", "no_validate"])
+def test_the_one_pass_binary_path_gives_the_general_paths_bits(options, monkeypatch):
+    """On the CPU a binary batch takes a one-pass path; forced off, the general path gives the same value,
+    gradient and one-class count, with ties, one class, non-finite outputs, bool and int8 labels, float64."""
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for n in (2, 3, 64, 1000, 9000):
+        for shape in ((n,), (n, 1), (n, 2)):
+            for dtype in (torch.float32, torch.float64):
+                z = torch.randn(*shape, generator=g, dtype=dtype)
+                y = (torch.rand(n, generator=g) < 0.3).long()
+                batches += [(z, y), ((z * 2).round() / 2, y), (z, torch.ones_like(y)), (z, y.bool()),
+                            (z, y.to(torch.int8)), (z, y.to(torch.uint8))]  # fastai's targets are int8
+                bad = z.clone()
+                bad.view(-1)[n // 2] = math.nan if n % 2 else math.inf
+                batches.append((bad, y))
+    results = []
+    for general in (False, True):
+        if general:
+            monkeypatch.setattr("fastai_aum.losses._binary_on_host", lambda *args: None)
+        loss, out = AUMLossFlat(**options), []
+        for z, y in batches:
+            x = z.clone().requires_grad_()
+            value = loss(x, y)
+            value.sum().backward()
+            out.append((value.detach(), x.grad))
+        results.append((out, loss.one_class_batches))
+    (fast, fast_count), (slow, slow_count) = results
+    assert fast_count == slow_count > 0
+    for (v1, g1), (v2, g2) in zip(fast, slow):
+        assert v1.dtype == v2.dtype and torch.equal(v1.isnan(), v2.isnan())
+        assert torch.equal(v1.nan_to_num(), v2.nan_to_num()) and torch.equal(g1, g2)

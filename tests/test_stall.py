@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from fastai_aum.functional.baseline import plain_autograd_aum
+from fastai_aum.functional.baseline import blog_autograd_aum, plain_autograd_aum
 from fastai_aum.functional import aum
 from oracles import brute_aum, brute_directional_derivatives
 
@@ -95,3 +95,23 @@ def test_plain_autograd_aum_does_not_move():
     assert torch.equal(model.bias, torch.zeros_like(model.bias))
     assert np.all(scores == 0)
     assert roc_auc_score(y.numpy(), scores) == 0.5
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_blog_baseline_is_aum_by_its_own_route(tied):
+    """The benchmarks' peer, the blog's autograd AUM, has the brute-force value (float32 rates, as the blog's
+    integer counts divided give), at ties too, and autograd gives it a gradient of the right size away from ties."""
+    rng = np.random.default_rng(3 + tied)
+    for n in (2, 7, 50, 400):
+        s = rng.normal(size=n)
+        s = np.round(s * 2) / 2 if tied else s
+        y = (rng.random(n) < 0.4).astype(np.int64)
+        y[:2] = [0, 1]
+        x = torch.tensor(s, requires_grad=True)
+        value = blog_autograd_aum(x, torch.tensor(y))
+        assert value.item() == pytest.approx(brute_aum(s, y), rel=1e-6, abs=1e-7)
+        value.backward()
+        if not tied:
+            ours = torch.tensor(s, requires_grad=True)
+            aum(ours, torch.tensor(y)).backward()
+            assert torch.allclose(x.grad, ours.grad, rtol=1e-6, atol=1e-7)

@@ -100,6 +100,13 @@ class Counts:
         return bool((self.v[..., 1:] == self.v[..., :-1]).any())
 
     @cached_property
+    def tied_pairs(self) -> int:
+        """How many sorted elements equal the next one in their row (one host-device sync); sets `tied`."""
+        count = int((self.v[..., 1:] == self.v[..., :-1]).sum())
+        self.tied = count > 0
+        return count
+
+    @cached_property
     def ties(self) -> Ties | None:
         """The tied elements only, with their groups' first and last columns, or None."""
         return find_ties(self.v)  # which tells `tied` itself (one sync)

@@ -12,7 +12,7 @@ from .distributed import check_distributed, gather_inputs, is_distributed
 from ._scores import binary_score, one_hot, positive_mask
 from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
 
-__all__ = ["aum", "aum_directional_derivatives"]
+__all__ = ["aum", "aum_directional_derivatives", "binary_aum_on_host"]
 
 
 def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives: bool):
@@ -22,7 +22,8 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     Sorting the scores in decreasing order sorts the thresholds `-s` in increasing order. Once the
     constant passes sorted element k, FP is the negative weight up to k and FN the positive weight
     after k; AUM sums the gaps between consecutive thresholds times min(FP, FN). Returns the values,
-    the derivatives in sorted order (or None) and the sort permutation.
+    the derivatives in sorted order (or None), the sort permutation and the number of positives (a
+    Python number for one row on the CPU, else (B, 1)).
     """
     # Stable: the tied elements' derivatives do not depend on the order of ties, but their last bits do.
     v, perm = sort_rows_descending(scores)
@@ -49,9 +50,9 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     gaps = vd[..., :-1] - vd[..., 1:]  # tied gaps are 0
     value = (gaps * m[..., :-1]).sum(-1)
     if not need_derivatives:
-        return value, None, perm
+        return value, None, perm, n_pos
     if not sparse:  # no host-device sync: group bookkeeping for every element
-        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm
+        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm, n_pos
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
     if m.ndim == 1:
         grad = torch.diff(m, prepend=_ZERO)
@@ -61,11 +62,11 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
     # One reduction tells whether there are ties at all (usually not: no group bookkeeping then). The
     # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
     if n == 1 or gaps.min().item() > 0:
-        return value, (grad, grad), perm
+        return value, (grad, grad), perm, n_pos
     if n < _COMPACT_TIES_FROM:  # a short row: bookkeeping for every element costs fewer operations than compacting
-        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm
+        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm, n_pos
     left, right = _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad)
-    return value, (left, right), perm
+    return value, (left, right), perm, n_pos
 
 
 def _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos):
@@ -132,9 +133,12 @@ def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x if x.dtype == dtype else x.float() if dtype == torch.float32 else x.to(dtype)
 
 
-def _forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool) -> tuple[Tensor, Tensor | None]:
-    """AUM of (N,) scores or of each row of (B, N) scores, and (when `need_grad`) its gradient, unsorted."""
-    value, lr, perm = _aum_rows(scores, positive, normalize, need_derivatives=need_grad)
+def _forward(scores: Tensor, positive: Tensor, normalize: str, need_grad: bool, counts: list | None = None):
+    """AUM of (N,) scores or of each row of (B, N) scores, and (when `need_grad`) its gradient, unsorted
+    (else None); the number of positives is appended to `counts`, if given."""
+    value, lr, perm, n_pos = _aum_rows(scores, positive, normalize, need_derivatives=need_grad)
+    if counts is not None:
+        counts.append(n_pos)
     value = _cast(value, scores.dtype)
     if lr is None:
         return value, None
@@ -178,15 +182,15 @@ class _EagerAUMFunction(torch.autograd.Function):
     through `inspect.signature` on every call, which costs more than a small batch's whole AUM."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
-        value, grad = _forward(scores, positive, normalize, True)
+    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str, counts: list | None = None) -> Tensor:
+        value, grad = _forward(scores, positive, normalize, True, counts)
         ctx.grad = grad  # neither an input nor an output: no need for save_for_backward's checks
         return value
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         grad = ctx.grad
-        return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None
+        return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None, None
 
 
 def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
@@ -195,6 +199,20 @@ def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
     if torch._C._are_functorch_transforms_active():
         return _AUMFunction.apply(scores, positive, normalize, True)[0]
     return _EagerAUMFunction.apply(scores, positive, normalize)
+
+
+def binary_aum_on_host(scores: Tensor, positive: Tensor, normalize: str) -> tuple[Tensor, float]:
+    """The hot path of `AUMLossFlat` on the CPU: the AUM of finite (N,) float32 or float64 CPU scores
+    (N >= 2) against (N,) booleans, with `aum`'s value and gradient (the same bits), and the number of
+    positives, from the same pass. No checks: the caller has made them."""
+    counts = []
+    if torch.is_grad_enabled() and scores.requires_grad and not torch._C._are_functorch_transforms_active():
+        value = _EagerAUMFunction.apply(scores, positive, normalize, counts)
+    elif scores.requires_grad and torch.is_grad_enabled():
+        return _AUMFunction.apply(scores, positive, normalize, True)[0], float(positive.sum())
+    else:
+        value = _forward(scores, positive, normalize, False, counts)[0]
+    return value, counts[0]
 
 
 def _weighted_rows(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str, need_derivatives: bool):
@@ -408,7 +426,7 @@ def aum_directional_derivatives(preds, target, normalize: str = "rate", *, margi
     positive = positive_mask(inp.labels)
     score = _shift(binary_score(inp.scores).detach(), positive, margin)
     if sample_weight is None:
-        _, (left, right), perm = _aum_rows(score, positive, normalize, need_derivatives=True)
+        _, (left, right), perm, _ = _aum_rows(score, positive, normalize, need_derivatives=True)
     else:
         w = check_sample_weight(sample_weight, len(score), score.device)
         _, (left, right), perm = _weighted_rows(score, positive, w, normalize, True)
