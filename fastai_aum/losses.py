@@ -168,6 +168,8 @@ class AUMLossFlat(BinaryDecisions, GlobalBatch):
         if preds.ndim > 2 or (preds.ndim == 2 and self.axis not in (-1, 1)):  # the class axis last, the other
             preds = preds.movedim(self.axis, -1).reshape(-1, preds.shape[self.axis])  # axes flattened into the batch
         if (preds.ndim == 1 or preds.shape[1] <= 2) and self.pos_index == 0:
+            if self.func.validate and target.device.type in _SYNC_IS_FREE_ON:  # a message shows the labels given
+                _check_labels(self.func, preds, target, 2, False, True, None)
             target, preds = 1 - target, preds.flip(-1) if preds.ndim == 2 and preds.shape[1] == 2 else preds
         return preds, target
 

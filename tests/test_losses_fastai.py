@@ -541,3 +541,18 @@ def test_the_one_pass_binary_path_gives_the_general_paths_bits(options, monkeypa
     for (v1, g1), (v2, g2) in zip(fast, slow):
         assert v1.dtype == v2.dtype and torch.equal(v1.isnan(), v2.isnan())
         assert torch.equal(v1.nan_to_num(), v2.nan_to_num()) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 1), (4, 2)])
+@pytest.mark.parametrize("pos_label", ["a", "b"])
+def test_a_bad_label_is_shown_as_given_whichever_class_is_positive(shape, pos_label):
+    """Issue 20: with the positive class first the loss flips the labels (1 - target), and a label of 5 was
+    reported as 'values from -4 to 1'. The message shows the labels the loss was given."""
+    loss = AUMLossFlat(pos_label=pos_label, vocab=["a", "b"])
+    with pytest.raises(ValueError, match=r"`target` labels must be in \{0, 1\}, got values from 0 to 5$"):
+        loss(torch.zeros(shape), torch.tensor([0, 1, 5, 0]))
+    good = torch.tensor([0, 1, 1, 0])
+    scores = torch.tensor([0.5, 2.0, -1.0, 0.0]).reshape(shape[0], -1) if len(shape) == 1 or shape[1] == 1 else None
+    if scores is not None:  # one output is the positive class's logit: AUM of the labels oriented that way
+        expected = aum(scores.reshape(-1), good if pos_label == "b" else 1 - good)
+        torch.testing.assert_close(loss(scores.reshape(shape), good), expected)
