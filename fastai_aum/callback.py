@@ -11,7 +11,7 @@ from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's
 from .decisions import follow_decisions
 from .loss_decodes import BinaryDecisions
 from .metrics import AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names
-from .reading import valid_labels
+from .reading import valid_classes
 from .functional._inputs import AUROCUndefinedWarning
 from .vocab import class_names, describe_positive, format_classes
 from .functional import ROC
@@ -149,14 +149,14 @@ def check_validation_classes(learn, metric: AUROC, class_metrics: list[ClassAURO
     classes = metric.classes
     if metric.multilabel:  # each label's one-class case is the functional `auroc`'s warning
         return
-    labels = valid_labels(learn.dls) if classes is not None else None
-    if not labels:
+    found = valid_classes(learn.dls) if classes is not None else None
+    if found is None or not found[1]:
         return
-    present = sorted(set(labels))
+    present, n = found
     if len(present) >= 2:
         return
     names = [classes[c] if 0 <= c < len(classes) else c for c in present]
-    what = (f"{metric.name}: the validation set ({len(labels)} example(s)) holds one class only, "
+    what = (f"{metric.name}: the validation set ({n} example(s)) holds one class only, "
             f"{format_classes(names)} of {format_classes(classes)}, so AUROC is undefined (NaN) every epoch")
     monitored = {m.name for m in (metric, *class_metrics)}
     trackers = [cb for cb in learn.cbs if isinstance(cb, TrackerCallback) and cb.monitor in monitored]
