@@ -10,7 +10,8 @@ from fastai.imports import noop  # the one `learn.no_logging()` sets (fastcore's
 
 from .decisions import follow_decisions
 from .loss_decodes import BinaryDecisions
-from .metrics import AUROC, ONE_CLASS, AveragePrecisionColumn, ClassAUROC, _TrainAUROC, class_column_names
+from .metrics import (AUROC, ONE_CLASS, AUROCBound, AveragePrecisionColumn, ClassAUROC, StreamingAUROC, _TrainAUROC,
+                      _TrainStreamingAUROC, class_column_names)
 from .reading import valid_classes
 from .functional._inputs import AUROCUndefinedWarning
 from .vocab import class_names, describe_positive, format_classes
@@ -38,20 +39,33 @@ class AUROCCallback(TrainingFitCallback):
         name: the column's name.
         train: add `train_<name>`, the AUROC of the epoch's training batches.
         average_precision: add an `average_precision` column, computed from the same kept outputs.
+        bins: None (default) for the exact AUROC; a power of two (e.g. 2**20) for the streaming AUROC of a
+            binary problem, in fixed memory (`StreamingAUROC`): it adds a column `<name>_bound`, and the exact
+            AUROC lies within it of `<name>`. No curves, no `average_precision` then.
+        cpu: keep the exact mode's outputs in CPU memory (copied each batch) rather than on the model's device.
     """
     order = Recorder.order - 1  # the metric must be in place before the Recorder names its columns
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", train: bool = False, pos_label=None, average_precision: bool = False):
-        self.metric = AUROC(average, multi_class, max_fpr, name, pos_label)
-        self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", pos_label) if train else None
+                 name: str = "auroc", train: bool = False, pos_label=None, average_precision: bool = False,
+                 bins: int | None = None, cpu: bool = False):
+        if bins is None:
+            self.metric = AUROC(average, multi_class, max_fpr, name, pos_label, cpu=cpu)
+            self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", pos_label, cpu=cpu) \
+                if train else None
+        else:
+            _check_streaming_options(bins, average, multi_class, max_fpr, average_precision)
+            self.metric = StreamingAUROC(bins, name, pos_label)
+            self.train_metric = _TrainStreamingAUROC(bins, f"train_{name}", pos_label) if train else None
+        self.bound_metric = AUROCBound(self.metric) if bins is not None else None
         self.ap_metric = AveragePrecisionColumn(self.metric) if average_precision else None
         self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []
         self._announced = False
 
     def _own_metrics(self) -> list[Metric]:
-        return [m for m in (self.metric, *self.class_metrics, self.ap_metric, self.train_metric) if m is not None]
+        return [m for m in (self.metric, self.bound_metric, *self.class_metrics, self.ap_metric, self.train_metric)
+                if m is not None]
 
     def _attach(self) -> None:
         self.learn.metrics += [m for m in self._own_metrics() if not any(m is x for x in self.learn.metrics)]
@@ -132,6 +146,12 @@ class AUROCCallback(TrainingFitCallback):
         return pd.DataFrame(self._history, columns=["epoch", *(m.name for m in self._own_metrics())])
 
     @property
+    def bound(self) -> float | None:
+        """With `bins`: the error bound of the last validation pass's streaming AUROC (the exact AUROC lies
+        in [value - bound, value + bound]); None in the exact mode."""
+        return self.metric.bound if self.bound_metric is not None else None
+
+    @property
     def positive_class(self):
         """The positive class of a binary problem."""
         return self.metric.positive_class
@@ -142,6 +162,17 @@ class AUROCCallback(TrainingFitCallback):
         vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title, kind=kind)
+
+
+def _check_streaming_options(bins, average, multi_class, max_fpr, average_precision) -> None:
+    """Refuse options that the streaming AUROC (binary, no kept outputs) cannot honour."""
+    asked = {k: v for k, v, default in (("average", average, "macro"), ("multi_class", multi_class, "ovr"),
+                                         ("max_fpr", max_fpr, None), ("average_precision", average_precision, False))
+             if v != default}
+    if asked:
+        raise ValueError(f"AUROCCallback: `bins`={bins!r} (the streaming AUROC of a binary problem, from a histogram) "
+                         f"cannot honour {', '.join(f'{k}={v!r}' for k, v in asked.items())}: these need the exact "
+                         "AUROC's kept outputs; leave `bins` out")
 
 
 def check_validation_classes(learn, metric: AUROC, class_metrics: list[ClassAUROC]) -> None:
