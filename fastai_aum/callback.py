@@ -23,7 +23,38 @@ from .training import TrainingFitCallback
 __all__ = ["AUROCCallback"]
 
 
-class AUROCCallback(TrainingFitCallback):
+class _LastPass:
+    """What `AUROCCallback` read in the last validation pass, from its `metric`."""
+
+    @property
+    def value(self):
+        """AUROC of the last validation pass (with `average=None` on multiclass data, the mean over the
+        classes present; `per_class` has each)."""
+        return self.metric.value
+
+    @property
+    def per_class(self) -> list[float] | None:
+        """Per-class AUROC of the last validation pass (vocabulary order), with `average=None` on multiclass data."""
+        return self.metric.per_class
+
+    @property
+    def roc(self) -> ROC | list[ROC] | None:
+        """ROC curve(s) of the last validation pass; None after a pass without labels."""
+        return self.metric.roc
+
+    @property
+    def bound(self) -> float | None:
+        """With `bins`: the error bound of the last validation pass's streaming AUROC (the exact AUROC lies
+        in [value - bound, value + bound]); None in the exact mode."""
+        return self.metric.bound if self.bound_metric is not None else None
+
+    @property
+    def positive_class(self):
+        """The positive class of a binary problem."""
+        return self.metric.positive_class
+
+
+class AUROCCallback(_LastPass, TrainingFitCallback):
     """Exact full-dataset AUROC in the progress table, for `cbs=`, with the curves of the last validation
     pass (`plot()`, `plot(kind='pr')`) and a per-epoch `history` DataFrame.
 
@@ -49,15 +80,8 @@ class AUROCCallback(TrainingFitCallback):
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
                  name: str = "auroc", train: bool = False, pos_label=None, average_precision: bool = False,
                  bins: int | None = None, cpu: bool = False):
-        if bins is None:
-            self.metric = AUROC(average, multi_class, max_fpr, name, pos_label, cpu=cpu)
-            self.train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", pos_label, cpu=cpu) \
-                if train else None
-        else:
-            _check_streaming_options(bins, average, multi_class, max_fpr, average_precision)
-            self.metric = StreamingAUROC(bins, name, pos_label)
-            self.train_metric = _TrainStreamingAUROC(bins, f"train_{name}", pos_label) if train else None
-        self.bound_metric = AUROCBound(self.metric) if bins is not None else None
+        self.metric, self.train_metric, self.bound_metric = _auroc_metrics(
+            average, multi_class, max_fpr, name, train, pos_label, average_precision, bins, cpu)
         self.ap_metric = AveragePrecisionColumn(self.metric) if average_precision else None
         self.class_metrics: list[ClassAUROC] = []
         self._history: list[dict] = []
@@ -124,37 +148,10 @@ class AUROCCallback(TrainingFitCallback):
         self._history.append({"epoch": self.epoch, **{m.name: m.value for m in self._own_metrics()}})
 
     @property
-    def value(self):
-        """AUROC of the last validation pass (with `average=None` on multiclass data, the mean over the
-        classes present; `per_class` has each)."""
-        return self.metric.value
-
-    @property
-    def per_class(self) -> list[float] | None:
-        """Per-class AUROC of the last validation pass (vocabulary order), with `average=None` on multiclass data."""
-        return self.metric.per_class
-
-    @property
-    def roc(self) -> ROC | list[ROC] | None:
-        """ROC curve(s) of the last validation pass; None after a pass without labels."""
-        return self.metric.roc
-
-    @property
     def history(self) -> pd.DataFrame:
         """One row per epoch of the last training run: the epoch and its AUROC (per class, and training
         AUROC, where asked for). `validate()` and `get_preds()` leave it alone."""
         return pd.DataFrame(self._history, columns=["epoch", *(m.name for m in self._own_metrics())])
-
-    @property
-    def bound(self) -> float | None:
-        """With `bins`: the error bound of the last validation pass's streaming AUROC (the exact AUROC lies
-        in [value - bound, value + bound]); None in the exact mode."""
-        return self.metric.bound if self.bound_metric is not None else None
-
-    @property
-    def positive_class(self):
-        """The positive class of a binary problem."""
-        return self.metric.positive_class
 
     def plot(self, ax=None, title: str | None = None, kind: str = "roc"):
         """Draw the last validation pass's ROC (`kind='roc'`) or precision-recall (`'pr'`) curve(s), one
@@ -162,6 +159,17 @@ class AUROCCallback(TrainingFitCallback):
         vocab = class_names(getattr(self, "dls", None))
         labels = [str(v) for v in vocab] if vocab is not None and not isinstance(self.metric.roc, ROC) else None
         return self.metric.plot(ax=ax, labels=labels, title=title, kind=kind)
+
+
+def _auroc_metrics(average, multi_class, max_fpr, name, train, pos_label, average_precision, bins, cpu):
+    """The callback's AUROC metric, its training-batch twin (or None) and the bound column (or None)."""
+    if bins is None:
+        train_metric = _TrainAUROC(average, multi_class, max_fpr, f"train_{name}", pos_label, cpu) if train else None
+        return AUROC(average, multi_class, max_fpr, name, pos_label, cpu), train_metric, None
+    _check_streaming_options(bins, average, multi_class, max_fpr, average_precision)
+    metric = StreamingAUROC(bins, name, pos_label)
+    train_metric = _TrainStreamingAUROC(bins, f"train_{name}", pos_label) if train else None
+    return metric, train_metric, AUROCBound(metric)
 
 
 def _check_streaming_options(bins, average, multi_class, max_fpr, average_precision) -> None:

@@ -14,7 +14,7 @@ from .functional import PR, ROC, auroc, average_precision, check_auroc_options, 
 from .functional.streaming import AUROCHistogram, check_bins
 from .functional._inputs import AUROCUndefinedWarning, check_choice
 from .plotting import plot_pr, plot_roc
-from .reading import Reading, check_reading_options, is_multi_hot, read_outputs, reads_own_data
+from .reading import Reading, check_reading_options, compact_labels, is_multi_hot, read_outputs, reads_own_data
 from .vocab import format_classes
 
 __all__ = ["AUROC", "AUROCBound", "ONE_CLASS", "AveragePrecisionColumn", "ClassAUROC", "PassOutputs",
@@ -142,8 +142,7 @@ class AUROC(PassOutputs):
     `plot`. An undefined AUROC (a class missing, non-finite outputs) is NaN, with one warning per
     message; `learn.predict`'s single item is NaN without one. A single output is read as the logit of
     the loss's positive class (`AUMLossFlat(pos_label=...)`), of the second class for other losses.
-    Multi-label outputs (a `MultiCategoryBlock`) are ranked label by label; a label with one class in
-    the pass is averaged out with a warning.
+    Multi-label outputs are ranked label by label; a label with one class is averaged out with a warning.
 
     Args:
         average: 'macro' (default), 'weighted', 'micro', or None: per class (label) in `per_class`, and
@@ -199,14 +198,8 @@ class AUROC(PassOutputs):
             self._own_data = reads_own_data(learn)
         super().accumulate(learn)
 
-    def _compact(self, targ: Tensor) -> Tensor:
-        """Class labels in one byte when the vocabulary has at most 256 classes (multi-hot: booleans)."""
-        classes = self.reading.classes
-        if classes is None or targ.is_complex():
-            return targ
-        if self.reading.multilabel:
-            return targ != 0 if targ.ndim == 2 else targ
-        return targ.to(torch.uint8) if len(classes) <= 256 and not targ.is_floating_point() else targ
+    def _compact(self, targ: Tensor) -> Tensor:  # one-byte labels
+        return compact_labels(self.reading, targ)
 
     @property
     def value(self) -> float | None:

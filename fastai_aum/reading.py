@@ -10,7 +10,7 @@ from torch import Tensor
 from .losses import AUMLossFlat
 from .vocab import class_names, dataset_labels, describe_positive, format_classes, is_multilabel, pos_label_index
 
-__all__ = ["Reading", "check_reading_options", "is_multi_hot", "read_outputs", "reads_own_data", "valid_classes",
+__all__ = ["Reading", "check_reading_options", "compact_labels", "is_multi_hot", "read_outputs", "reads_own_data", "valid_classes",
            "valid_labels"]
 
 
@@ -85,6 +85,16 @@ def check_reading_options(reading: Reading, name: str, multi_class: str, average
     if multi_class == "ovo" and average not in ("macro", "weighted"):
         raise ValueError(f"{name}: with multi_class='ovo', `average` must be 'macro' or 'weighted' (as in "
                          f"scikit-learn), got {average!r}; use multi_class='ovr' for {average!r}")
+
+
+def compact_labels(reading: Reading, targ: Tensor) -> Tensor:
+    """Labels as an AUROC keeps them: class indices in one byte when the vocabulary has at most 256
+    classes, multi-hot targets as booleans; anything else (no vocabulary) as it is."""
+    if reading.classes is None or targ.is_complex():
+        return targ
+    if reading.multilabel:
+        return targ != 0 if targ.ndim == 2 else targ
+    return targ.to(torch.uint8) if len(reading.classes) <= 256 and not targ.is_floating_point() else targ
 
 
 def is_multi_hot(preds: Tensor, targs: Tensor) -> bool:
