@@ -11,6 +11,7 @@ from fastai.torch_core import to_detach
 from torch import Tensor
 
 from .functional import PR, ROC, auroc, average_precision, check_auroc_options, precision_recall_curve, roc_curve
+from .functional.chunked import auroc_ovr_chunked
 from .functional.streaming import AUROCHistogram, check_bins
 from .functional._inputs import AUROCUndefinedWarning, check_choice
 from .plotting import plot_pr, plot_roc
@@ -281,7 +282,11 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AUROCUndefinedWarning)
         args = (preds, targs) if multi_hot else metric.reading.oriented(preds, targs)
-        value = auroc(*args, metric.average, metric.multi_class, metric.max_fpr)
+        if not multi_hot and preds.ndim == 2 and preds.shape[1] > 2 and metric.multi_class == "ovr" \
+                and metric.average != "micro":  # a few class columns at a time: bounded temporaries
+            value = auroc_ovr_chunked(*args, metric.average)
+        else:
+            value = auroc(*args, metric.average, metric.multi_class, metric.max_fpr)
     for w in caught:
         metric.warn(str(w.message))
     if value.ndim == 0:

@@ -5,8 +5,9 @@ Everything here sorts once per problem and works batched over rows, on any devic
 the rules for bad input. One module per concept: `roc` (ROC curves, AUROC), `aum_loss` (AUM and its
 derivatives), `thresholds` (the best decision threshold), `calibration` (Platt, isotonic, Brier score,
 log loss), `statistics` (DeLong's interval and test), `precision_recall` (PR curves, average
-precision), `streaming` (a fixed-memory histogram AUROC with its error bound); `_counts` (sorted rows' cumulative TP and FP, the one counting core of the ROC and PR
-quantities), `_scores` and `_sorting` are the shared machinery.
+precision), `streaming` (a fixed-memory histogram AUROC with its error bound), `chunked` (one-vs-rest
+AUROC a few class columns at a time); `_counts` (sorted rows' cumulative TP and FP, the one counting
+core of the ROC and PR quantities), `_scores` and `_sorting` are the shared machinery.
 """
 from ._inputs import AUROCUndefinedWarning, ProbabilityRowsWarning
 from ._scores import binary_score
