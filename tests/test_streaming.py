@@ -270,3 +270,18 @@ def test_exact_mode_keeps_one_byte_labels_and_can_keep_them_on_the_cpu(breast_dl
     assert m.targs.dtype == torch.uint8 and m.preds.dtype == torch.float32 and m.preds.device.type == "cpu"
     raw, y = raw_preds(learn)
     assert learn.auroc.value == pytest.approx(roc_auc_score(y.numpy().ravel(), _score(raw).numpy()), abs=1e-12)
+
+
+def test_streaming_metric_reads_nothing_back_per_batch(monkeypatch):
+    """Counting a batch reads no tensor value back to the host (a sync on a GPU); the pass's end does."""
+    from fastai_aum.metrics import StreamingAUROC
+    from fastai_aum.reading import Reading
+    from fastai_fixtures import count_host_reads
+    metric = StreamingAUROC(bins=2 ** 10)
+    metric.reading, metric._ready = Reading(classes=["no", "yes"]), True
+    metric.reset()
+    calls = count_host_reads(monkeypatch)
+    for _ in range(5):
+        metric.add(torch.randn(64, 2), torch.randint(0, 2, (64,)))
+    assert calls == []
+    assert 0 <= metric.value <= 1 and calls
