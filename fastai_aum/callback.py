@@ -25,6 +25,7 @@ __all__ = ["AUROCCallback"]
 
 class _LastPass:
     """What `AUROCCallback` read in the last validation pass, from its `metric`."""
+    bound_metric = None  # the exact mode's (and that of callbacks pickled before `bins`)
 
     @property
     def value(self):
