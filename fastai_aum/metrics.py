@@ -11,13 +11,15 @@ from fastai.torch_core import to_detach
 from torch import Tensor
 
 from .functional import PR, ROC, auroc, average_precision, check_auroc_options, precision_recall_curve, roc_curve
+from .functional.chunked import auroc_ovr_chunked
+from .functional.streaming import AUROCHistogram, check_bins
 from .functional._inputs import AUROCUndefinedWarning, check_choice
 from .plotting import plot_pr, plot_roc
-from .reading import Reading, check_reading_options, is_multi_hot, read_outputs, reads_own_data
+from .reading import Reading, check_reading_options, compact_labels, is_multi_hot, read_outputs, reads_own_data
 from .vocab import format_classes
 
-__all__ = ["AUROC", "ONE_CLASS", "AveragePrecisionColumn", "ClassAUROC", "PassOutputs", "class_column_names",
-           "pass_auroc"]
+__all__ = ["AUROC", "AUROCBound", "ONE_CLASS", "AveragePrecisionColumn", "ClassAUROC", "PassOutputs",
+           "StreamingAUROC", "class_column_names", "pass_auroc"]
 
 
 class ClassAUROC(Metric):
@@ -92,7 +94,10 @@ class PassOutputs(Metric):
     sync per batch), gathered across processes by fastai's `to_detach`; `preds` and `targs` hold the last
     pass, concatenated, and stay after it (but are left out of pickles, so `learn.export()` carries none)."""
 
-    def __init__(self):
+    cpu = False  # also for metrics pickled before the option
+
+    def __init__(self, cpu: bool = False):
+        self.cpu = cpu  # keep the outputs in CPU memory (a copy per batch) rather than on their device
         self._passed = False  # a pass has begun (so no outputs means: it had no labels)
         self.preds = self.targs = None
         self.clear()
@@ -116,9 +121,13 @@ class PassOutputs(Metric):
     def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
         """Keep one batch of raw model outputs and targets."""
         detach = learn.to_detach if learn is not None else to_detach
-        self._preds.append(detach(pred, cpu=False).as_subclass(Tensor))
-        self._targs.append(detach(targ, cpu=False).as_subclass(Tensor))
+        self._preds.append(detach(pred, cpu=self.cpu).as_subclass(Tensor))
+        self._targs.append(self._compact(detach(targ, cpu=self.cpu).as_subclass(Tensor)))
         self._value = None
+
+    def _compact(self, targ: Tensor) -> Tensor:
+        """The targets in the dtype they are kept in (here: as they come)."""
+        return targ
 
     def _gather(self) -> None:
         if len(self._preds) > 1 or (self._preds and self.preds is not self._preds[0]):
@@ -134,8 +143,7 @@ class AUROC(PassOutputs):
     `plot`. An undefined AUROC (a class missing, non-finite outputs) is NaN, with one warning per
     message; `learn.predict`'s single item is NaN without one. A single output is read as the logit of
     the loss's positive class (`AUMLossFlat(pos_label=...)`), of the second class for other losses.
-    Multi-label outputs (a `MultiCategoryBlock`) are ranked label by label; a label with one class in
-    the pass is averaged out with a warning.
+    Multi-label outputs are ranked label by label; a label with one class is averaged out with a warning.
 
     Args:
         average: 'macro' (default), 'weighted', 'micro', or None: per class (label) in `per_class`, and
@@ -145,17 +153,18 @@ class AUROC(PassOutputs):
         name: the column's name.
         pos_label: the positive class of a binary problem, by its vocabulary value (default: the loss's
             positive class, else the second class); not for multi-label data.
+        cpu: keep the pass's outputs in CPU memory (copied each batch) rather than on the model's device.
     """
 
     def __init__(self, average: str | None = "macro", multi_class: str = "ovr", max_fpr: float | None = None,
-                 name: str = "auroc", pos_label=None):
+                 name: str = "auroc", pos_label=None, cpu: bool = False):
         check_auroc_options(average, multi_class, max_fpr)
         self.average, self.multi_class, self.max_fpr, self._name = average, multi_class, max_fpr, name
         self.pos_label, self.reading = pos_label, Reading()
         self._ready = False  # set up for the Learner of this pass
         self._own_data = True  # this pass reads the DataLoaders' own data (not e.g. `predict`'s item)
         self._warned: set[str] = set()
-        super().__init__()
+        super().__init__(cpu)
 
     @property
     def name(self) -> str:
@@ -189,6 +198,9 @@ class AUROC(PassOutputs):
             self.setup(learn)
             self._own_data = reads_own_data(learn)
         super().accumulate(learn)
+
+    def _compact(self, targ: Tensor) -> Tensor:  # one-byte labels
+        return compact_labels(self.reading, targ)
 
     @property
     def value(self) -> float | None:
@@ -270,7 +282,11 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AUROCUndefinedWarning)
         args = (preds, targs) if multi_hot else metric.reading.oriented(preds, targs)
-        value = auroc(*args, metric.average, metric.multi_class, metric.max_fpr)
+        if not multi_hot and preds.ndim == 2 and preds.shape[1] > 2 and metric.multi_class == "ovr" \
+                and metric.average != "micro":  # a few class columns at a time: bounded temporaries
+            value = auroc_ovr_chunked(*args, metric.average)
+        else:
+            value = auroc(*args, metric.average, metric.multi_class, metric.max_fpr)
     for w in caught:
         metric.warn(str(w.message))
     if value.ndim == 0:
@@ -279,8 +295,111 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
     return (defined.mean().item() if len(defined) else math.nan), value.tolist()
 
 
-class _TrainAUROC(AUROC):
-    """AUROC over the training batches of an epoch, fed by `AUROCCallback`; the Recorder's resets
+class StreamingAUROC(AUROC):
+    """Binary AUROC of a validation pass from a fixed-memory histogram of `bins` float32 score bins
+    (`functional.streaming`): 16 bytes per bin, nothing per row, so any number of rows fits; the
+    exact AUROC lies within `bound` of `value`. Each batch is gathered across processes by fastai's
+    `to_detach` (one float32 score and one byte per row, dropped after counting), so every rank
+    counts the whole pass. Non-finite outputs make the value NaN with one warning naming their count.
+    No outputs are kept: no `roc`, `pr` or plot.
+
+    Args:
+        bins: a power of two from 2 to 2**28, e.g. 2**20 (16 MiB).
+        name, pos_label: as `AUROC`'s.
+    """
+
+    def __init__(self, bins: int = 2 ** 20, name: str = "auroc", pos_label=None):
+        self.bins, self.hist = check_bins(bins), None
+        super().__init__(name=name, pos_label=pos_label)
+
+    def clear(self) -> None:
+        super().clear()
+        self._bad, self._bound = 0, None  # non-finite outputs of this pass (a device tensor once counted)
+        if self.hist is not None:
+            self.hist.reset()
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "hist": None, "_bad": 0}
+
+    def setup(self, learn) -> None:
+        super().setup(learn)
+        r = self.reading
+        if r.multilabel or (r.classes is not None and len(r.classes) != 2):
+            what = "multi-label" if r.multilabel else f"{len(r.classes)} classes"
+            raise ValueError(f"{self.name}: `bins`={self.bins} (the streaming AUROC) is for binary problems, but the "
+                             f"DataLoaders are {what}; leave `bins` out for the exact AUROC")
+
+    def add(self, pred: Tensor, targ: Tensor, learn=None) -> None:
+        """Count one batch of raw model outputs and targets."""
+        pred = pred.detach().as_subclass(Tensor)
+        if pred.ndim > 2 or (pred.ndim == 2 and pred.shape[1] > 2):
+            raise ValueError(f"{self.name}: the streaming AUROC (`bins`) needs one or two outputs per row, got "
+                             f"outputs of shape {tuple(pred.shape)}")
+        pred, targ = self.reading.oriented(pred, targ.detach().as_subclass(Tensor))
+        score = pred.float() if pred.ndim == 1 or pred.shape[1] == 1 else (pred[:, 1].double() - pred[:, 0]).float()
+        detach = learn.to_detach if learn is not None else to_detach
+        score, targ = detach(score.reshape(-1), cpu=False), detach((targ != 0).to(torch.uint8), cpu=False)
+        if self.hist is None:
+            self.hist = AUROCHistogram(self.bins, device=score.device)
+        finite = torch.isfinite(score)
+        self._bad = self._bad + (~finite).sum()
+        self.hist.update(score, targ, weight=finite, validate=False)
+        self._value = None
+        self._preds.append(None)  # a batch was counted (`value` is computed once per pass)
+
+    def _gather(self) -> None:
+        pass
+
+    @property
+    def value(self) -> float | None:
+        if self._value is None and self._preds:
+            self._value, self._bound = self._compute()
+        return self._value
+
+    @property
+    def bound(self) -> float | None:
+        """The error bound of the last pass: the exact AUROC lies in [value - bound, value + bound]."""
+        return self._bound if self.value is not None else None
+
+    def _compute(self) -> tuple[float, float]:
+        bad, (neg, pos) = int(self._bad), self.hist.count
+        if bad:
+            self.warn(f"{bad} of {bad + neg + pos} model outputs are not finite (NaN or inf); AUROC is NaN")
+            return math.nan, math.nan
+        if neg == 0 or pos == 0:
+            if neg + pos < 2 and not self._own_data:
+                return math.nan, math.nan
+            self.warn(f"only one class in the labels of this pass of {neg + pos} example(s); AUROC is undefined (NaN)",
+                      ONE_CLASS)
+            return math.nan, math.nan
+        value, bound = self.hist.compute()
+        return value.item(), bound.item()
+
+    def _curves(self, curve):
+        return None
+
+    def plot(self, ax=None, labels=None, title: str | None = None, kind: str = "roc"):
+        raise RuntimeError(f"{self.name}: the streaming AUROC (`bins`={self.bins}) keeps no outputs, so there is no "
+                           "curve to plot; leave `bins` out (the exact AUROC) for curves")
+
+
+class AUROCBound(Metric):
+    """The error bound of a `StreamingAUROC`, for a column of its own (`<name>_bound`)."""
+
+    def __init__(self, parent: StreamingAUROC):
+        self.parent = parent
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent.name}_bound"
+
+    @property
+    def value(self) -> float | None:
+        return self.parent.bound
+
+
+class _TrainOnly:
+    """A metric fed by `AUROCCallback` over the training batches of an epoch; the Recorder's resets
     and accumulations, which happen during validation, must not touch it."""
 
     def reset(self) -> None:
@@ -288,5 +407,13 @@ class _TrainAUROC(AUROC):
 
     def accumulate(self, learn) -> None:
         pass
+
+
+class _TrainAUROC(_TrainOnly, AUROC):
+    """AUROC over the training batches of an epoch."""
+
+
+class _TrainStreamingAUROC(_TrainOnly, StreamingAUROC):
+    """Streaming AUROC over the training batches of an epoch."""
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from .losses import AUMLossFlat
 from .vocab import class_names, dataset_labels, describe_positive, format_classes, is_multilabel, pos_label_index
 
-__all__ = ["Reading", "check_reading_options", "is_multi_hot", "read_outputs", "reads_own_data", "valid_labels"]
+__all__ = ["Reading", "check_reading_options", "compact_labels", "is_multi_hot", "read_outputs", "reads_own_data", "valid_classes",
+           "valid_labels"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,16 @@ def check_reading_options(reading: Reading, name: str, multi_class: str, average
                          f"scikit-learn), got {average!r}; use multi_class='ovr' for {average!r}")
 
 
+def compact_labels(reading: Reading, targ: Tensor) -> Tensor:
+    """Labels as an AUROC keeps them: class indices in one byte when the vocabulary has at most 256
+    classes, multi-hot targets as booleans; anything else (no vocabulary) as it is."""
+    if reading.classes is None or targ.is_complex():
+        return targ
+    if reading.multilabel:
+        return targ != 0 if targ.ndim == 2 else targ
+    return targ.to(torch.uint8) if len(reading.classes) <= 256 and not targ.is_floating_point() else targ
+
+
 def is_multi_hot(preds: Tensor, targs: Tensor) -> bool:
     """Whether `targs` is a multi-hot (N, L) matrix of the shape of `preds` (L > 1)."""
     return targs.ndim == 2 and targs.shape == preds.shape and targs.shape[1] > 1
@@ -97,6 +109,26 @@ def reads_own_data(learn) -> bool:
     if ds is None or loaders is None:
         return True
     return any(ds is getattr(dl, "dataset", None) for dl in loaders)
+
+
+def valid_classes(dls, enough: int = 2) -> tuple[list, int] | None:
+    """The distinct class indices found in the validation set (sorted) and its number of examples; None if
+    they cannot be read. Labels are read one example at a time from both ends inwards (a validation set in
+    class order meets its second class at once), and the reading stops at `enough` distinct classes: a
+    fit pays for a few examples, not one pass of the label pipeline over all of them."""
+    try:
+        ds = dls[1].dataset
+        if hasattr(ds, "ys"):  # TabularPandas: one vectorised read of the label column
+            return sorted(set(dataset_labels(dls, 1).tolist())), len(ds)
+        labels = ds.tls[dls.n_inp]
+        n, found = len(labels), set()
+        for k in range(n):
+            found.update(torch.as_tensor(labels[k // 2 if k % 2 == 0 else n - 1 - k // 2]).reshape(-1).tolist())
+            if len(found) >= enough:
+                break
+        return sorted(found), n
+    except Exception:  # DataLoaders of another kind: the check is skipped, the NaN still warns
+        return None
 
 
 def valid_labels(dls) -> list | None:

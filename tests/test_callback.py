@@ -404,6 +404,66 @@ def test_one_class_validation_set_gives_nan_and_one_warning(breast_df, capsys):
     assert printed.count("nan") >= 4  # the logged rows show it
 
 
+class _CountingLabel:
+    """`get_y` that counts its calls: how many labels a check reads."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, row):
+        self.calls += 1
+        return row["label"]
+
+
+def _block_dls(labels, n_train=40):
+    """A generic DataBlock (labels read item by item, as for images or texts) whose validation set holds
+    `labels` in this order; the training set has both classes."""
+    from fastai.data.block import DataBlock, TransformBlock
+    from fastai.data.transforms import ColReader, IndexSplitter
+    rng = np.random.default_rng(0)
+    y = ["no", "yes"] * (n_train // 2) + list(labels)
+    df = pd.DataFrame({"x": list(rng.normal(size=(len(y), 3)).astype("float32")), "label": y})
+    get_y = _CountingLabel()
+    block = DataBlock(blocks=(TransformBlock(type_tfms=lambda v: torch.as_tensor(v)), CategoryBlock),
+                      get_x=ColReader("x"), get_y=get_y, splitter=IndexSplitter(range(n_train, len(y))))
+    return block.dataloaders(df, bs=16), get_y
+
+
+@pytest.mark.parametrize("order", ["sorted", "reversed", "middle", "shuffled"])
+def test_validation_classes_are_read_from_a_few_labels(order):
+    """The one-class check reads labels from both ends inwards and stops at the second class; its answer
+    is the set of classes present (a brute-force read of every label), and a one-class set is read whole."""
+    from fastai_aum.reading import valid_classes, valid_labels
+    labels = {"sorted": ["no"] * 300 + ["yes"] * 300, "reversed": ["yes"] * 300 + ["no"] * 300,
+              "middle": ["no"] * 299 + ["yes"] + ["no"] * 300,
+              "shuffled": list(np.random.default_rng(1).permutation(["no"] * 540 + ["yes"] * 60))}[order]
+    dls, get_y = _block_dls(labels)
+    get_y.calls = 0
+    present, n = valid_classes(dls)
+    assert (present, n) == (sorted(set(valid_labels(dls))), 600) == ([0, 1], 600)
+    assert get_y.calls - 600 <= (600 if order == "middle" else 40)  # valid_labels itself read all 600
+    get_y.calls = 0
+    valid_classes(dls)
+    assert get_y.calls <= (600 if order == "middle" else 40)
+    one, get_one = _block_dls(["no"] * 50)
+    get_one.calls = 0
+    assert valid_classes(one) == ([0], 50) and get_one.calls == 50
+
+
+def test_one_class_block_validation_set_warns_and_a_tracker_refuses_before_training(tmp_path):
+    dls, _ = _block_dls(["no"] * 30)
+    set_seed(0)
+    learn = Learner(dls, nn.Linear(3, 2), loss_func=CrossEntropyLossFlat(), cbs=AUROCCallback(), path=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(learn)
+    undefined = [str(w.message) for w in caught if issubclass(w.category, AUROCUndefinedWarning)]
+    assert len(undefined) == 1 and "validation set (30 example(s)) holds one class only, ['no']" in undefined[0]
+    assert math.isnan(column(learn, "auroc")[0])
+    with pytest.raises(ValueError, match=r"one class only.*monitor='auroc'"):
+        _fit(learn, cbs=SaveModelCallback(monitor="auroc"))
+
+
 # ---------------------------------------------------------------- outside fit: validate etc ---
 
 def test_validate_and_get_preds_outside_fit(breast_dls, breast_df):
