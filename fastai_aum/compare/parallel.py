@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import logging
 import numbers
+import warnings
 
 __all__ = ["BACKENDS", "MissingEngine", "check_parallel", "run_seeds"]
 
@@ -80,7 +81,10 @@ def run_seeds(tasks: dict, dls, test, threads: int, n_jobs: int, backend: str, s
     a seed's runs together, as each seed finishes on the workers (in no fixed order)."""
     import joblib
     from .fit import fit_seed
-    with _engine(backend, n_jobs, scheduler):
+    with _engine(backend, n_jobs, scheduler), warnings.catch_warnings():
+        # when the parent stops early (interrupted, or a failed write), the seeds still training are dropped;
+        # their finished runs are in the store, and --resume trains the rest
+        warnings.filterwarnings("ignore", message=r".*tasks which were still being processed", category=UserWarning)
         parallel = joblib.Parallel(return_as="generator_unordered")
         for done in parallel(joblib.delayed(fit_seed)(seed, runs, dls, test, threads, **fit)
                              for seed, runs in tasks.items()):

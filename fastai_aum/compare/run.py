@@ -231,10 +231,13 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
         finished = run_seeds(tasks, dls, test, threads, n_jobs, backend, scheduler, **fit)
     done_runs, classes, pos, evaluated = {}, None, None, "test" if test is not None else None
     bar = progress_bar(finished, total=len(todo)) if show_progress and todo else finished  # display=False still writes
-    for i, result in bar:
-        done_runs[i] = result
-        if on_run is not None:
-            on_run(*result[:2])
+    try:
+        for i, result in bar:
+            done_runs[i] = result
+            if on_run is not None:
+                on_run(*result[:2])
+    finally:  # an interruption or a failed write stops the workers now, not when the generator is collected
+        finished.close()
     if todo:  # the last planned run's, as in the sequential loop
         classes, pos, evaluated = done_runs[len(todo) - 1][2:]
     rows = [old_rows] + [done_runs[i][0] for i in sorted(done_runs)]
