@@ -3,7 +3,7 @@
 `compare` never loses a finished run: the arguments, the data and `--out` are checked before training;
 each run is committed to the store (`store.py`, one SQLite file in `--out`) as it ends; `--resume`
 continues an interrupted comparison with the same data and settings; `--force` moves an earlier one
-aside. results.csv, scores.csv, summary.csv, report.txt and comparison.png are exported from the store,
+aside. With `--jobs`, seeds train in worker processes and this process writes their runs as they come back. results.csv, scores.csv, summary.csv, report.txt and comparison.png are exported from the store,
 each through a temporary file; config.json records the data, columns, protocol and versions.
 """
 from __future__ import annotations
