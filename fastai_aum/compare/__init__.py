@@ -1,7 +1,7 @@
-"""The comparison tool: trains each loss over several seeds and learning rates (`run`), keeps its
-statistics (`report`), writes its text report and figure (`plots`), and the `fastai-aum` command with its
-data loading (`cli`, `data`) and its store of finished runs (`store`, one SQLite file). Nothing outside
-this package imports it.
+"""The comparison tool: trains each loss over several seeds and learning rates (`run`; one run and one
+seed's runs in `fit`; seeds in parallel through joblib in `parallel`), keeps its statistics (`report`),
+writes its text report and figure (`plots`), and the `fastai-aum` command with its data loading (`cli`,
+`data`) and its store of finished runs (`store`, one SQLite file). Nothing outside this package imports it.
 
 Its names load on first use, so that `fastai-aum --help` answers before fastai is imported.
 """

@@ -3,7 +3,7 @@
 `compare` never loses a finished run: the arguments, the data and `--out` are checked before training;
 each run is committed to the store (`store.py`, one SQLite file in `--out`) as it ends; `--resume`
 continues an interrupted comparison with the same data and settings; `--force` moves an earlier one
-aside. results.csv, scores.csv, summary.csv, report.txt and comparison.png are exported from the store,
+aside. With `--jobs`, seeds train in worker processes and this process writes their runs as they come back. results.csv, scores.csv, summary.csv, report.txt and comparison.png are exported from the store,
 each through a temporary file; config.json records the data, columns, protocol and versions.
 """
 from __future__ import annotations
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quick", action="store_true", help=f"{QUICK_SEEDS} seeds and {QUICK_EPOCHS} epochs: a smoke run")
     cmp.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small tabular models "
                                                              "train fastest on one)")
+    cmp.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each (default 1; -1: "
+                                                          "every core or cluster worker); the outputs do not change")
+    cmp.add_argument("--backend", default="loky", help="loky (default: processes here), dask or ray (a cluster)")
+    cmp.add_argument("--scheduler", metavar="ADDRESS", help="the dask scheduler or Ray cluster to use (default: a "
+                                                            "local one of --jobs workers)")
     cmp.add_argument("--out", default="fastai_aum_compare", help="folder for the store (compare.sqlite) and the "
                                                                  "files exported from it: results.csv, scores.csv, "
                                                                  "summary.csv, config.json, report.txt, comparison.png")
@@ -182,6 +187,11 @@ def _settings(args) -> dict:
         raise UsageError(f"--test-pct must be between 0 and 1, got {args.test_pct}")
     if args.pos_frac is not None and not 0 < args.pos_frac < 1:
         raise UsageError(f"--pos-frac must be between 0 and 1, got {args.pos_frac}")
+    from .parallel import MissingEngine, check_parallel
+    try:
+        check_parallel(args.jobs, args.backend, args.scheduler, ("--jobs", "--backend", "--scheduler"))
+    except (ValueError, MissingEngine) as e:
+        raise UsageError(str(e)) from None
     if args.resume and args.force:
         raise UsageError("--resume keeps the earlier results and --force replaces them; give one of them")
     return {"losses": losses, "seeds": list(range(seeds)), "epochs": epochs, "lr": _lr_grid(args.lr), "bs": args.bs,
@@ -363,7 +373,8 @@ def _run(args, data: dict, settings: dict, config: dict, store) -> int:
                                  split=settings["split"], bs=settings["bs"],
                                  cat_names=data["columns"]["categorical"], cont_names=data["columns"]["continuous"],
                                  pos_label=data["pos_label"], on_run=recorder, show_progress=not recorder.lines,
-                                 previous=previous)
+                                 previous=previous, n_jobs=args.jobs, backend=args.backend,
+                                 scheduler=args.scheduler, threads=args.threads)
     except KeyboardInterrupt:
         kept = len(store.keys())
         kept = (f"{kept} finished run(s) are kept in {out / store.name}" if kept else

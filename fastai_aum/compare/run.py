@@ -11,61 +11,23 @@ The statistics and the verdict are in `Comparison` (`comparison_report`).
 """
 from __future__ import annotations
 
-import copy
 import math
 import numbers
-import random
 import warnings
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 import torch
-import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
-import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
-from fastai.callback.core import Callback
-from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 
-from ..callback import AUROCCallback
-from ..vocab import class_names, dataset_labels, pos_label_index
+from .fit import fit_run, seed_data
+from .parallel import check_parallel, run_seeds
 from .report import Comparison
-from ..functional import auroc, auroc_ci
-from ..functional.precision_recall import average_precision
 from ..learner import LOSSES, aum_learner, check_learner_options
 
 __all__ = ["compare_losses", "compare_losses_on_df", "tabular_splits", "append_csv", "lr_grid", "Comparison", "SPLITS"]
 
 SPLITS = ("shared", "per_seed")
-_STATS = ("test_auroc", "test_auroc_low", "test_auroc_high", "test_auroc_se", "test_ap", "test_positives")
-
-
-class _KeepBest(Callback):
-    """Keeps, in memory, the weights of the epoch with the best validation AUROC; among epochs tied at that
-    maximum, the one with the lowest validation loss (the first of those if they tie too)."""
-    order = AUROCCallback.order + 2  # after the Recorder (order 50) has logged the epoch's losses and metrics
-
-    def before_fit(self):
-        self.best, self.best_loss, self.best_epoch, self.state, self.ties = -np.inf, np.inf, None, None, 0
-
-    def after_epoch(self):
-        value = self.auroc.metric.value
-        if value is None or np.isnan(value):
-            return
-        names = self.learn.recorder.metric_names[1:-1]
-        record = dict(zip(names, self.learn.recorder.values[-1])) if self.learn.recorder.values else {}
-        loss = record.get("valid_loss", np.inf)
-        loss = np.inf if loss is None or np.isnan(loss) else loss
-        if value > self.best:
-            self.best, self.ties = value, 1
-        elif value == self.best:
-            self.ties += 1
-            if not loss < self.best_loss:
-                return
-        else:
-            return
-        self.best_loss, self.best_epoch = loss, self.epoch
-        self.state = copy.deepcopy(self.learn.model.state_dict())
 
 
 def _loss_name(loss) -> str:
@@ -152,12 +114,6 @@ def _kept_runs(previous, losses: list, seeds: list, grid: list, epochs: int):
     return old_rows, old_scores, done
 
 
-def _test_dl(learn, test):
-    if test is None:
-        return learn.dls.valid
-    return learn.dls.test_dl(test, with_labels=True) if isinstance(test, pd.DataFrame) else test
-
-
 def _bad_lr(value) -> bool:
     return isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0
 
@@ -197,38 +153,14 @@ def lr_grid(lr) -> list[float]:
     return [float(v) for v in grid]
 
 
-def _evaluate(learn, dl, pos: int | None) -> tuple[dict, pd.DataFrame]:
-    """Test AUROC (with DeLong's interval when binary), average precision and the scores of `dl`'s rows."""
-    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        preds, targs = learn.get_preds(dl=dl, act=lambda x: x)
-    preds, targs = preds.double(), targs.reshape(-1).long()  # z_pos - z_other without float32 rounding: no false ties
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if pos is not None:
-            score = preds[:, 0] if preds.shape[1] == 1 else preds[:, pos] - preds[:, 1 - pos]
-            target = (targs == pos).long()
-            ci = auroc_ci(score, target)
-            stats = {"test_auroc": ci.auroc.item(), "test_auroc_low": ci.low.item(), "test_auroc_high": ci.high.item(),
-                     "test_auroc_se": ci.std_err.item(), "test_ap": average_precision(score, target).item(),
-                     "test_positives": int(target.sum())}
-            scores = pd.DataFrame({"row": np.arange(len(target)), "target": target.numpy(), "score": score.numpy()})
-        else:
-            stats = {"test_auroc": auroc(preds, targs).item(), "test_auroc_low": np.nan, "test_auroc_high": np.nan,
-                     "test_auroc_se": np.nan, "test_ap": average_precision(preds, targs).item(),
-                     "test_positives": int(torch.bincount(targs, minlength=preds.shape[1]).min())}
-            scores = pd.DataFrame({"row": np.arange(len(targs)), "target": targs.numpy(),
-                                   **{f"score_{k}": preds[:, k].numpy() for k in range(preds.shape[1])}})
-    return stats, scores
-
-
 def _same_lr(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9)
 
 
 def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs: int = 10, lr=1e-2, arch=None,
                    baseline: str = "ce", show_progress: bool = True, pos_label=None, split: str = "shared",
-                   on_run=None, previous=None, **learner_kwargs) -> Comparison:
+                   on_run=None, previous=None, n_jobs: int = 1, backend: str = "loky", scheduler=None,
+                   threads: int | None = None, **learner_kwargs) -> Comparison:
     """Train one model per loss, learning rate and seed; select each run's epoch by validation AUROC and each
     loss's learning rate by mean validation AUROC; report the held-out test AUROC of the selected weights
     with DeLong's interval, the test average precision, and paired DeLong tests against `baseline`.
@@ -256,10 +188,19 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
             per-seed tests are pooled.
         on_run: called as `on_run(rows, scores)` with each finished run's result rows and scores.
         previous: `(results, scores)` of finished runs that are kept, not trained again.
+        n_jobs: seeds trained at once (-1: every core, or every worker of a cluster); 1 trains in this process.
+        backend: joblib's engine when `n_jobs` is not 1 or `scheduler` is given: 'loky' (processes on this
+            machine), 'dask' (dask.distributed) or 'ray'. One task per seed; `on_run` is called here, in this
+            process, as each seed's runs come back; the result is in the sequential order, bit for bit.
+        scheduler: the address of a dask scheduler or a Ray cluster (default: a local one of `n_jobs` workers).
+        threads: torch threads in every worker (default: this process's `torch.get_num_threads()`).
         **learner_kwargs: to `aum_learner` (e.g. `layers`).
     """
     losses, seeds = _check_arguments(losses, seeds, epochs, lr)
     grid = lr_grid(lr)
+    check_parallel(n_jobs, backend, scheduler)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        raise ValueError(f"`threads` must be an integer >= 1, got {threads!r}")
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     names = [name for name, _ in losses]
@@ -277,55 +218,30 @@ def compare_losses(dls, test=None, losses=LOSSES, seeds=tuple(range(10)), epochs
         data = dls(todo[0][0]) if callable(dls) else dls
         for name, args in losses:
             _check_recipe(name, data, {"pos_label": pos_label, **args})
-    rows, scores, init = [old_rows], [old_scores], {}
-    classes, pos, evaluated = None, None, "test" if test is not None else None
-    for seed, rate, name, args in progress_bar(todo) if show_progress and todo else todo:  # display=False still writes
-        data = dls(seed) if callable(dls) else dls
-        run_dls, run_test = data if isinstance(data, tuple) else (data, test)
-        evaluated = "test" if run_test is not None else "validation"
-        n_train, bs = len(run_dls.train_ds), run_dls.train.bs
-        if getattr(run_dls.train, "drop_last", False) and bs > n_train:
-            raise ValueError(f"the batch size ({bs}) must be at most the {n_train} training rows; a larger one "
-                             "trains on no batch at all")
-        set_seed(seed, reproducible=True)
-        learn = aum_learner(run_dls, arch=arch, n_out=len(class_names(run_dls)), pos_label=pos_label,
-                            **{**learner_kwargs, **args})
-        classes = class_names(run_dls)
-        pos = pos_label_index(classes, pos_label) if len(classes) == 2 else None
-        if seed not in init:
-            init[seed] = copy.deepcopy(learn.model.state_dict())
-        learn.model.load_state_dict(init[seed])
-        keep = _KeepBest()
-        set_seed(seed, reproducible=True)
-        run_dls.train.rng = random.Random(seed)
-        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            learn.fit_one_cycle(epochs, rate, cbs=keep)
-        record_names = learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
-        records = [dict(zip(record_names, values)) for values in learn.recorder.values]  # before get_preds resets them
-        valid_labels = dataset_labels(run_dls, 1)
-        counts = torch.bincount(valid_labels, minlength=len(classes))
-        stats, run_scores = dict.fromkeys(_STATS, np.nan), None
-        if keep.state is not None:
-            learn.model.load_state_dict(keep.state)
-            stats, run_scores = _evaluate(learn, _test_dl(learn, run_test), pos)
-        if evaluated == "validation":
-            stats["test_auroc"] = np.nan  # the validation data chose the epoch: kept in `scores`, not reported as test
-        run_rows = pd.DataFrame([
-            {"loss": name, "seed": seed, "epoch": epoch, "lr": rate, "recipe": _recipe_text(args),
-             "train_loss": record.get("train_loss"),
-             "valid_loss": record.get("valid_loss"), "valid_auroc": record.get("auroc"),
-             "selected": epoch == keep.best_epoch, "run_best": epoch == keep.best_epoch, "best_ties": keep.ties,
-             "valid_positives": int(counts[pos]) if pos is not None else int(counts.min()),
-             **{k: (v if epoch == keep.best_epoch else np.nan) for k, v in stats.items()}}
-            for epoch, record in enumerate(records)])
-        if run_scores is not None:
-            run_scores = pd.concat([pd.DataFrame({"loss": name, "seed": seed, "lr": rate}, index=run_scores.index),
-                                    run_scores], axis=1)
-            scores.append(run_scores)
-        rows.append(run_rows)
-        if on_run is not None:
-            on_run(run_rows, run_scores)
+    fit = {"epochs": epochs, "arch": arch, "pos_label": pos_label, "learner_kwargs": learner_kwargs}
+    if n_jobs == 1 and backend == "loky" and scheduler is None:
+        init = {}
+        finished = ((i, fit_run(seed, rate, name, args, _recipe_text(args), seed_data(dls, test, seed), init, **fit))
+                    for i, (seed, rate, name, args) in enumerate(todo))
+    else:
+        tasks = {}
+        for i, (seed, rate, name, args) in enumerate(todo):
+            tasks.setdefault(seed, []).append((i, rate, name, args, _recipe_text(args)))
+        threads = torch.get_num_threads() if threads is None else threads
+        finished = run_seeds(tasks, dls, test, threads, n_jobs, backend, scheduler, **fit)
+    done_runs, classes, pos, evaluated = {}, None, None, "test" if test is not None else None
+    bar = progress_bar(finished, total=len(todo)) if show_progress and todo else finished  # display=False still writes
+    try:
+        for i, result in bar:
+            done_runs[i] = result
+            if on_run is not None:
+                on_run(*result[:2])
+    finally:  # an interruption or a failed write stops the workers now, not when the generator is collected
+        finished.close()
+    if todo:  # the last planned run's, as in the sequential loop
+        classes, pos, evaluated = done_runs[len(todo) - 1][2:]
+    rows = [old_rows] + [done_runs[i][0] for i in sorted(done_runs)]
+    scores = [old_scores] + [done_runs[i][1] for i in sorted(done_runs) if done_runs[i][1] is not None]
     results = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else pd.DataFrame()
     all_scores = pd.concat([s for s in scores if len(s)], ignore_index=True) if any(len(s) for s in scores) else None
     if not len(results):
