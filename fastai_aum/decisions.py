@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from fastai.learner import AvgMetric, Metric
 from fastai.metrics import AccumMetric, ActivationType, accuracy, error_rate
 from .training import TrainingFitCallback
-from .reading import valid_labels
+from .reading import valid_classes
 from .vocab import class_names, format_classes, is_multilabel
 from .loss_decodes import BinaryDecisions, DecisionLoss
 from .functional import best_threshold, brier_score, isotonic_calibration, log_loss, platt_scaling
@@ -223,10 +223,10 @@ class DecisionThresholdCallback(TrainingFitCallback):
         if classes is None or len(classes) != 2:
             raise ValueError(f"DecisionThresholdCallback: decision thresholds are for binary problems; these DataLoaders "
                              f"have {'no vocabulary' if classes is None else f'{len(classes)} classes'}")
-        labels = valid_labels(self.learn.dls)
-        if labels is not None and len(set(labels)) < 2:
-            raise ValueError(f"DecisionThresholdCallback: the validation set ({len(labels)} example(s)) holds one class "
-                             f"only, {format_classes(sorted({classes[c] for c in labels}))}, so no threshold can be "
+        found = valid_classes(self.learn.dls)  # stops at the second class: a few labels read, not the whole set
+        if found is not None and len(found[0]) < 2:
+            raise ValueError(f"DecisionThresholdCallback: the validation set ({found[1]} example(s)) holds one class "
+                             f"only, {format_classes([classes[c] for c in found[0]])}, so no threshold can be "
                              "tuned on it: give the validation set both classes (e.g. a stratified split)")
 
     def after_fit(self) -> None:
