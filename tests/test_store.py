@@ -197,11 +197,16 @@ def test_two_compares_on_one_out_do_not_both_write(tmp_path, reference):
             f"    while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
             f"cli._Recorder.__call__ = held; sys.exit(cli.main({_command(out)[3:]!r}))")
     first = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _runs_written(out) == 1, first)
-    assert _lock_held(out)
-    second = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
-    go.write_text("")
-    assert first.wait(timeout=300) == 0, first.stderr.read()
+    try:
+        _wait_for(lambda: _runs_written(out) == 1, first)
+        assert _lock_held(out)
+        second = subprocess.run(_command(out), capture_output=True, text=True, timeout=300)
+        go.write_text("")
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:  # a failed check never leaves the held process waiting for `go`
+        if first.poll() is None:
+            first.kill()
+            first.wait()
     log = first.stdout.read()  # item 8: without a terminal, one line per finished run, no \r updates
     assert "\r" not in log and [line[:8] for line in log.splitlines() if line.startswith("run ")] == [
         "run 1/4:", "run 2/4:", "run 3/4:", "run 4/4:"]
@@ -218,8 +223,10 @@ def test_a_killed_comparison_resumes_to_the_report_of_an_uninterrupted_one(tmp_p
     """SIGKILL mid-run (after the first run is committed): the store is consistent and --resume finishes it."""
     out = tmp_path / "out"
     victim = subprocess.Popen(_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: _runs_written(out) >= 1, victim)
-    victim.kill()
+    try:
+        _wait_for(lambda: _runs_written(out) >= 1, victim)
+    finally:
+        victim.kill()
     victim.wait()
     assert 1 <= _count(out) < 4 and _count(out, "epochs") == 2 * _count(out)
     assert _main(["compare", *SMALL, "--out", str(out), "--resume"]) == 0
