@@ -42,16 +42,12 @@ def _auroc_worker(rank, rendezvous, out):
     warnings.simplefilter("ignore")
     _init(rank, rendezvous)
     from fastai.data.core import DataLoaders, TfmdDL
-    from fastai.distributed import DistributedDL
+    from fastai_aum.distributed import cpu_distributed_dl
     from fastai.learner import Learner
 
     from fastai_aum import AUMLossFlat, AUROCCallback
 
-    class CPUDistributedDL(DistributedDL):
-        def _broadcast(self, t, rank):  # fastai's own sends a CUDA tensor (nccl); gloo takes CPU ones
-            t = torch.tensor(t, dtype=torch.long)
-            dist.broadcast(t, rank)
-            return t.tolist()
+    CPUDistributedDL = cpu_distributed_dl()  # fastai's DistributedDL, its index broadcast on gloo
 
     x, y = _validation_data()
     items = [(x[i], y[i]) for i in range(N_VALID)]

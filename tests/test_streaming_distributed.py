@@ -29,17 +29,13 @@ def _worker(rank, rendezvous, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD))
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
     from fastai.data.core import DataLoaders, TfmdDL
-    from fastai.distributed import DistributedDL
+    from fastai_aum.distributed import cpu_distributed_dl
     from fastai.learner import Learner
 
     from fastai_aum import AUMLossFlat, AUROCCallback
     from fastai_aum.functional import AUROCHistogram
 
-    class CPUDistributedDL(DistributedDL):
-        def _broadcast(self, t, rank):  # fastai's own sends a CUDA tensor (nccl); gloo takes CPU ones
-            t = torch.tensor(t, dtype=torch.long)
-            dist.broadcast(t, rank)
-            return t.tolist()
+    CPUDistributedDL = cpu_distributed_dl()  # fastai's DistributedDL, its index broadcast on gloo
 
     x, y = _data()
     dl = TfmdDL([(x[i], y[i]) for i in range(N_VALID)], bs=8, shuffle=False, num_workers=0)
