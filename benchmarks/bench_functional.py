@@ -10,7 +10,9 @@ It measures the `fastai_aum` that Python imports (the header prints its path): r
 Every table runs its contenders round-robin on the same data, in the same process, under the torch
 thread count it states (`--threads`, default 1), and reports each cell as the median [min, max] over
 trials (`--trials`, default 3), each trial the median of its rounds; a ratio is taken within each trial.
-The floor is one `torch.sort` of the same values (with indices). fastai_aum can beat it on the CPU
+The floor is one `torch.sort` of the same values (with indices); "fewest ops" is an exact AUROC in the
+fewest torch operations we know, without checks (`fewest_ops_auroc`), the floor of any torch version
+at small N. fastai_aum can beat it on the CPU
 because it sorts integer keys that order like the floats, which torch radix-sorts; the "key sort"
 column times that step alone. The AUM peer is the published blog's autograd version
 (`fastai_aum.functional.baseline.blog_autograd_aum`).
@@ -41,6 +43,21 @@ def binary_data(n: int, device: torch.device, seed: int = 0, pos_frac: float = 0
     return s.to(device), y.to(device)
 
 
+def fewest_ops_auroc(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact binary AUROC (ties too) in the fewest torch operations we know, with no checks: a float sort, then
+    one trapezoid per distinct threshold. Not a contender but the floor of any torch implementation at small
+    N, where each operation's fixed cost outweighs its arithmetic."""
+    v, perm = torch.sort(s, descending=True, stable=True)
+    tp = y.take(perm).cumsum(0, dtype=torch.float64)
+    last = torch.ones_like(y, dtype=torch.bool)
+    last[:-1] = v[1:] != v[:-1]
+    at = last.nonzero().view(-1)
+    t = tp.take(at)
+    f = at + 1 - t
+    zero = t.new_zeros(1)
+    return torch.trapezoid(torch.cat([zero, t]), torch.cat([zero, f])) / (t[-1] * f[-1])
+
+
 def reps_for(n: int) -> int:
     """Rounds per trial: enough that a trial's median is stable at every size (--quick keeps them)."""
     return 21 if n <= 1e4 else 11 if n <= 1e5 else 5 if n <= 1e6 else 3
@@ -55,21 +72,22 @@ def auroc_rows(sizes, device, trials, decimals=None):
     print(f"\n### Binary AUROC ({device.type}), {what}, 10% positives; times in ms\n")
     print(threads_note(reps_note(sizes), trials) + ".\n")
     cpu = device.type == "cpu"
-    print("| N | sort floor | key sort and gather | fastai_aum | ours / floor | scikit-learn | torchmetrics "
-          "| sklearn / ours | torchmetrics / ours |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| N | sort floor | key sort and gather | fewest ops | fastai_aum | ours / floor | ours / fewest ops "
+          "| scikit-learn | torchmetrics | sklearn / ours | torchmetrics / ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         s, y = binary_data(n, device, decimals=decimals)
         s_np, y_np = s.cpu().numpy(), y.cpu().numpy()
         assert abs(auroc(s, y).item() - roc_auc_score(y_np, s_np)) < 1e-9, "the timed result must be right"
         contenders = {"floor": lambda: torch.sort(s), "key": lambda: sort_rows_descending(s[None]),
+                      "fewest": lambda: fewest_ops_auroc(s, y),
                       "ours": lambda: auroc(s, y), "torchmetrics": lambda: binary_auroc(s, y.long())}
         if cpu:
             contenders["sklearn"] = lambda: roc_auc_score(y_np, s_np)
         t = measure(contenders, reps_for(n), trials, device)
         sk, sk_ratio = (fmt(t["sklearn"]), fmt_ratio(t.ratio("sklearn", "ours"), ".1f")) if cpu else ("n/a", "n/a")
-        print(f"| {n:.0e} | {fmt(t['floor'])} | {fmt(t['key'])} | {fmt(t['ours'])} | "
-              f"{fmt_ratio(t.ratio('ours', 'floor'))} | {sk} | {fmt(t['torchmetrics'])} | {sk_ratio} | "
+        print(f"| {n:.0e} | {fmt(t['floor'])} | {fmt(t['key'])} | {fmt(t['fewest'])} | {fmt(t['ours'])} | "
+              f"{fmt_ratio(t.ratio('ours', 'floor'))} | {fmt_ratio(t.ratio('ours', 'fewest'))} | {sk} | {fmt(t['torchmetrics'])} | {sk_ratio} | "
               f"{fmt_ratio(t.ratio('torchmetrics', 'ours'))} |", flush=True)
 
 

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from ._counts import Counts, Points
+from ._sorting import Ties, find_ties, sort_rows_descending
 
-__all__ = ["ROC", "auroc_rows", "roc_rows"]
+__all__ = ["ROC", "auroc_rows", "binary_auroc", "roc_rows"]
 
 
 class ROC(NamedTuple):
@@ -83,11 +84,45 @@ def _auroc_rows(scores: Tensor, positive: Tensor, weight: Tensor | None = None) 
     elif tied * _GROUPED_FROM >= c.v.numel():
         pairs = _grouped_row_pairs(c, change) if b == 1 else _grouped_pairs(c)
     else:  # a tied negative counts the positives above its group and half of those in it
-        pairs = (c.neg * c.tp).sum(-1)  # exact for untied negatives
-        t = c.ties
-        tp_group = (c.tp[t.row, t.start] - c.pos[t.row, t.start] + c.tp[t.row, t.end]) / 2
-        pairs = pairs.index_add(0, t.row, c.neg[t.row, t.col] * (tp_group - c.tp[t.row, t.col]))
+        pairs = (c.neg * c.tp).sum(-1) + _tied_negatives(c.tp, c.pos, c.neg, c.ties)  # the sum: untied negatives
     return pairs / (c.positives * c.negatives)
+
+
+def _tied_negatives(tp: Tensor, pos: Tensor, neg: Tensor, t: Ties) -> Tensor:
+    """(B,) what the tied negatives of sorted rows add to their pairs counted as if untied (each one's `tp`):
+    half the positives of its group less those before it in the group (from the sorted rows' `tp`, and each
+    element's positive and negative weight)."""
+    tp_group = (tp[t.row, t.start] - pos[t.row, t.start] + tp[t.row, t.end]) / 2
+    return tp.new_zeros(len(tp)).index_add_(0, t.row, neg[t.row, t.col] * (tp_group - tp[t.row, t.col]))
+
+
+def binary_auroc(score: Tensor, positive: Tensor, n_pos: int) -> Tensor:
+    """Exact AUROC of one (N,) row of unweighted scores against (N,) booleans holding `n_pos` positives and
+    at least one negative: `_auroc_rows` for the common case, in fewer torch operations, since below
+    N = 1e4 each operation's fixed cost outweighs its arithmetic."""
+    n = score.shape[0]
+    v, perm = sort_rows_descending(score)
+    pos = positive.gather(0, perm)
+    tp = pos.cumsum(0, dtype=torch.float64)
+    change = v[1:] != v[:-1]  # closes a group of tied scores (but the last group)
+    tied = n - 1 - int(change.sum())
+    if tied * _GROUPED_FROM >= n > 1:
+        at = change.nonzero().view(-1)
+        t = tp.take(at)
+        pairs = _trapezoids((at + 1) - t, t, t.new_full((1,), n - n_pos), t.new_full((1,), n_pos))
+    else:  # the k-th positive has tp = k, so the negatives' tp sum to the total less 1 + 2 + ... + n_pos
+        pairs = tp.sum() - n_pos * (n_pos + 1) / 2
+        if tied:
+            pos = pos[None].double()
+            pairs = pairs + _tied_negatives(tp[None], pos, 1 - pos, find_ties(v[None]))[0]
+    return pairs / (n_pos * (n - n_pos))
+
+
+def _trapezoids(fp: Tensor, tp: Tensor, negatives: Tensor, positives: Tensor) -> Tensor:
+    """The area under one ROC curve of counts, from (0, 0) through its distinct-threshold points (fp, tp)
+    but the last, to the last, (negatives, positives) (one element each)."""
+    zero = tp.new_zeros(1)
+    return torch.trapezoid(torch.cat([zero, tp, positives]), torch.cat([zero, fp, negatives]))
 
 
 # From this share of tied neighbours on (1 / _GROUPED_FROM of the elements), a term per distinct threshold
@@ -102,9 +137,7 @@ def _grouped_row_pairs(c: Counts, change: Tensor) -> Tensor:
     at = change.nonzero().view(-1)
     tp = c.tp[0].take(at)
     fp = c.fp[0].take(at) if c.weighted else torch.sub(at + 1, tp)
-    zero = tp.new_zeros(1)
-    x, y = torch.cat([zero, fp, c.negatives.view(1)]), torch.cat([zero, tp, c.positives.view(1)])
-    return torch.trapezoid(y, x).view(1)
+    return _trapezoids(fp, tp, c.negatives.view(1), c.positives.view(1)).view(1)
 
 
 def _grouped_pairs(c: Counts) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._inputs import check_choice, check_sample_weight, prepare, warn_undefined
-from ._auc import ROC, _auroc_rows, _partial_auroc, roc_rows
+from ._auc import ROC, _auroc_rows, _partial_auroc, binary_auroc, roc_rows
 from ._scores import one_hot, positive_mask, ranking_scores
 from .multilabel import auroc_columns, auroc_samples
 
@@ -129,7 +129,9 @@ def auroc(preds, target, average: str | None = "macro", multi_class: str = "ovr"
             return nan
         if max_fpr is not None and max_fpr != 1:
             return _partial_auroc(s, positive, float(max_fpr), w)
-        return _auroc_rows(s[None], positive[None], None if w is None else w[None])[0]
+        if w is None:
+            return binary_auroc(s, positive, n_pos)
+        return _auroc_rows(s[None], positive[None], w[None])[0]
     if multi_class == "ovo":
         check_choice("average", average, ("macro", "weighted"))  # as scikit-learn allows for ovo
         if w is not None:
