@@ -1,9 +1,10 @@
 """Cost of AUROCCallback in a fastai fit, against no metric and against fastai's RocAucBinary.
 
-    python benchmarks/bench_callback.py            # 1e5 tabular validation rows, 9 rounds
-    python benchmarks/bench_callback.py --quick    # 2e4 tabular validation rows, 5 rounds
+    python benchmarks/bench_callback.py            # 1e5 tabular validation rows, 3 trials of 5 rounds
+    python benchmarks/bench_callback.py --quick    # 2e4 tabular validation rows, 3 trials of 3 rounds
 
-Two tables, each cell the median [min, max] over the rounds, one torch thread:
+Two tables, each cell the median [min, max] over trials of round-robin rounds (`_timing.measure`), under
+the torch thread count they state (`--threads`, default 1):
 
 - **A one-epoch fit on a generic DataBlock** (4,000 validation rows, labels read item by item through
   the label pipeline, as for images or texts): the fixed cost a callback adds per fit (setup and
@@ -13,13 +14,11 @@ Two tables, each cell the median [min, max] over the rounds, one torch thread:
   Also reported: the bytes each metric keeps per validation sample.
 
 Each configuration is its own Learner over the same DataLoaders; their fits run round-robin after one
-warm-up round, and the ratios "x no metric" are taken within each round.
+warm-up each, and the ratios "x no metric" are taken within each trial.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import numpy as np
@@ -36,6 +35,7 @@ from torch import nn
 
 from fastai_aum import AUROCCallback
 from fastai_aum.datasets import tabular_dls
+from _timing import fmt, fmt_ratio, measure, threads_note  # this folder is on sys.path
 
 
 def make_dls(n_train: int, n_valid: int, bs: int, seed: int = 0):
@@ -71,11 +71,6 @@ def block_learner(dls, **kwargs):
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), **kwargs)
 
 
-def spread(values) -> str:
-    """median [min, max]"""
-    return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
-
-
 def bytes_per_sample(metric) -> float:
     """Bytes the metric holds per validation sample after a pass."""
     if hasattr(metric, "preds") and isinstance(metric.preds, torch.Tensor):  # fastai_aum.AUROC
@@ -86,35 +81,21 @@ def bytes_per_sample(metric) -> float:
     return sum(t.element_size() * t.numel() for t in tensors) / n
 
 
-def round_robin(learners: dict, reps: int, run) -> dict:
-    """Each learner's timings over `reps` rounds, after one warm-up round, the learners taking turns in
-    every round: `run(learn)` returns a tuple of durations; the result maps a name to a list of them."""
-    times = {name: [] for name in learners}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for rep in range(reps + 1):
-            for name, learn in learners.items():
-                with learn.no_bar(), learn.no_logging():
-                    durations = run(learn)
-                if rep:
-                    times[name].append(durations)
-    return times
+def quietly(run):
+    """`run(learn)` without progress bar, logging or warnings, as a benchmark contender."""
+    def contender(learn):
+        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(learn)
+    return contender
 
 
-def fit_epoch(learn) -> tuple[float]:
-    """Seconds for a one-epoch `fit`: its setup, training loop and validation pass."""
-    t0 = time.perf_counter()
-    learn.fit(1, 1e-3)
-    return (time.perf_counter() - t0,)
+fit_epoch = quietly(lambda learn: learn.fit(1, 1e-3))  # a one-epoch fit: setup, training loop, validation pass
+validate = quietly(lambda learn: learn.validate())
 
 
-def fit_then_validate(learn) -> tuple[float, float]:
-    """Seconds for one training epoch and for one more validation pass."""
-    t0 = time.perf_counter()
-    learn.fit(1, 1e-3)
-    t1 = time.perf_counter()
-    learn.validate()
-    return t1 - t0, time.perf_counter() - t1
+def timed(learners: dict, run, reps: int, trials: int):
+    return measure({name: (lambda learn=learn: run(learn)) for name, learn in learners.items()}, reps, trials)
 
 
 CONFIGS = {"no metric": dict(), "AUROCCallback": dict(cbs=AUROCCallback), "fastai RocAucBinary": dict(metrics=RocAucBinary)}
@@ -124,51 +105,49 @@ def _kwargs(kw: dict) -> dict:
     return {k: v() for k, v in kw.items()}  # a fresh callback or metric per Learner
 
 
-def block_fit_table(reps: int) -> None:
+def block_fit_table(reps: int, trials: int) -> None:
     dls = make_block_dls(n_train=2_000, n_valid=4_000, bs=256)
     learners = {name: block_learner(dls, **_kwargs(kw)) for name, kw in CONFIGS.items()}
-    times = round_robin(learners, reps, fit_epoch)
-    fit = {name: [t for t, in ts] for name, ts in times.items()}
-    print(f"One-epoch fit, generic DataBlock: {len(dls.train_ds)} training rows, {len(dls.valid_ds)} validation rows, "
-          f"batch size {dls.train.bs}; median [min, max] of {reps} rounds\n")
+    fit = timed(learners, fit_epoch, reps, trials)
+    print(f"### One-epoch fit, generic DataBlock: {len(dls.train_ds)} training rows, {len(dls.valid_ds)} validation "
+          f"rows, batch size {dls.train.bs}; times in s\n")
+    print(threads_note(reps, trials) + " (a round is one `fit` of one epoch).\n")
     print("| metric | fit (s) | x no metric |")
     print("|---|---|---|")
     for name in learners:
-        ratio = [a / b for a, b in zip(fit[name], fit["no metric"])]
-        print(f"| {name} | {spread(fit[name])} | {spread(ratio)} |")
+        print(f"| {name} | {fmt(fit[name], 1, '.3f')} | {fmt_ratio(fit.ratio(name, 'no metric'), '.3f')} |")
     print()
 
 
-def tabular_table(n_valid: int, reps: int) -> None:
+def tabular_table(n_valid: int, reps: int, trials: int) -> None:
     dls = make_dls(n_train=20_000, n_valid=n_valid, bs=1024)
     learners = {name: tabular_learner(dls, layers=[64, 32], **_kwargs(kw)) for name, kw in CONFIGS.items()}
-    times = round_robin(learners, reps, fit_then_validate)
-    epoch = {name: [e for e, _ in t] for name, t in times.items()}
-    valid = {name: [v for _, v in t] for name, t in times.items()}
-    print(f"Tabular epoch: {len(dls.train_ds)} training rows, {len(dls.valid_ds)} validation rows, batch size "
-          f"{dls.train.bs}; median [min, max] of {reps} rounds\n")
+    epoch, valid = timed(learners, fit_epoch, reps, trials), timed(learners, validate, reps, trials)
+    print(f"### Tabular epoch: {len(dls.train_ds)} training rows, {len(dls.valid_ds)} validation rows, batch size "
+          f"{dls.train.bs}; times in s\n")
+    print(threads_note(reps, trials) + " (a round is one epoch of `fit`, or one `validate`, measured apart).\n")
     print("| metric | epoch (s) | x no metric | validation pass (s) | x no metric | bytes kept per validation sample | AUROC |")
     print("|---|---|---|---|---|---|---|")
     for name, learn in learners.items():
-        e_ratio = [a / b for a, b in zip(epoch[name], epoch["no metric"])]
-        v_ratio = [a / b for a, b in zip(valid[name], valid["no metric"])]
         metric = learn.metrics[0] if len(learn.metrics) else None
         kept = f"{bytes_per_sample(metric):.0f}" if metric is not None else "0"
         value = f"{learn.recorder.values[-1][-1]:.4f}" if metric is not None else "n/a"
-        print(f"| {name} | {spread(epoch[name])} | {spread(e_ratio)} | {spread(valid[name])} | {spread(v_ratio)} "
-              f"| {kept} | {value} |")
+        print(f"| {name} | {fmt(epoch[name], 1, '.3f')} | {fmt_ratio(epoch.ratio(name, 'no metric'), '.3f')} | "
+              f"{fmt(valid[name], 1, '.3f')} | {fmt_ratio(valid.ratio(name, 'no metric'), '.3f')} | {kept} | {value} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--reps", type=int, default=None, help="rounds (default 9; 5 with --quick)")
+    parser.add_argument("--reps", type=int, default=None, help="rounds per trial (default 5; 3 with --quick)")
+    parser.add_argument("--trials", type=int, default=3, help="trials per cell (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    reps = args.reps or (5 if args.quick else 9)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); configurations round-robin\n")
-    block_fit_table(reps)
-    tabular_table(20_000 if args.quick else 100_000, reps)
+    torch.set_num_threads(args.threads)
+    reps = args.reps or (3 if args.quick else 5)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s); configurations round-robin\n")
+    block_fit_table(reps, args.trials)
+    tabular_table(20_000 if args.quick else 100_000, reps, args.trials)
 
 
 if __name__ == "__main__":

@@ -265,15 +265,16 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
     per_class = metric.average is None and preds.ndim == 2 and (
         multi_hot or (metric.multi_class == "ovr" and preds.shape[-1] > 2))
     nan_per_class = [math.nan] * preds.shape[-1] if per_class else None
-    bad = int((~torch.isfinite(preds)).sum()) if preds.is_floating_point() else 0
+    # one cheap reduction first (a sum is finite only if every output is, but may overflow): count exactly if not
+    bad = preds.is_floating_point() and not math.isfinite(preds.sum().item()) and int((~torch.isfinite(preds)).sum())
     if bad:
         metric.warn(f"{bad} of {preds.numel()} model outputs are not finite (NaN or inf); AUROC is NaN")
         return math.nan, nan_per_class
     if len(targs) < 2 and not metric._own_data:  # `learn.predict`'s single item: nothing to rank or warn about
         return math.nan, nan_per_class
     # multi-hot: a label with one class is the functional `auroc`'s warning (its values are always {0, 1})
-    present = [0, 1] if multi_hot else torch.unique(targs.reshape(-1)).tolist()
-    if len(present) < 2:  # one class, or a single example
+    present = [] if not len(targs) else None if multi_hot else _one_value(targs.reshape(-1))
+    if present is not None:  # one class, or a single example
         classes = metric.classes
         names = [classes[int(c)] if classes is not None and 0 <= c < len(classes) else c for c in present]
         metric.warn(f"only one class ({format_classes(names)}) in the labels of this pass of {len(targs)} example(s); "
@@ -293,6 +294,12 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
         return value.item(), None
     defined = value[~value.isnan()]  # the scalar: the mean over the classes with a defined AUROC
     return (defined.mean().item() if len(defined) else math.nan), value.tolist()
+
+
+def _one_value(labels: Tensor) -> list | None:
+    """`[label]` if every label is the same, else None: an aminmax, not the sort that `unique` is."""
+    lo, hi = torch.aminmax(labels.view(torch.uint8) if labels.dtype == torch.bool else labels)
+    return [labels[0].item()] if lo == hi else None
 
 
 class StreamingAUROC(AUROC):
