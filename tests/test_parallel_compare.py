@@ -13,6 +13,7 @@ from fastai_aum.compare import cli, parallel, store as store_module
 from fastai_aum.compare.cli import main
 
 SMALL = ["compare", "--seeds", "2", "--epochs", "2", "--losses", "aum,ce", "--lr", "0.01,0.03"]
+_BEFORE = os.environ.get("PYTHONWARNINGS")
 EXPORTED = ("results.csv", "scores.csv", "summary.csv", "report.txt")
 
 
@@ -29,9 +30,15 @@ def sequential(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_loky_processes_give_the_sequential_bytes(sequential, tmp_path):
+def test_loky_processes_give_the_sequential_bytes(sequential, tmp_path, capfd):
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)  # new workers: they import fastai during this comparison
+    capfd.readouterr()
     assert main([*SMALL, "--jobs", "2", "--out", str(tmp_path)]) == 0
     _same_outputs(sequential, tmp_path)
+    err = capfd.readouterr().err
+    assert "jit.script" not in err  # fastai's import-time notice, once per worker before
+    assert os.environ.get("PYTHONWARNINGS") == _BEFORE  # the command's own environment is restored
     assert len(pd.read_csv(tmp_path / "results.csv")) == 2 * 2 * 2 * 2  # seeds x losses x rates x epochs
 
 

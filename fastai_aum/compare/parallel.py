@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import logging
 import numbers
+import os
 import warnings
 
 __all__ = ["BACKENDS", "MissingEngine", "check_parallel", "run_seeds"]
@@ -76,12 +77,31 @@ def _engine(backend: str, n_jobs: int, scheduler):
                 ray.shutdown()
 
 
+# What fastai's import says in every new worker process, which a user cannot act on: the command filters it
+# in its own process, and new workers read it from the environment they start with (PYTHONWARNINGS).
+_WORKER_WARNINGS = ("ignore:`torch.jit.script` is deprecated:FutureWarning",)
+
+
+@contextlib.contextmanager
+def _quiet_workers():
+    """`_WORKER_WARNINGS` in the environment of the worker processes started inside (restored after)."""
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(([before] if before else []) + list(_WORKER_WARNINGS))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
+
+
 def run_seeds(tasks: dict, dls, test, threads: int, n_jobs: int, backend: str, scheduler, **fit):
     """Yield `(index, fit_run's result)` for every run of `tasks` ({seed: [(index, rate, name, args, recipe)]}),
     a seed's runs together, as each seed finishes on the workers (in no fixed order)."""
     import joblib
     from .fit import fit_seed
-    with _engine(backend, n_jobs, scheduler), warnings.catch_warnings():
+    with _quiet_workers(), _engine(backend, n_jobs, scheduler), warnings.catch_warnings():
         # when the parent stops early (interrupted, or a failed write), the seeds still training are dropped;
         # their finished runs are in the store, and --resume trains the rest
         warnings.filterwarnings("ignore", message=r".*tasks which were still being processed", category=UserWarning)
