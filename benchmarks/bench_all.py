@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 import bench_callback
 import bench_epoch
 import bench_functional
@@ -30,8 +28,7 @@ def main(argv=None):
     print("\n## fastai losses and epochs\n")
     bench_epoch.main(quick + threads)
     print(f"\n## AUROCCallback in an epoch ({args.threads} torch thread(s))\n")
-    torch.set_num_threads(args.threads)
-    bench_callback.main(quick)
+    bench_callback.main(quick + threads)
     print(f"\n(all tables in {time.perf_counter() - t0:.0f} s)")
 
 
