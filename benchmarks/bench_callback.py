@@ -65,6 +65,12 @@ def make_block_dls(n_train: int, n_valid: int, bs: int, seed: int = 0):
     return block.dataloaders(df, bs=bs)
 
 
+def seeded(make, *args, **kwargs):
+    """`make(*args, **kwargs)` from torch seed 0: every configuration starts from the same weights."""
+    torch.manual_seed(0)
+    return make(*args, **kwargs)
+
+
 def block_learner(dls, **kwargs):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
@@ -121,7 +127,7 @@ def block_fit_table(reps: int, trials: int) -> None:
 
 def tabular_table(n_valid: int, reps: int, trials: int) -> None:
     dls = make_dls(n_train=20_000, n_valid=n_valid, bs=1024)
-    learners = {name: tabular_learner(dls, layers=[64, 32], **_kwargs(kw)) for name, kw in CONFIGS.items()}
+    learners = {name: seeded(tabular_learner, dls, layers=[64, 32], **_kwargs(kw)) for name, kw in CONFIGS.items()}
     epoch, valid = timed(learners, fit_epoch, reps, trials), timed(learners, validate, reps, trials)
     print(f"### Tabular epoch: {len(dls.train_ds)} training rows, {len(dls.valid_ds)} validation rows, batch size "
           f"{dls.train.bs}; times in s\n")

@@ -463,3 +463,21 @@ def test_every_tie_path_matches_sklearn(monkeypatch, grouped_from, decimals):
     scores = np.round(rng.normal(size=(n, 3)), 1 if decimals is None else decimals)
     per_label = _auroc_quiet(torch.tensor(scores), torch.tensor(multi_hot), average=None).numpy()
     np.testing.assert_allclose(per_label, roc_auc_score(multi_hot, scores, average=None), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("grouped_from", [0, 16, 10**12], ids=["per_tied_element", "default", "per_threshold"])
+def test_the_binary_path_at_its_edges_matches_sklearn(monkeypatch, grouped_from):
+    """`binary_auroc` (the unweighted binary case) at its smallest and most tied inputs, every tie path forced:
+    two examples, every score equal, one positive or one negative, a tie only across the classes' boundary."""
+    import fastai_aum.functional._auc as auc_module
+    monkeypatch.setattr(auc_module, "_GROUPED_FROM", grouped_from)
+    cases = [([0.3, 0.3], [0, 1]), ([0.1, 0.9], [1, 0]), ([2.0] * 7, [0, 1, 0, 0, 1, 0, 0]),
+             ([0.5, 0.5, 0.1, 0.9, 0.9], [1, 0, 0, 0, 1]), ([1.0, 2.0, 3.0, 3.0, 4.0], [0, 0, 0, 1, 1]),
+             ([5.0, 4.0, 4.0, 4.0], [1, 0, 0, 0])]
+    rng = np.random.default_rng(0)
+    for n in (3, 17, 200):
+        cases.append((np.round(rng.normal(size=n), 1).tolist(), [0, 1] + (rng.random(n - 2) < 0.5).astype(int).tolist()))
+    for s, y in cases:
+        for dtype in (torch.float32, torch.float64):
+            ours = auroc(torch.tensor(s, dtype=dtype), torch.tensor(y)).item()
+            assert abs(ours - roc_auc_score(y, np.asarray(s, dtype=np.float32 if dtype == torch.float32 else None))) < TOL

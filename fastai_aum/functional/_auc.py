@@ -111,7 +111,7 @@ def binary_auroc(score: Tensor, positive: Tensor, n_pos: int) -> Tensor:
         t = tp.take(at)
         pairs = _trapezoids((at + 1) - t, t, t.new_full((1,), n - n_pos), t.new_full((1,), n_pos))
     else:  # the k-th positive has tp = k, so the negatives' tp sum to the total less 1 + 2 + ... + n_pos
-        pairs = tp.sum() - n_pos * (n_pos + 1) / 2
+        pairs = tp.sum() - n_pos * (n_pos + 1) // 2
         if tied:
             pos = pos[None].double()
             pairs = pairs + _tied_negatives(tp[None], pos, 1 - pos, find_ties(v[None]))[0]
