@@ -13,7 +13,7 @@ from torch import Tensor
 from .functional import PR, ROC, auroc, average_precision, check_auroc_options, precision_recall_curve, roc_curve
 from .functional.chunked import auroc_ovr_chunked
 from .functional.streaming import AUROCHistogram, check_bins
-from .functional._inputs import AUROCUndefinedWarning, check_choice
+from .functional._inputs import AUROCUndefinedWarning, check_choice, count_non_finite
 from .plotting import plot_pr, plot_roc
 from .reading import Reading, check_reading_options, compact_labels, is_multi_hot, read_outputs, reads_own_data
 from .vocab import format_classes
@@ -274,8 +274,7 @@ def pass_auroc(metric: AUROC, preds: Tensor, targs: Tensor) -> tuple[float, list
     per_class = metric.average is None and preds.ndim == 2 and (
         multi_hot or (metric.multi_class == "ovr" and preds.shape[-1] > 2))
     nan_per_class = [math.nan] * preds.shape[-1] if per_class else None
-    # one cheap reduction first (a sum is finite only if every output is, but may overflow): count exactly if not
-    bad = preds.is_floating_point() and not math.isfinite(preds.sum().item()) and int((~torch.isfinite(preds)).sum())
+    bad = count_non_finite(preds)
     if bad:
         metric.warn(f"{bad} of {preds.numel()} model outputs are not finite (NaN or inf); AUROC is NaN")
         return math.nan, nan_per_class

@@ -592,3 +592,21 @@ def test_average_precision_column_is_sklearn_from_the_same_kept_outputs(breast_d
         plt.close("all")
     with pytest.raises(ValueError, match="`kind` must be one of 'roc', 'pr', got 'det'"):
         cb.plot(kind="det")
+
+
+def test_a_pass_of_huge_finite_outputs_is_ranked_and_one_class_is_nan():
+    """The end-of-pass checks read one sum and one aminmax: finite outputs whose sum overflows to inf are
+    no NaN (counted exactly, then ranked as scikit-learn ranks them), and labels of one value (uint8 or bool)
+    give NaN with the one-class warning."""
+    metric = AUROC()
+    scores = torch.tensor([[3e38], [-3e38], [3.1e38], [1.0], [-2.0], [3.2e38]])
+    labels = torch.tensor([1, 0, 0, 1, 0, 1])
+    metric.add(scores, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AUROCUndefinedWarning)
+        assert metric.value == pytest.approx(roc_auc_score(labels.numpy(), scores[:, 0].numpy()), abs=1e-12)
+    for one_class in (torch.ones(5, dtype=torch.uint8), torch.zeros(5, dtype=torch.bool)):
+        metric = AUROC()
+        metric.add(torch.randn(5, 1), one_class)
+        with pytest.warns(AUROCUndefinedWarning, match=r"only one class \(\[(1|False)\]\)"):
+            assert math.isnan(metric.value)

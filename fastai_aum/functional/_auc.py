@@ -106,7 +106,7 @@ def binary_auroc(score: Tensor, positive: Tensor, n_pos: int) -> Tensor:
     tp = pos.cumsum(0, dtype=torch.float64)
     change = v[1:] != v[:-1]  # closes a group of tied scores (but the last group)
     tied = n - 1 - int(change.sum())
-    if tied * _GROUPED_FROM >= n > 1:
+    if tied * _GROUPED_FROM >= n:
         at = change.nonzero().view(-1)
         t = tp.take(at)
         pairs = _trapezoids((at + 1) - t, t, t.new_full((1,), n - n_pos), t.new_full((1,), n_pos))

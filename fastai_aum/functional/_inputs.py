@@ -15,7 +15,7 @@ from torch import Tensor
 from ._labels import encode_target, needs_encoding
 
 __all__ = ["AUROCUndefinedWarning", "ProbabilityRowsWarning", "Inputs", "near_probability_tolerance", "check_choice",
-           "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight",
+           "count_non_finite", "as_tensor", "check_finite", "check_multiclass_margin", "check_non_negative", "check_sample_weight",
            "prepare", "is_probability_matrix", "warn_undefined"]
 
 
@@ -205,12 +205,17 @@ def check_multiclass_margin(margin: float) -> None:
                          f"(a margin >= 1 leaves nothing to rank), got {margin!r}; e.g. 0.5")
 
 
+def count_non_finite(preds: Tensor) -> int:
+    """How many of `preds` are NaN or inf (0 for non-float tensors), from one cheap reduction when none is:
+    a sum is finite only if every value is, but can overflow to inf, so then they are counted exactly."""
+    if not preds.is_floating_point() or math.isfinite(preds.detach().sum().item()):
+        return 0
+    return int((~torch.isfinite(preds)).sum())
+
+
 def check_finite(preds: Tensor) -> None:
     """Raise a ValueError with their count if `preds` holds NaN or inf."""
-    # One cheap reduction first; a sum can overflow to inf, so count exactly before complaining.
-    if math.isfinite(preds.detach().sum().item()):
-        return
-    bad = int((~torch.isfinite(preds)).sum())
+    bad = count_non_finite(preds)
     if bad:
         raise ValueError(f"`preds` contains {bad} non-finite value(s) (NaN or inf) out of {preds.numel()}")
 
