@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional._inputs import check_choice, check_non_negative, is_probability_matrix
-from .functional.aum_loss import _aum, _shift, binary_aum_on_host
+from .functional.aum_loss import _aum, binary_aum_on_host
 from .functional.distributed import check_distributed, gather_batch, is_distributed
 from .loss_decodes import BinaryDecisions
 
@@ -221,10 +221,11 @@ def _binary_on_host(loss: AUMLossFlat, preds: Tensor, target: Tensor, probabilit
             if lo.item() < 0 or hi.item() > 1:
                 return None
         positive = target == 1
-    # (N, 1) as a view: its backward is a reshape, where a column's (select) fills zeros and copies
-    score = preds.reshape(-1) if preds.ndim == 1 or preds.shape[1] == 1 else preds[:, 1] - preds[:, 0]
+    # (N, 1) as a view: its backward is a reshape, where a column's (select) fills zeros and copies;
+    # two outputs are differenced inside the AUM's own autograd node
+    outputs = preds.reshape(-1) if preds.ndim == 1 or preds.shape[1] == 1 else preds
     func = loss.func
-    value, n_pos = binary_aum_on_host(_shift(score, positive, func.margin), positive, func.normalize)
+    value, n_pos = binary_aum_on_host(outputs, positive, func.normalize, func.margin)
     if not math.isfinite(value.item()) and not _finite_outputs(preds, True)[0]:
         return func.reduce(_nan_loss(preds), n)
     value = func.reduce(value, n)

@@ -22,6 +22,7 @@ from torch import nn
 
 from fastai_aum import AUMLossFlat, AUROCCallback
 from fastai_aum.functional import aum
+from oracles import brute_directional_derivatives
 from fastai_fixtures import (WithSoftmax, breast_df, breast_dls, brute_aum,  # noqa: F401
                              brute_multiclass_aum, column, last_linear, quiet, raw_preds, single_torch_thread,
                              sk_auroc, wine_data, wine_dls)
@@ -541,6 +542,27 @@ def test_the_one_pass_binary_path_gives_the_general_paths_bits(options, monkeypa
     for (v1, g1), (v2, g2) in zip(fast, slow):
         assert v1.dtype == v2.dtype and torch.equal(v1.isnan(), v2.isnan())
         assert torch.equal(v1.nan_to_num(), v2.nan_to_num()) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+@pytest.mark.parametrize("shape", [(50,), (50, 1), (50, 2)])
+def test_the_one_pass_binary_path_under_torch_func_grad(shape, margin):
+    """Two outputs are differenced inside the AUM's autograd node under plain autograd, and by autograd
+    ops under torch.func: the same gradient, equal to the oracle's mean derivative of `z1 - z0`."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(*shape, generator=g, dtype=torch.float64)
+    y = torch.arange(50) % 3 == 0
+    loss = AUMLossFlat(margin=margin)
+    functional = torch.func.grad(lambda t: loss(t, y.long()))(z)
+    x = z.clone().requires_grad_()
+    loss(x, y.long()).backward()
+    assert torch.equal(functional, x.grad)
+    s = (z[:, 1] - z[:, 0] if len(shape) == 2 and shape[1] == 2 else z.reshape(-1)) - margin * y.double()
+    expected = brute_directional_derivatives(s.numpy(), y.numpy(), "rate").mean(1)
+    got = x.grad[:, 1] if len(shape) == 2 and shape[1] == 2 else x.grad.reshape(-1)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-9)
+    if len(shape) == 2 and shape[1] == 2:
+        assert torch.equal(x.grad[:, 0], -x.grad[:, 1])
 
 
 @pytest.mark.parametrize("shape", [(4,), (4, 1), (4, 2)])

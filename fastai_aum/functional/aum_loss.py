@@ -179,18 +179,25 @@ class _AUMFunction(torch.autograd.Function):
 class _EagerAUMFunction(torch.autograd.Function):
     """`_AUMFunction` for plain autograd (no torch.func transform active), with the same value and
     gradient. Its forward takes `ctx`: torch binds the arguments of a `setup_context`-style Function
-    through `inspect.signature` on every call, which costs more than a small batch's whole AUM."""
+    through `inspect.signature` on every call, which costs more than a small batch's whole AUM.
+    With `two_outputs`, (N, 2) binary outputs are ranked as `z1 - z0` (and `margin` is applied) inside
+    the one node: for a small batch the autograd nodes of a difference of columns cost more than the AUM."""
 
     @staticmethod
-    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str, counts: list | None = None) -> Tensor:
-        value, grad = _forward(scores, positive, normalize, True, counts)
-        ctx.grad = grad  # neither an input nor an output: no need for save_for_backward's checks
+    def forward(ctx, scores: Tensor, positive: Tensor, normalize: str, counts: list | None = None,
+                margin: float = 0.0, two_outputs: bool = False) -> Tensor:
+        ranked = _shift(scores[:, 1] - scores[:, 0] if two_outputs else scores, positive, margin)
+        value, grad = _forward(ranked, positive, normalize, True, counts)
+        ctx.grad, ctx.two_outputs = grad, two_outputs  # neither an input nor an output: no save_for_backward checks
         return value
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         grad = ctx.grad
-        return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None, None
+        if ctx.two_outputs:
+            g = grad_output * grad
+            return torch.stack((-g, g), 1), None, None, None, None, None
+        return (grad_output * grad if grad.ndim == 1 else grad_output.unsqueeze(-1) * grad), None, None, None, None, None
 
 
 def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
@@ -201,18 +208,19 @@ def _aum_apply(scores: Tensor, positive: Tensor, normalize: str) -> Tensor:
     return _EagerAUMFunction.apply(scores, positive, normalize)
 
 
-def binary_aum_on_host(scores: Tensor, positive: Tensor, normalize: str) -> tuple[Tensor, float]:
-    """The hot path of `AUMLossFlat` on the CPU: the AUM of finite (N,) float32 or float64 CPU scores
-    (N >= 2) against (N,) booleans, with `aum`'s value and gradient (the same bits), and the number of
-    positives, from the same pass. No checks: the caller has made them."""
+def binary_aum_on_host(outputs: Tensor, positive: Tensor, normalize: str, margin: float = 0.0) -> tuple[Tensor, float]:
+    """The hot path of `AUMLossFlat` on the CPU: the AUM of finite (N,) float32 or float64 CPU scores, or
+    of (N, 2) outputs scored `z1 - z0` (N >= 2), against (N,) booleans, with `aum`'s value and gradient
+    (the same bits) under `margin`, and the number of positives, from the same pass. No checks: the
+    caller has made them."""
     counts = []
-    if torch.is_grad_enabled() and scores.requires_grad and not torch._C._are_functorch_transforms_active():
-        value = _EagerAUMFunction.apply(scores, positive, normalize, counts)
-    elif scores.requires_grad and torch.is_grad_enabled():
+    two_outputs = outputs.ndim == 2
+    if torch.is_grad_enabled() and outputs.requires_grad and not torch._C._are_functorch_transforms_active():
+        return _EagerAUMFunction.apply(outputs, positive, normalize, counts, margin, two_outputs), counts[0]
+    scores = _shift(outputs[:, 1] - outputs[:, 0] if two_outputs else outputs, positive, margin)
+    if scores.requires_grad and torch.is_grad_enabled():
         return _AUMFunction.apply(scores, positive, normalize, True)[0], float(positive.sum())
-    else:
-        value = _forward(scores, positive, normalize, False, counts)[0]
-    return value, counts[0]
+    return _forward(scores, positive, normalize, False, counts)[0], counts[0]
 
 
 def _weighted_rows(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str, need_derivatives: bool):
