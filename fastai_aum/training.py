@@ -1,7 +1,7 @@
 """Which of fastai's fits train: `fit` does; `validate`, `get_preds` and `lr_find` do not (not for real)."""
 from __future__ import annotations
 
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, _inner_loop
 
 __all__ = ["TrainingFitCallback", "is_search"]
 
@@ -21,6 +21,11 @@ class TrainingFitCallback(Callback):
     training_fit = False
 
     def __call__(self, event_name: str):
+        if event_name in _INNER_LOOP and not hasattr(type(self), event_name):
+            # fastai's own dispatch would find nothing to run only after two lookups through the
+            # Learner (`training`, then the event's name): per batch and event, that is most of what
+            # a callback costs a validation pass
+            return None
         if event_name == "before_fit":
             self.training_fit = False
         elif event_name == "before_train" and self.run and not self.training_fit and not is_search(self.learn):
@@ -30,3 +35,6 @@ class TrainingFitCallback(Callback):
 
     def before_training_fit(self) -> None:
         """Runs once per training fit, before its first training batch."""
+
+
+_INNER_LOOP = frozenset(_inner_loop)

@@ -610,3 +610,37 @@ def test_a_pass_of_huge_finite_outputs_is_ranked_and_one_class_is_nan():
         metric.add(torch.randn(5, 1), one_class)
         with pytest.warns(AUROCUndefinedWarning, match=r"only one class \(\[(1|False)\]\)"):
             assert math.isnan(metric.value)
+
+
+def test_a_subclass_gets_every_inner_loop_event_it_defines(breast_dls):
+    """`AUROCCallback` returns at once from inner-loop events it has no method for (fastai's dispatch costs
+    two lookups through the Learner per batch and event); a subclass's own methods still run, in training
+    and validation batches as fastai's `run_train`/`run_valid` say, and the AUROC is still scikit-learn's."""
+    class Counting(AUROCCallback):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seen = {}
+
+        def _count(self, event):
+            key = (event, self.training)
+            self.seen[key] = self.seen.get(key, 0) + 1
+
+        def after_pred(self):
+            self._count("after_pred")
+
+        def before_step(self):
+            self._count("before_step")
+
+    class ValidOnly(Counting):
+        run_train = False
+
+    set_seed(0)
+    counting, valid_only = Counting(), ValidOnly(name="auroc_v")
+    learn = tabular_learner(breast_dls, n_out=1, loss_func=AUMLossFlat(), cbs=[counting, valid_only])
+    _fit(learn, 1, 1e-3)
+    n_train, n_valid = len(breast_dls.train), len(breast_dls.valid)
+    assert counting.seen == {("after_pred", True): n_train, ("before_step", True): n_train,
+                             ("after_pred", False): n_valid}
+    assert valid_only.seen == {("after_pred", False): n_valid}
+    raw, y = raw_preds(learn)
+    assert column(learn, "auroc")[-1] == pytest.approx(sk_auroc(raw, y), abs=1e-6)
