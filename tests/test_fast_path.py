@@ -149,3 +149,24 @@ def test_both_cpu_tie_paths_match_the_oracle(monkeypatch, compact_from, normaliz
     reference = z.detach().clone().requires_grad_()
     aum(reference, labels, normalize, average="macro").backward()
     torch.testing.assert_close(z.grad, reference.grad)
+
+
+@pytest.mark.parametrize("values", [[3.0], [1.0, 1.0], [2.0, 1.0, 0.0], [1.0, 0.0, -0.0, 0.0, -1.0],
+                                    [math.nan, math.nan, 1.0, 1.0], [5.0, 5.0, 5.0, 5.0, 5.0, 2.0, 2.0, 1.0]])
+def test_group_bounds_of_one_row_agree_with_the_group_marks(values):
+    """One CPU row finds its groups in one run-length pass (`unique_consecutive`), other rows by marks:
+    each element gets its group's first and last index, as a loop over the values says."""
+    v = torch.tensor(values, dtype=torch.float64)
+    start, end = sorting.group_bounds(v)
+    first, last = sorting.group_marks(v)
+    assert torch.equal(start, sorting.group_start(first)) and torch.equal(end, sorting.group_end(last))
+    for i, x in enumerate(values):
+        lo, hi = i, i  # the run of equal values around i (NaN equals nothing, so it stands alone)
+        while lo > 0 and values[lo - 1] == x:
+            lo -= 1
+        while hi < len(values) - 1 and values[hi + 1] == x:
+            hi += 1
+        assert (start[i].item(), end[i].item()) == (lo, hi)
+    rows = torch.stack([v, v.flip(0)])  # two rows: the marks path
+    start2, end2 = sorting.group_bounds(rows)
+    assert torch.equal(start2[0], start) and torch.equal(end2[0], end)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["sort_rows_descending", "group_start", "group_end", "group_marks", "Ties", "find_ties"]
+__all__ = ["sort_rows_descending", "group_start", "group_end", "group_marks", "group_bounds", "Ties", "find_ties"]
 
 
 def _descending_key(scores: Tensor) -> Tensor:
@@ -84,6 +84,17 @@ def group_marks(v: Tensor) -> tuple[Tensor, Tensor]:
     last = torch.ones_like(first)
     last[..., :-1] = first[..., 1:]
     return first, last
+
+
+def group_bounds(v: Tensor) -> tuple[Tensor, Tensor]:
+    """For every element of rows sorted along the last dim, the indices of the first and last element
+    of its group of equal values."""
+    if v.ndim == 1 and v.device.type == "cpu":  # one run-length pass, where its sync to size the runs is free
+        _, inverse, counts = torch.unique_consecutive(v, return_inverse=True, return_counts=True)
+        ends = counts.cumsum(0)
+        return (ends - counts).index_select(0, inverse), ends.sub_(1).index_select(0, inverse)
+    first, last = group_marks(v)
+    return group_start(first), group_end(last)
 
 
 class Ties(NamedTuple):

@@ -10,7 +10,7 @@ from ._inputs import (Inputs, check_choice, check_finite, check_multiclass_margi
                        check_sample_weight, prepare)
 from .distributed import check_distributed, gather_inputs, is_distributed
 from ._scores import binary_score, one_hot, positive_mask
-from ._sorting import find_ties, group_end, group_marks, group_start, sort_rows_descending
+from ._sorting import find_ties, group_bounds, sort_rows_descending
 
 __all__ = ["aum", "aum_directional_derivatives", "binary_aum_on_host"]
 
@@ -70,11 +70,14 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
 
 
 def _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos):
-    """Left and right derivatives with the group bookkeeping done for every element (no host-device sync)."""
-    first, last = group_marks(v)
-    start, end = group_start(first), group_end(last)
-    at_start, at_end = (lambda x: x.gather(-1, start)), (lambda x: x.gather(-1, end))  # noqa: E731
-    return _group_derivatives(y, fp, fn, y, w_neg, w_pos, at_start, at_end)
+    """Left and right derivatives with the group bookkeeping done for every element (no host-device
+    sync off the CPU)."""
+    start, end = group_bounds(v)
+    yd = y.double()
+    neg, pos = (1 - yd).mul_(w_neg), yd.mul(w_pos)
+    # FP and FN before each element crossed, at its group's first element: before the group crossed
+    fp_before, fn_before = (fp - neg).gather(-1, start), (fn + pos).gather(-1, start)
+    return _group_derivatives(neg, pos, fp_before, fn_before, fp.gather(-1, end), fn.gather(-1, end))
 
 
 def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
@@ -86,11 +89,27 @@ def _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad):
     t = find_ties(v)
     if t is None:
         return (grad[0], grad[0]) if one_row else (grad, grad)
-    w = (w_neg[t.row, 0], w_pos[t.row, 0]) if isinstance(w_neg, Tensor) else (w_neg, w_pos)
-    at_start, at_end = (lambda x: x[t.row, t.start]), (lambda x: x[t.row, t.end])  # noqa: E731
+    if isinstance(w_neg, Tensor):
+        w_neg, w_pos = w_neg[t.row, 0], w_pos[t.row, 0]
+    labels, y_start = y[t.row, t.col].double(), y[t.row, t.start].double()
+    fp_before = fp[t.row, t.start] - (1 - y_start) * w_neg
+    fn_before = fn[t.row, t.start] + y_start * w_pos
     left, right = grad, grad.clone()
-    left[t.row, t.col], right[t.row, t.col] = _group_derivatives(y[t.row, t.col], fp, fn, y, *w, at_start, at_end)
+    left[t.row, t.col], right[t.row, t.col] = _group_derivatives(
+        (1 - labels) * w_neg, labels * w_pos, fp_before, fn_before, fp[t.row, t.end], fn[t.row, t.end])
     return (left[0], right[0]) if one_row else (left, right)
+
+
+def _group_derivatives(neg, pos, fp_before, fn_before, fp_after, fn_after):
+    """Left and right derivatives of elements in groups of equal scores, from each one's share of FP
+    (`neg`) and FN (`pos`), and FP, FN before its group's first element crossed and after its last.
+
+    Moving a tied element changes only the interval next to its group: moving it up (right) opens one
+    where it alone has crossed; moving it down (left), one where all its group but it has.
+    """
+    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
+    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
+    return left, right
 
 
 _SPARSE_TIES_ON = ("cpu",)  # devices where a sync to count the tied elements costs nothing
@@ -104,24 +123,6 @@ def _one_to(n: int, device: torch.device) -> Tensor:
     if n <= len(_ONE_TO) and device.type == "cpu":
         return _ONE_TO[:n]
     return torch.arange(1, n + 1, device=device, dtype=torch.float64)
-
-
-def _group_derivatives(labels, fp, fn, y, w_neg, w_pos, at_start, at_end):
-    """Left and right derivatives of elements with `labels`, in groups of equal scores.
-
-    Moving a tied element changes only the interval next to its group: moving it up (right) opens one
-    where it alone has crossed; moving it down (left), one where all its group but it has. `at_start`
-    and `at_end` pick, from the sorted rows' FP, FN (after each element) and labels `y`, the values at
-    each element's group's first and last element.
-    """
-    neg, pos = (1 - labels.double()) * w_neg, labels.double() * w_pos
-    y_start = at_start(y).double()
-    fp_before = at_start(fp) - (1 - y_start) * w_neg  # before the group's first element crossed
-    fn_before = at_start(fn) + y_start * w_pos
-    fp_after, fn_after = at_end(fp), at_end(fn)
-    right = torch.minimum(fp_before + neg, fn_before - pos) - torch.minimum(fp_before, fn_before)
-    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - neg, fn_after + pos)
-    return left, right
 
 
 def _unsort(sorted_values: Tensor, perm: Tensor, dtype: torch.dtype) -> Tensor:
@@ -243,14 +244,9 @@ def _weighted_rows(scores: Tensor, positive: Tensor, weight: Tensor, normalize: 
     value = ((vd[..., :-1] - vd[..., 1:]) * m[..., :-1]).sum(-1)
     if not need_derivatives:
         return value, None, perm
-    first, last = group_marks(v)
-    start, end = group_start(first), group_end(last)
-    fp_before = fp.gather(-1, start) - a.gather(-1, start)  # before the element's group crossed
-    fn_before = fn.gather(-1, start) + b.gather(-1, start)
-    fp_after, fn_after = fp.gather(-1, end), fn.gather(-1, end)
-    right = torch.minimum(fp_before + a, fn_before - b) - torch.minimum(fp_before, fn_before)
-    left = torch.minimum(fp_after, fn_after) - torch.minimum(fp_after - a, fn_after + b)
-    return value, (left, right), perm
+    start, end = group_bounds(v)
+    fp_before, fn_before = (fp - a).gather(-1, start), (fn + b).gather(-1, start)  # before the element's group crossed
+    return value, _group_derivatives(a, b, fp_before, fn_before, fp.gather(-1, end), fn.gather(-1, end)), perm
 
 
 def _weighted_forward(scores: Tensor, positive: Tensor, weight: Tensor, normalize: str, need_grad: bool):
