@@ -30,21 +30,25 @@ from fastai_aum import AUMLossFlat, aum_learner
 
 def loss_rows(sizes, trials: int, reps: int) -> None:
     print("\n### fastai loss objects, forward + backward (cpu); times in us\n")
-    print(threads_note(reps, trials) + ". float32 logits, 10% positives, integer class targets.\n")
-    print("| batch size | AUMLossFlat, 1 output | BCEWithLogitsLossFlat | AUM / BCE | AUMLossFlat, 2 outputs "
-          "| CrossEntropyLossFlat | AUM / CE |")
-    print("|---|---|---|---|---|---|---|")
+    print(threads_note(reps, trials) + ". float32 logits, 10% positives, integer class targets. 'Tied': the same "
+          "logits rounded to 2 decimals, so that many of them tie (as a trained model's outputs can: dead ReLUs, "
+          "saturation), which takes AUM's group bookkeeping at ties.\n")
+    print("| batch size | AUMLossFlat, 1 output | BCEWithLogitsLossFlat | AUM / BCE | AUMLossFlat, 1 output, tied "
+          "| tied AUM / BCE | AUMLossFlat, 2 outputs | CrossEntropyLossFlat | AUM / CE |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         g = torch.Generator().manual_seed(n)
         y = (torch.rand(n, generator=g) < 0.1).long()
         x1 = torch.randn(n, 1, generator=g).requires_grad_()
         x2 = torch.randn(n, 2, generator=g).requires_grad_()
+        tied = (x1.detach() * 100).round().div(100).requires_grad_()
         aum, bce, ce, y1 = AUMLossFlat(), BCEWithLogitsLossFlat(), CrossEntropyLossFlat(), y.float()[:, None]
         t = measure({"aum1": lambda: aum(x1, y).backward(), "bce": lambda: bce(x1, y1).backward(),
+                     "tied": lambda: aum(tied, y).backward(),
                      "aum2": lambda: aum(x2, y).backward(), "ce": lambda: ce(x2, y).backward()}, reps, trials)
         print(f"| {n} | {fmt(t['aum1'], 1e6, '.0f')} | {fmt(t['bce'], 1e6, '.0f')} | "
-              f"{fmt_ratio(t.ratio('aum1', 'bce'))} | {fmt(t['aum2'], 1e6, '.0f')} | {fmt(t['ce'], 1e6, '.0f')} | "
-              f"{fmt_ratio(t.ratio('aum2', 'ce'))} |", flush=True)
+              f"{fmt_ratio(t.ratio('aum1', 'bce'))} | {fmt(t['tied'], 1e6, '.0f')} | {fmt_ratio(t.ratio('tied', 'bce'))} | "
+              f"{fmt(t['aum2'], 1e6, '.0f')} | {fmt(t['ce'], 1e6, '.0f')} | {fmt_ratio(t.ratio('aum2', 'ce'))} |", flush=True)
 
 
 def epoch_rows(n_train: int, batch_sizes, trials: int, reps: int) -> None:

@@ -352,8 +352,7 @@ class StreamingAUROC(AUROC):
                              f"outputs of shape {tuple(pred.shape)}")
         pred, targ = self.reading.oriented(pred, targ.detach().as_subclass(Tensor))
         score = pred.float() if pred.ndim == 1 or pred.shape[1] == 1 else (pred[:, 1].double() - pred[:, 0]).float()
-        detach = learn.to_detach if learn is not None else to_detach
-        score, targ = detach(score.reshape(-1), cpu=False), detach((targ != 0).to(torch.uint8), cpu=False)
+        score, targ = self._detached(score.reshape(-1), learn), self._detached((targ != 0).to(torch.uint8), learn)
         if self.hist is None:
             self.hist = AUROCHistogram(self.bins, device=score.device)
         finite = torch.isfinite(score)
