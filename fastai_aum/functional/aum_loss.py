@@ -53,18 +53,19 @@ def _aum_rows(scores: Tensor, positive: Tensor, normalize: str, need_derivatives
         return value, None, perm, n_pos
     if not sparse:  # no host-device sync: group bookkeeping for every element
         return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm, n_pos
+    # One reduction tells whether there are ties at all (usually not: no group bookkeeping then). The
+    # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
+    untied = n == 1 or gaps.min().item() > 0
+    if not untied and n < _COMPACT_TIES_FROM:  # a short row: bookkeeping for every element costs fewer operations
+        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm, n_pos  # than compacting
     # Away from ties the derivative by sorted score k is min(FP, FN) after k minus before it.
     if m.ndim == 1:
         grad = torch.diff(m, prepend=_ZERO)
     else:
         grad = m.clone()
         grad[..., 1:].sub_(m[..., :-1])
-    # One reduction tells whether there are ties at all (usually not: no group bookkeeping then). The
-    # gaps are >= 0; a NaN gap (non-finite scores, only with validate=False) goes to `find_ties` too.
-    if n == 1 or gaps.min().item() > 0:
+    if untied:
         return value, (grad, grad), perm, n_pos
-    if n < _COMPACT_TIES_FROM:  # a short row: bookkeeping for every element costs fewer operations than compacting
-        return value, _dense_tied_derivatives(v, y, fp, fn, w_neg, w_pos), perm, n_pos
     left, right = _tied_derivatives(v, y, fp, fn, w_neg, w_pos, grad)
     return value, (left, right), perm, n_pos
 
