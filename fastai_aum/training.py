@@ -1,7 +1,8 @@
 """Which of fastai's fits train: `fit` does; `validate`, `get_preds` and `lr_find` do not (not for real)."""
 from __future__ import annotations
 
-from fastai.callback.core import Callback, _inner_loop
+import fastai.callback.core as _core
+from fastai.callback.core import Callback
 
 __all__ = ["TrainingFitCallback", "is_search"]
 
@@ -37,4 +38,5 @@ class TrainingFitCallback(Callback):
         """Runs once per training fit, before its first training batch."""
 
 
-_INNER_LOOP = frozenset(_inner_loop)
+# fastai's per-batch events (a private name: without it every event takes fastai's own dispatch)
+_INNER_LOOP = frozenset(getattr(_core, "_inner_loop", ()))
