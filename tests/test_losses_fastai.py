@@ -425,8 +425,9 @@ def test_a_non_finite_output_gives_nan_with_a_zero_gradient(device_path, bad, mo
 
 
 def test_one_class_batches_are_counted_alike_on_both_paths(monkeypatch):
-    z1, z4 = torch.randn(8, 1), torch.randn(8, 4)
+    z1, z2, z4 = torch.randn(8, 1), torch.randn(8, 2), torch.randn(8, 4)
     batches = [({}, z1, torch.ones(8, dtype=torch.long)), ({}, z1, torch.tensor([0, 1] * 4)),
+               (dict(margin=0.5), z2, torch.zeros(8, dtype=torch.long)), (dict(margin=0.5), z2, torch.arange(8) % 2),
                (dict(average="macro"), z4, torch.zeros(8, dtype=torch.long)),
                (dict(average="macro"), z4, torch.arange(8) % 4),
                (dict(multilabel=True), z4, torch.zeros(8, 4)), (dict(multilabel=True), z4, torch.eye(8)[:, :4]),
@@ -439,7 +440,7 @@ def test_one_class_batches_are_counted_alike_on_both_paths(monkeypatch):
         for loss, (_, x, y) in zip(losses, batches):
             loss(x.clone().requires_grad_(), y)
         counts.append([loss.one_class_batches for loss in losses])
-    assert counts == [[1, 0, 1, 0, 1, 0, 1, 0]] * 2  # binary {-1, 1} labels read as {0, 1}
+    assert counts == [[1, 0, 1, 0, 1, 0, 1, 0, 1, 0]] * 2  # binary {-1, 1} labels read as {0, 1}
 
 
 # --------------------------------------------------------------------- multi-label binding ---
